@@ -1,0 +1,620 @@
+//! The natter line protocol, version 1: pure values and their text form.
+//!
+//! Nothing here does IO. A client line (already framed and decoded by
+//! [`crate::decoder`]) becomes a [`Command`] with [`parse_command`]; a
+//! [`ServerLine`] becomes bytes with [`ServerLine::encode`] and, on the client
+//! side, comes back with [`ServerLine::parse`]. Encoding is the exact inverse of
+//! parsing for every value that [`ServerLine::is_wire_safe`] accepts; the
+//! property tests and the fuzzers hold us to that. PROTOCOL.md is the normative
+//! description; this module is its executable form.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+
+/// The protocol name and version the server announces in its greeting.
+pub const PROTOCOL_VERSION: &str = "natter/1";
+
+/// The room every user is in. Version 1 has no other.
+pub const LOBBY: &str = "#lobby";
+
+/// A time assigned by the server, with whole-second precision.
+///
+/// On the wire it is RFC 3339 in UTC: `2026-11-26T09:30:00Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    /// The current time, truncated to the second.
+    pub fn now() -> Self {
+        Self::from_unix(Utc::now().timestamp()).unwrap_or(Self(DateTime::UNIX_EPOCH))
+    }
+
+    /// The time `secs` seconds after the Unix epoch, if it is between the
+    /// years 0 and 9999 (the range RFC 3339 can write).
+    pub fn from_unix(secs: i64) -> Option<Self> {
+        const MIN: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+        const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+        if !(MIN..=MAX).contains(&secs) {
+            return None;
+        }
+        Utc.timestamp_opt(secs, 0).single().map(Self)
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix(self) -> i64 {
+        self.0.timestamp()
+    }
+
+    /// The time as a chrono value, for display in local time.
+    pub fn datetime(self) -> DateTime<Utc> {
+        self.0
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let t = DateTime::parse_from_rfc3339(s).ok()?;
+        Self::from_unix(t.timestamp())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+}
+
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Timestamp {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let secs = u.int_in_range(-62_167_219_200..=253_402_300_799)?;
+        Self::from_unix(secs).ok_or(arbitrary::Error::IncorrectFormat)
+    }
+}
+
+/// What a client asks of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Command {
+    /// `NICK <name>`: pick a nickname, or change it.
+    Nick(String),
+    /// `MSG [#room] <text>`: say something; without a room, in the current one.
+    Msg {
+        /// The room named before the text, if any.
+        room: Option<String>,
+        /// What to say; never empty.
+        text: String,
+    },
+    /// `USERS [#room]`: who is here.
+    Users {
+        /// The room asked about; the current one if absent.
+        room: Option<String>,
+    },
+    /// `QUIT [reason]`: leave; the reason (possibly empty) is shown to others.
+    Quit(String),
+    /// `HELP`: list the commands.
+    Help,
+    /// `PING [token]`: check the connection; the server answers `PONG [token]`.
+    Ping(String),
+}
+
+/// Why a client line is not a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The line was empty or only spaces; the server ignores it.
+    #[error("empty line")]
+    Empty,
+    /// A slash command that does not exist.
+    #[error("there is no command /{0}")]
+    Unknown(String),
+    /// A command without the argument it needs.
+    #[error("{verb} needs {what}")]
+    MissingArgument {
+        /// The canonical verb.
+        verb: &'static str,
+        /// What is missing, in words.
+        what: &'static str,
+    },
+    /// `MSG #room` or `USERS #room` with a room that is not a valid room name.
+    #[error("{0} is not a room name (rooms look like #lobby)")]
+    BadRoom(String),
+}
+
+/// The verbs a client may send, in canonical (capital) form.
+pub const VERBS: [&str; 6] = ["NICK", "MSG", "USERS", "QUIT", "HELP", "PING"];
+
+/// Parses one decoded client line.
+///
+/// The rules, from PROTOCOL.md: a line whose first word is a verb in
+/// capitals is that command; a line starting with `/` is a slash command whose
+/// verb may be in any case (`//` escapes a leading slash); anything else is
+/// chat, the same as `MSG` with the whole line as text.
+pub fn parse_command(line: &str) -> Result<Command, CommandError> {
+    let line = line.trim_matches(' ');
+    if line.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    if let Some(rest) = line.strip_prefix('/') {
+        if rest.starts_with('/') {
+            return Ok(Command::Msg {
+                room: None,
+                text: rest.to_owned(),
+            });
+        }
+        let (verb, arg) = split_word(rest);
+        let verb = verb.to_ascii_uppercase();
+        let verb = match verb.as_str() {
+            "EXIT" => "QUIT",
+            "PONG" => return Err(CommandError::Unknown(verb.to_ascii_lowercase())),
+            v => match VERBS.iter().find(|&&known| known == v) {
+                Some(known) => known,
+                None => return Err(CommandError::Unknown(verb.to_ascii_lowercase())),
+            },
+        };
+        return command(verb, arg);
+    }
+    let (first, arg) = split_word(line);
+    match VERBS.iter().find(|&&v| v == first) {
+        Some(verb) => command(verb, arg),
+        None => Ok(Command::Msg {
+            room: None,
+            text: line.to_owned(),
+        }),
+    }
+}
+
+/// Splits off the first space-separated word; the rest has its outer spaces
+/// removed.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.split_once(' ') {
+        Some((word, rest)) => (word, rest.trim_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+fn command(verb: &'static str, arg: &str) -> Result<Command, CommandError> {
+    let missing = |what| Err(CommandError::MissingArgument { verb, what });
+    match verb {
+        "NICK" if arg.is_empty() => missing("a nickname, as in NICK alice"),
+        "NICK" => Ok(Command::Nick(arg.to_owned())),
+        "MSG" => {
+            let (room, text) = match arg.strip_prefix('#') {
+                Some(_) => {
+                    let (room, text) = split_word(arg);
+                    if !crate::names::is_room(room) {
+                        return Err(CommandError::BadRoom(room.to_owned()));
+                    }
+                    (Some(room.to_owned()), text)
+                }
+                None => (None, arg),
+            };
+            if text.is_empty() {
+                return missing("some text, as in MSG hello");
+            }
+            Ok(Command::Msg {
+                room,
+                text: text.to_owned(),
+            })
+        }
+        "USERS" if arg.is_empty() => Ok(Command::Users { room: None }),
+        "USERS" if crate::names::is_room(arg) => Ok(Command::Users {
+            room: Some(arg.to_owned()),
+        }),
+        "USERS" => Err(CommandError::BadRoom(arg.to_owned())),
+        "QUIT" => Ok(Command::Quit(arg.to_owned())),
+        "HELP" => Ok(Command::Help),
+        _ => Ok(Command::Ping(arg.to_owned())),
+    }
+}
+
+impl Command {
+    /// The canonical line for this command, without the line ending.
+    ///
+    /// A room-less message whose text starts with `#` is written as a plain
+    /// chat line, because `MSG #word` would name a room.
+    pub fn to_line(&self) -> String {
+        let with_arg = |verb: &str, arg: &str| {
+            if arg.is_empty() {
+                verb.to_owned()
+            } else {
+                format!("{verb} {arg}")
+            }
+        };
+        match self {
+            Command::Nick(nick) => format!("NICK {nick}"),
+            Command::Msg {
+                room: Some(room),
+                text,
+            } => format!("MSG {room} {text}"),
+            Command::Msg { room: None, text } if text.starts_with('#') => text.clone(),
+            Command::Msg { room: None, text } => format!("MSG {text}"),
+            Command::Users { room } => with_arg("USERS", room.as_deref().unwrap_or("")),
+            Command::Quit(reason) => with_arg("QUIT", reason),
+            Command::Help => "HELP".to_owned(),
+            Command::Ping(token) => with_arg("PING", token),
+        }
+    }
+
+    /// True if [`Command::to_line`] of this value parses back to it: the
+    /// strings are non-empty where required, free of control characters and
+    /// of leading or trailing spaces, and names are names.
+    pub fn is_wire_safe(&self) -> bool {
+        let arg = |s: &str| is_clean(s) && s.trim_matches(' ') == s;
+        match self {
+            Command::Nick(nick) => !nick.is_empty() && arg(nick),
+            Command::Msg { room, text } => {
+                !text.is_empty() && arg(text) && room.as_deref().is_none_or(crate::names::is_room)
+            }
+            Command::Users { room } => room.as_deref().is_none_or(crate::names::is_room),
+            Command::Quit(s) | Command::Ping(s) => arg(s),
+            Command::Help => true,
+        }
+    }
+}
+
+/// True if `s` has no control characters (C0, DEL or C1), the characters
+/// that could move a cursor, change colours or end a line.
+pub fn is_clean(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// A stable error code, sent as the second word of an `ERR` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum ErrorCode {
+    /// The command needs a nickname first.
+    NotRegistered,
+    /// No such command.
+    UnknownCommand,
+    /// The command lacks an argument.
+    MissingArgument,
+    /// The nickname breaks the rules; the sentence ends with a valid, free one.
+    NickInvalid,
+    /// Someone else has the nickname; the sentence ends with a free one.
+    NickTaken,
+    /// The line was longer than the server's limit; the rest of it was dropped.
+    LineTooLong,
+    /// The line was not valid UTF-8 and was dropped.
+    BadUtf8,
+    /// The room does not exist, or is not a valid room name.
+    NoSuchRoom,
+    /// The server has as many clients as it accepts; the connection closes.
+    ServerFull,
+    /// No nickname was picked in time; the connection closes.
+    Timeout,
+    /// The bytes were not a chat client's (HTTP, TLS, SSH); the connection closes.
+    NotChat,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of PROTOCOL.md.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::NotRegistered,
+        ErrorCode::UnknownCommand,
+        ErrorCode::MissingArgument,
+        ErrorCode::NickInvalid,
+        ErrorCode::NickTaken,
+        ErrorCode::LineTooLong,
+        ErrorCode::BadUtf8,
+        ErrorCode::NoSuchRoom,
+        ErrorCode::ServerFull,
+        ErrorCode::Timeout,
+        ErrorCode::NotChat,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotRegistered => "not-registered",
+            ErrorCode::UnknownCommand => "unknown-command",
+            ErrorCode::MissingArgument => "missing-argument",
+            ErrorCode::NickInvalid => "nick-invalid",
+            ErrorCode::NickTaken => "nick-taken",
+            ErrorCode::LineTooLong => "line-too-long",
+            ErrorCode::BadUtf8 => "bad-utf8",
+            ErrorCode::NoSuchRoom => "no-such-room",
+            ErrorCode::ServerFull => "server-full",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::NotChat => "not-chat",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A line the server sends. The first word is always the keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum ServerLine {
+    /// `HELLO <version> <text>`: the greeting, telling a person what to type.
+    Hello {
+        /// The protocol version, [`PROTOCOL_VERSION`].
+        version: String,
+        /// Words for a person.
+        text: String,
+    },
+    /// `WELCOME <nick> <text>`: the nickname was accepted and the client is
+    /// now registered. `JOIN` and `USERS` lines for the lobby follow.
+    Welcome {
+        /// The nickname, as the server will show it.
+        nick: String,
+        /// Words for a person.
+        text: String,
+    },
+    /// `MSG <time> <id> <room> <nick> <text>`: someone said something.
+    Msg {
+        /// When the server received it.
+        time: Timestamp,
+        /// Server-assigned, only ever growing.
+        id: u64,
+        /// The room it was said in.
+        room: String,
+        /// Who said it.
+        nick: String,
+        /// What they said.
+        text: String,
+    },
+    /// `JOIN <time> <room> <nick>`: someone entered a room (also sent to them).
+    Join {
+        /// When.
+        time: Timestamp,
+        /// Which room.
+        room: String,
+        /// Who.
+        nick: String,
+    },
+    /// `QUIT <time> <nick> <reason>`: someone left the chat.
+    Quit {
+        /// When.
+        time: Timestamp,
+        /// Who.
+        nick: String,
+        /// Why, in words; may be empty.
+        reason: String,
+    },
+    /// `NICK <time> <old> <new>`: someone changed nickname (also sent to them).
+    Nick {
+        /// When.
+        time: Timestamp,
+        /// The nickname they had.
+        old: String,
+        /// The nickname they have now.
+        new: String,
+    },
+    /// `USERS <room> <nick>...`: everyone in the room, sorted case-insensitively.
+    Users {
+        /// Which room.
+        room: String,
+        /// Its members.
+        nicks: Vec<String>,
+    },
+    /// `PONG [token]`: the answer to `PING`, with its token.
+    Pong(String),
+    /// `INFO <text>`: words for a person (help, notices).
+    Info(String),
+    /// `ERR <code> <text>`: something went wrong; the text says what to do.
+    Err {
+        /// Stable, for programs.
+        code: ErrorCode,
+        /// A sentence for a person.
+        text: String,
+    },
+    /// `BYE <text>`: the server is closing this connection.
+    Bye(String),
+}
+
+/// Why a server line could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerLineError {
+    /// The keyword is not one this version knows.
+    #[error("unknown keyword {0:?}")]
+    UnknownKeyword(String),
+    /// A field is missing or malformed.
+    #[error("malformed {0} line")]
+    Malformed(&'static str),
+}
+
+/// Writes `text` with control characters dropped, so no value can smuggle a
+/// line break or escape sequence onto the wire.
+fn push_clean(out: &mut Vec<u8>, text: &str) {
+    if is_clean(text) {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        for c in text.chars().filter(|c| !c.is_control()) {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+impl ServerLine {
+    /// Appends the line, with its CRLF ending, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        // Writing into a Vec cannot fail.
+        let _ = match self {
+            ServerLine::Hello { version, .. } => write!(out, "HELLO {version} "),
+            ServerLine::Welcome { nick, text: _ } => write!(out, "WELCOME {nick} "),
+            ServerLine::Msg {
+                time,
+                id,
+                room,
+                nick,
+                ..
+            } => write!(out, "MSG {time} {id} {room} {nick} "),
+            ServerLine::Join { time, room, nick } => write!(out, "JOIN {time} {room} {nick}"),
+            ServerLine::Quit { time, nick, .. } => write!(out, "QUIT {time} {nick} "),
+            ServerLine::Nick { time, old, new } => write!(out, "NICK {time} {old} {new}"),
+            ServerLine::Users { room, nicks } => {
+                out.extend_from_slice(b"USERS ");
+                out.extend_from_slice(room.as_bytes());
+                for nick in nicks {
+                    out.push(b' ');
+                    out.extend_from_slice(nick.as_bytes());
+                }
+                Ok(())
+            }
+            ServerLine::Pong(_) => write!(out, "PONG "),
+            ServerLine::Info(_) => write!(out, "INFO "),
+            ServerLine::Err { code, .. } => write!(out, "ERR {code} "),
+            ServerLine::Bye(_) => write!(out, "BYE "),
+        };
+        match self {
+            ServerLine::Hello { text, .. }
+            | ServerLine::Welcome { text, .. }
+            | ServerLine::Msg { text, .. }
+            | ServerLine::Quit { reason: text, .. }
+            | ServerLine::Pong(text)
+            | ServerLine::Info(text)
+            | ServerLine::Err { text, .. }
+            | ServerLine::Bye(text) => {
+                if text.is_empty() {
+                    // "PONG" rather than "PONG ", for tidy transcripts.
+                    if out.last() == Some(&b' ') {
+                        out.pop();
+                    }
+                } else {
+                    push_clean(out, text);
+                }
+            }
+            ServerLine::Join { .. } | ServerLine::Nick { .. } | ServerLine::Users { .. } => {}
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The encoded line as a string, with its CRLF ending.
+    pub fn to_line(&self) -> String {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Parses one server line, without its line ending.
+    pub fn parse(line: &str) -> Result<Self, ServerLineError> {
+        let (keyword, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let mut fields = Fields(rest);
+        let line = match keyword {
+            "HELLO" => ServerLine::Hello {
+                version: fields.word("HELLO")?,
+                text: fields.rest(),
+            },
+            "WELCOME" => ServerLine::Welcome {
+                nick: fields.word("WELCOME")?,
+                text: fields.rest(),
+            },
+            "MSG" => ServerLine::Msg {
+                time: fields.time("MSG")?,
+                id: fields
+                    .word("MSG")?
+                    .parse()
+                    .map_err(|_| ServerLineError::Malformed("MSG"))?,
+                room: fields.word("MSG")?,
+                nick: fields.word("MSG")?,
+                text: fields.rest(),
+            },
+            "JOIN" => ServerLine::Join {
+                time: fields.time("JOIN")?,
+                room: fields.word("JOIN")?,
+                nick: fields.last_word("JOIN")?,
+            },
+            "QUIT" => ServerLine::Quit {
+                time: fields.time("QUIT")?,
+                nick: fields.word("QUIT")?,
+                reason: fields.rest(),
+            },
+            "NICK" => ServerLine::Nick {
+                time: fields.time("NICK")?,
+                old: fields.word("NICK")?,
+                new: fields.last_word("NICK")?,
+            },
+            "USERS" => {
+                let room = fields.word("USERS")?;
+                let nicks: Vec<String> = match fields.rest() {
+                    rest if rest.is_empty() => Vec::new(),
+                    rest => rest.split(' ').map(str::to_owned).collect(),
+                };
+                if nicks.iter().any(String::is_empty) {
+                    return Err(ServerLineError::Malformed("USERS"));
+                }
+                ServerLine::Users { room, nicks }
+            }
+            "PONG" => ServerLine::Pong(fields.rest()),
+            "INFO" => ServerLine::Info(fields.rest()),
+            "ERR" => ServerLine::Err {
+                code: ErrorCode::parse(&fields.word("ERR")?)
+                    .ok_or(ServerLineError::Malformed("ERR"))?,
+                text: fields.rest(),
+            },
+            "BYE" => ServerLine::Bye(fields.rest()),
+            other => return Err(ServerLineError::UnknownKeyword(other.to_owned())),
+        };
+        Ok(line)
+    }
+
+    /// True if [`ServerLine::encode`] of this value parses back to it: words
+    /// are non-empty and space-free, texts are clean, rooms and nicks are names.
+    pub fn is_wire_safe(&self) -> bool {
+        let word = |s: &str| !s.is_empty() && !s.contains(' ') && is_clean(s);
+        let nick = |s: &str| crate::names::check_nick(s).is_ok();
+        let room = crate::names::is_room;
+        match self {
+            ServerLine::Hello { version, text } => word(version) && is_clean(text),
+            ServerLine::Welcome { nick: n, text } => nick(n) && is_clean(text),
+            ServerLine::Msg {
+                room: r,
+                nick: n,
+                text,
+                ..
+            } => room(r) && nick(n) && is_clean(text),
+            ServerLine::Join { room: r, nick: n, .. } => room(r) && nick(n),
+            ServerLine::Quit {
+                nick: n, reason, ..
+            } => nick(n) && is_clean(reason),
+            ServerLine::Nick { old, new, .. } => nick(old) && nick(new),
+            ServerLine::Users { room: r, nicks } => room(r) && nicks.iter().all(|n| nick(n)),
+            ServerLine::Pong(text)
+            | ServerLine::Info(text)
+            | ServerLine::Err { text, .. }
+            | ServerLine::Bye(text) => is_clean(text),
+        }
+    }
+}
+
+/// A cursor over the space-separated fields of a server line.
+struct Fields<'a>(&'a str);
+
+impl Fields<'_> {
+    fn word(&mut self, what: &'static str) -> Result<String, ServerLineError> {
+        let (word, rest) = self.0.split_once(' ').unwrap_or((self.0, ""));
+        if word.is_empty() {
+            return Err(ServerLineError::Malformed(what));
+        }
+        self.0 = rest;
+        Ok(word.to_owned())
+    }
+
+    /// The final word: nothing may follow it.
+    fn last_word(&mut self, what: &'static str) -> Result<String, ServerLineError> {
+        let word = self.word(what)?;
+        if self.0.is_empty() {
+            Ok(word)
+        } else {
+            Err(ServerLineError::Malformed(what))
+        }
+    }
+
+    fn time(&mut self, what: &'static str) -> Result<Timestamp, ServerLineError> {
+        Timestamp::parse(&self.word(what)?).ok_or(ServerLineError::Malformed(what))
+    }
+
+    fn rest(&mut self) -> String {
+        std::mem::take(&mut self.0).to_owned()
+    }
+}
