@@ -2,11 +2,30 @@
 //! terminal client for it.
 //!
 //! # Layout
+//! - [`config`]: the server's limits, each with a `natter serve` flag.
+//! - [`decoder`]: raw peer bytes to lines: framing, telnet, line editing and
+//!   limits. No IO.
+//! - [`hub`]: the one owner of the chat's state: clients, nicknames, who
+//!   hears what. A state machine without IO, fed events by the server.
 //! - [`names`]: what a valid nickname or room name is, and suggestions.
 //! - [`protocol`]: the line protocol as pure values: parse client lines, encode
 //!   and parse server lines. No IO.
+//! - [`server`]: the accept loop and the hub task; [`server::serve`] runs a
+//!   server on a ready listener until a shutdown future completes.
+//! - `session`: one connection's reader and writer.
+//! - [`tui`]: the Cursive terminal client (feature `tui`, on by default).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub use config::Config;
+pub use server::serve;
+
+pub mod config;
+pub mod decoder;
+pub mod hub;
 pub mod names;
 pub mod protocol;
+pub mod server;
+mod session;
+#[cfg(feature = "tui")]
+pub mod tui;

@@ -1,0 +1,47 @@
+//! The server's limits: every buffer, queue and count a peer can grow has one,
+//! and each has a flag in `natter serve` (see `natter serve --help`).
+
+use std::time::Duration;
+
+/// How a server behaves under load and abuse. `Config::default()` is what
+/// `natter serve` uses without flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Connections served at once; past it a newcomer gets `ERR server-full`.
+    /// Each connection holds a file descriptor, and a process may hold a
+    /// limited number of them.
+    pub max_clients: usize,
+    /// The most bytes one line may hold; longer lines get `ERR line-too-long`
+    /// and are dropped. Also bounds the memory a connection's read side holds.
+    pub max_line: usize,
+    /// Lines queued for a client that is not reading them; one more and the
+    /// client is disconnected, so it never delays anyone else.
+    pub outbox: usize,
+    /// How long a connection may stay without a nickname before it is closed.
+    pub register_timeout: Duration,
+    /// Lines per second a client may send over time; 0 switches the limit off.
+    /// Past it, the server reads that client's lines more slowly.
+    pub rate: u32,
+    /// Lines a client may send at once before `rate` applies: a normal paste
+    /// goes through at full speed.
+    pub burst: u32,
+    /// On shutdown, how long to wait for outboxes to be written.
+    pub shutdown_grace: Duration,
+    /// Threads that run the connections; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_clients: 10_000,
+            max_line: 1024,
+            outbox: 1024,
+            register_timeout: Duration::from_secs(60),
+            rate: 10,
+            burst: 50,
+            shutdown_grace: Duration::from_secs(2),
+            threads: 0,
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The server: accepts connections, runs one session per connection and one
+//! hub task that owns the chat's state.
+//!
+//! Sessions never touch each other. They send [`Event`]s to the hub task over
+//! a bounded channel; the hub pushes encoded lines into each session's own
+//! bounded outbox, which that session's writer drains. A client that stops
+//! reading fills only its own outbox and is then disconnected.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use futures_lite::{future, AsyncWriteExt};
+use smol::net::TcpListener;
+use smol::{Async, Executor, Timer};
+
+use crate::config::Config;
+use crate::hub::{ClientId, Hub, Line, Outbox, Rejected};
+use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp};
+use crate::session;
+
+/// What sessions tell the hub task.
+pub(crate) enum Event {
+    /// A connection was accepted; the hub greets it through `outbox`.
+    Connect {
+        /// The connection.
+        id: ClientId,
+        /// Where its lines go.
+        outbox: SessionOutbox,
+    },
+    /// A parsed command from a connection.
+    Command {
+        /// The connection.
+        id: ClientId,
+        /// What it asked.
+        command: Command,
+    },
+    /// A line for the connection itself (an error about its input, a telnet
+    /// reply), passed through the hub so it keeps its place among the
+    /// hub's answers.
+    Reply {
+        /// The connection.
+        id: ClientId,
+        /// The encoded line.
+        line: Line,
+    },
+    /// The connection ended; `reason` is shown to others if it was registered.
+    Disconnect {
+        /// The connection.
+        id: ClientId,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// Lines waiting for a session's writer, and the signal that tells the
+/// session the hub is done with it.
+#[derive(Clone)]
+pub(crate) struct SessionOutbox {
+    /// Drained by the writer; bounded by `limit`, checked on every push.
+    lines: Sender<Line>,
+    /// The most lines `lines` may hold.
+    limit: usize,
+    /// Never carries a value; closing it wakes the session.
+    closed: Sender<()>,
+}
+
+impl SessionOutbox {
+    /// A new outbox for `limit` lines, with the writer's and the session's
+    /// ends of it.
+    pub(crate) fn new(limit: usize) -> (Self, Receiver<Line>, Receiver<()>) {
+        // Unbounded underneath, bounded by the length check in `push`: a
+        // bounded channel would allocate all `limit` slots up front, for
+        // every idle connection.
+        let (lines, lines_rx) = async_channel::unbounded();
+        let (closed, closed_rx) = async_channel::bounded(1);
+        let outbox = Self {
+            lines,
+            limit,
+            closed,
+        };
+        (outbox, lines_rx, closed_rx)
+    }
+}
+
+impl Outbox for SessionOutbox {
+    fn push(&mut self, line: &Line) -> Result<(), Rejected> {
+        if self.lines.len() >= self.limit {
+            return Err(Rejected::Full);
+        }
+        self.lines
+            .try_send(Line::clone(line))
+            .map_err(|_| Rejected::Closed)
+    }
+
+    fn close(&mut self) {
+        self.lines.close();
+        self.closed.close();
+    }
+}
+
+/// How many lines the hub's inbox holds before sessions wait to send more.
+const HUB_QUEUE: usize = 4096;
+
+/// Runs a chat server on `listener` until `shutdown` completes, then says
+/// goodbye to every client, gives their outboxes `config.shutdown_grace` to
+/// drain, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let executor = Arc::new(Executor::new());
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let executor = Arc::clone(&executor);
+            let stopped = stopped.clone();
+            std::thread::Builder::new()
+                .name(format!("natter-{i}"))
+                .spawn(move || future::block_on(executor.run(stopped.recv())))
+        })
+        .collect::<io::Result<_>>()?;
+
+    let result = run(&executor, listener, config, shutdown).await;
+    drop(stop);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    result
+}
+
+async fn run(
+    executor: &Arc<Executor<'static>>,
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let config = Arc::new(config);
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let (events, inbox) = async_channel::bounded(HUB_QUEUE);
+    let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
+    let hub = executor.spawn(run_hub(
+        inbox,
+        shutdown_signal,
+        config.register_timeout.as_secs(),
+    ));
+    // Every session holds a clone; when all are dropped, `all_done` ends.
+    let (done, all_done) = async_channel::bounded::<()>(1);
+    let clients = Arc::new(AtomicUsize::new(0));
+
+    let accept = async {
+        let mut next_id: ClientId = 0;
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Most likely out of file descriptors: back off instead of
+                    // spinning, and keep serving the clients we have.
+                    tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let stream: Arc<Async<std::net::TcpStream>> = stream.into();
+            if clients.load(Ordering::Relaxed) >= config.max_clients {
+                tracing::warn!(%peer, "refused: server full");
+                executor.spawn(refuse(stream, config.max_clients)).detach();
+                continue;
+            }
+            next_id += 1;
+            let id = next_id;
+            let guard = Count::new(&clients);
+            let events = events.clone();
+            let config = Arc::clone(&config);
+            let done = done.clone();
+            executor
+                .spawn(async move {
+                    tracing::info!(id, %peer, "connected");
+                    let reason = session::run(id, stream, &config, events).await;
+                    tracing::info!(id, %peer, %reason, "disconnected");
+                    drop((guard, done));
+                })
+                .detach();
+        }
+    };
+    future::or(accept, shutdown).await;
+
+    tracing::info!("shutting down");
+    drop(listener);
+    drop(events);
+    let _ = shutting_down.send(()).await;
+    drop(done);
+    let grace = config.shutdown_grace + Duration::from_millis(500);
+    let drained = future::or(async { all_done.recv().await.is_err() }, async {
+        Timer::after(grace).await;
+        false
+    })
+    .await;
+    if !drained {
+        tracing::warn!(
+            left = clients.load(Ordering::Relaxed),
+            "some clients did not take their last lines in time"
+        );
+    }
+    drop(hub);
+    Ok(())
+}
+
+/// Counts a live session; the count goes down when it is dropped.
+struct Count(Arc<AtomicUsize>);
+
+impl Count {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Tells a newcomer the server is full, politely and briefly, and closes.
+async fn refuse(stream: Arc<Async<std::net::TcpStream>>, max: usize) {
+    let mut bytes = Vec::new();
+    ServerLine::Err {
+        code: ErrorCode::ServerFull,
+        text: format!("The server is full ({max} clients); please try again later."),
+    }
+    .encode(&mut bytes);
+    ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
+    let write = async {
+        let _ = (&*stream).write_all(&bytes).await;
+    };
+    future::or(write, async {
+        Timer::after(Duration::from_secs(1)).await;
+    })
+    .await;
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+/// The hub task: applies events in order, expires unregistered connections
+/// once a second, and says goodbye to everyone on shutdown.
+async fn run_hub(inbox: Receiver<Event>, shutdown: Receiver<()>, register_timeout: u64) {
+    let mut hub: Hub<SessionOutbox> = Hub::new(register_timeout);
+    let mut tick = Timer::interval(Duration::from_secs(1));
+    enum Wake {
+        Event(Event),
+        Tick,
+        Shutdown,
+    }
+    loop {
+        // `or` polls its first future first: shutdown and the tick must not
+        // starve behind a flood of events.
+        let wake = future::or(
+            async {
+                let _ = shutdown.recv().await;
+                Wake::Shutdown
+            },
+            future::or(
+                async {
+                    futures_lite::StreamExt::next(&mut tick).await;
+                    Wake::Tick
+                },
+                async {
+                    match inbox.recv().await {
+                        Ok(event) => Wake::Event(event),
+                        Err(_) => Wake::Shutdown,
+                    }
+                },
+            ),
+        )
+        .await;
+        let now = Timestamp::now();
+        match wake {
+            Wake::Event(Event::Connect { id, outbox }) => hub.connect(id, outbox, now),
+            Wake::Event(Event::Command { id, command }) => hub.command(id, command, now),
+            Wake::Event(Event::Reply { id, line }) => hub.reply(id, &line, now),
+            Wake::Event(Event::Disconnect { id, reason }) => hub.disconnect(id, &reason, now),
+            Wake::Tick => hub.tick(now),
+            Wake::Shutdown => {
+                hub.shutdown("The server is shutting down. See you soon!");
+                return;
+            }
+        }
+    }
+}

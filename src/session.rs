@@ -1,0 +1,255 @@
+//! One connection: a reader that turns bytes into commands for the hub, and a
+//! writer that drains the connection's outbox into the socket.
+//!
+//! The reader answers what it can on its own (telnet negotiation, lines too
+//! long, bad UTF-8, unknown commands) and sends the rest to the hub. Nothing
+//! here waits on another client: the only shared things are the hub's inbox
+//! (bounded, so a flood slows its sender) and this connection's own outbox.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use futures_lite::{future, AsyncWriteExt};
+use smol::{Async, Timer};
+
+use crate::config::Config;
+use crate::decoder::{Frame, LineDecoder};
+use crate::hub::{encode, ClientId, Line};
+use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
+use crate::server::{Event, SessionOutbox};
+
+/// How a session ended, before the final flush.
+enum End {
+    /// The reader stopped: EOF, a read error, `QUIT` or a non-chat peer.
+    Reader(String),
+    /// The hub closed the outbox: `QUIT`, overflow, timeout or shutdown.
+    Closed,
+    /// Writing to the socket failed; nothing more can be sent.
+    Writer(String),
+}
+
+/// Serves connection `id` until it ends, and returns why, for the log.
+pub(crate) async fn run(
+    id: ClientId,
+    stream: Arc<Async<TcpStream>>,
+    config: &Config,
+    events: Sender<Event>,
+) -> String {
+    // Chat lines are small and latency matters more than packet count; the
+    // writer already coalesces what is queued into one write.
+    let _ = stream.get_ref().set_nodelay(true);
+    let (outbox, lines, closed) = SessionOutbox::new(config.outbox);
+    if events.send(Event::Connect { id, outbox }).await.is_err() {
+        return "server shutting down".into();
+    }
+    let mut writer = Box::pin(write_lines(&stream, lines));
+    let end = future::or(
+        future::or(
+            async { End::Reader(read_lines(id, &stream, config, &events).await) },
+            async {
+                let _ = closed.recv().await;
+                End::Closed
+            },
+        ),
+        async {
+            match writer.as_mut().await {
+                Ok(()) => End::Closed,
+                Err(err) => End::Writer(format!("write failed: {err}")),
+            }
+        },
+    )
+    .await;
+    let reason = match end {
+        End::Reader(reason) => reason,
+        End::Closed => "closed by the server".into(),
+        End::Writer(reason) => reason,
+    };
+    let _ = events
+        .send(Event::Disconnect {
+            id,
+            reason: reason.clone(),
+        })
+        .await;
+    if !reason.starts_with("write failed") {
+        // The hub has closed the outbox by now: write what is left, but do
+        // not wait forever on a client that is not reading.
+        future::or(
+            async {
+                let _ = writer.as_mut().await;
+            },
+            async {
+                Timer::after(config.shutdown_grace).await;
+            },
+        )
+        .await;
+    }
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+    reason
+}
+
+/// Reads, decodes and parses until the connection ends; returns why.
+async fn read_lines(
+    id: ClientId,
+    stream: &Async<TcpStream>,
+    config: &Config,
+    events: &Sender<Event>,
+) -> String {
+    let mut decoder = LineDecoder::new(config.max_line);
+    let mut bucket = TokenBucket::new(config.rate, config.burst);
+    let reply = |line: &ServerLine| Event::Reply {
+        id,
+        line: encode(line),
+    };
+    let error = |code: ErrorCode, text: String| reply(&ServerLine::Err { code, text });
+    loop {
+        if let Err(err) = stream.readable().await {
+            return format!("read failed: {err}");
+        }
+        let data = match read_now(stream) {
+            Ok(data) if data.is_empty() => return "connection closed".into(),
+            Ok(data) => data,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                return "connection reset".into()
+            }
+            Err(err) => return format!("read failed: {err}"),
+        };
+        let mut rest = &data[..];
+        while let Some(frame) = decoder.decode(&mut rest) {
+            let event = match frame {
+                Frame::Line(text) => match parse_command(&text) {
+                    Ok(command) => {
+                        bucket.take().await;
+                        let quit = matches!(command, Command::Quit(_));
+                        if events.send(Event::Command { id, command }).await.is_err() {
+                            return "server shutting down".into();
+                        }
+                        if quit {
+                            return "quit".into();
+                        }
+                        continue;
+                    }
+                    Err(CommandError::Empty) => continue,
+                    Err(err) => {
+                        let (code, hint) = match err {
+                            CommandError::Unknown(_) => {
+                                (ErrorCode::UnknownCommand, " HELP lists the commands.")
+                            }
+                            CommandError::BadRoom(_) => (ErrorCode::NoSuchRoom, ""),
+                            _ => (ErrorCode::MissingArgument, ""),
+                        };
+                        error(code, format!("{}.{hint}", capitalised(&err.to_string())))
+                    }
+                },
+                Frame::TooLong => error(
+                    ErrorCode::LineTooLong,
+                    format!(
+                        "Lines are limited to {} bytes; the rest of that line was dropped.",
+                        config.max_line
+                    ),
+                ),
+                Frame::BadUtf8 => error(
+                    ErrorCode::BadUtf8,
+                    "That line was not valid UTF-8 text and was dropped.".into(),
+                ),
+                Frame::NotChat(kind) => {
+                    let explain = error(ErrorCode::NotChat, format!("{}.", capitalised(kind.describe())));
+                    let _ = events.send(explain).await;
+                    let _ = events.send(reply(&ServerLine::Bye("Goodbye.".into()))).await;
+                    return "not a chat client".into();
+                }
+            };
+            if events.send(event).await.is_err() {
+                return "server shutting down".into();
+            }
+        }
+        if decoder.has_replies() {
+            let line = Line::from(decoder.take_replies());
+            if events.send(Event::Reply { id, line }).await.is_err() {
+                return "server shutting down".into();
+            }
+        }
+    }
+}
+
+/// Reads what the socket has now, without waiting. The buffer lives only
+/// for this call, so an idle connection holds none.
+fn read_now(stream: &Async<TcpStream>) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    let n = stream.get_ref().read(&mut buf)?;
+    Ok(buf.get(..n).unwrap_or_default().to_vec())
+}
+
+/// Drains the outbox into the socket until the hub closes it, coalescing
+/// whatever is queued into one write.
+async fn write_lines(stream: &Async<TcpStream>, lines: Receiver<Line>) -> io::Result<()> {
+    const BATCH: usize = 64 * 1024;
+    let mut writer = stream;
+    while let Ok(first) = lines.recv().await {
+        if lines.is_empty() {
+            writer.write_all(&first).await?;
+            continue;
+        }
+        let mut buf = Vec::with_capacity(BATCH);
+        buf.extend_from_slice(&first);
+        while buf.len() < BATCH {
+            match lines.try_recv() {
+                Ok(line) => buf.extend_from_slice(&line),
+                Err(_) => break,
+            }
+        }
+        writer.write_all(&buf).await?;
+    }
+    writer.flush().await
+}
+
+/// Paces a client's commands: `burst` at once, then `rate` per second.
+struct TokenBucket {
+    /// Lines per second; 0 means no limit.
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Waits until the client may send one more line, and spends it.
+    async fn take(&mut self) {
+        if self.rate <= 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+        if self.tokens < 1.0 {
+            let wait = (1.0 - self.tokens) / self.rate;
+            Timer::after(Duration::from_secs_f64(wait)).await;
+            self.tokens = 1.0;
+            self.last = Instant::now();
+        }
+        self.tokens -= 1.0;
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
