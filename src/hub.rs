@@ -130,7 +130,10 @@ impl<O: Outbox> Hub<O> {
                 ErrorCode::Timeout,
                 format!("No nickname was picked within {secs} seconds; closing the connection."),
             );
-            self.send(id, &ServerLine::Bye("Come back when you have a nickname.".into()));
+            self.send(
+                id,
+                &ServerLine::Bye("Come back when you have a nickname.".into()),
+            );
             self.remove(id, "registration timeout", now);
         }
         self.settle(now);
@@ -255,7 +258,11 @@ impl<O: Outbox> Hub<O> {
                 NickError::BadStart => "A nickname starts with a letter",
                 NickError::BadChar => "A nickname uses only letters, digits, _ and -",
             };
-            return self.error(id, ErrorCode::NickInvalid, format!("{why}; try {suggestion}"));
+            return self.error(
+                id,
+                ErrorCode::NickInvalid,
+                format!("{why}; try {suggestion}"),
+            );
         }
         if holder.is_some_and(|holder| holder != id) {
             let suggestion = names::suggest_nick(wanted, taken);
@@ -496,7 +503,10 @@ mod tests {
         hub.command(1, chat("hello"), t());
         hub.command(1, Command::Users { room: None }, t());
         let got = c.take();
-        assert!(got.iter().all(|l| l.starts_with("ERR not-registered ")), "{got:?}");
+        assert!(
+            got.iter().all(|l| l.starts_with("ERR not-registered ")),
+            "{got:?}"
+        );
         hub.command(1, Command::Ping("x".into()), t());
         assert_eq!(c.take(), ["PONG x"]);
         hub.command(1, Command::Help, t());
@@ -533,9 +543,16 @@ mod tests {
         assert_eq!(a.take(), std::slice::from_ref(&line));
         assert_eq!(b.take(), [line]);
         let _c = join(&mut hub, 3, "alice");
-        assert_eq!(hub.nicknames().collect::<Vec<_>>(), ["alice", "Alicia", "bob"]);
+        assert_eq!(
+            hub.nicknames().collect::<Vec<_>>(),
+            ["alice", "Alicia", "bob"]
+        );
         hub.command(1, Command::Nick("ALICIA".into()), t());
-        assert_eq!(hub.nick(1), Some("ALICIA"), "case change of own nick is allowed");
+        assert_eq!(
+            hub.nick(1),
+            Some("ALICIA"),
+            "case change of own nick is allowed"
+        );
     }
 
     #[test]

@@ -39,7 +39,10 @@ struct Serve {
     #[argh(option, default = "natter::Config::default().outbox")]
     outbox: usize,
     /// seconds a connection may take to pick a nickname (default 60)
-    #[argh(option, default = "natter::Config::default().register_timeout.as_secs()")]
+    #[argh(
+        option,
+        default = "natter::Config::default().register_timeout.as_secs()"
+    )]
     register_timeout: u64,
     /// lines per second a client may send over time; 0 turns the limit off
     /// (default 10)
@@ -111,10 +114,8 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
         let listener = smol::net::TcpListener::bind(&args.bind)
             .await
             .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?;
-        let mut signals = async_signal::Signals::new([
-            async_signal::Signal::Int,
-            async_signal::Signal::Term,
-        ])?;
+        let mut signals =
+            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
         let shutdown = async move {
             if let Some(Ok(signal)) = signals.next().await {
                 tracing::info!(?signal, "signal received");

@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(check_nick("bob smith"), Err(NickError::BadChar));
         assert_eq!(check_nick("bøb"), Err(NickError::BadChar));
         assert_eq!(check_nick(&"a".repeat(NICK_MAX)), Ok(()));
-        assert_eq!(check_nick(&"a".repeat(NICK_MAX + 1)), Err(NickError::TooLong));
+        assert_eq!(
+            check_nick(&"a".repeat(NICK_MAX + 1)),
+            Err(NickError::TooLong)
+        );
     }
 
     #[test]

@@ -573,7 +573,9 @@ impl ServerLine {
                 text,
                 ..
             } => room(r) && nick(n) && is_clean(text),
-            ServerLine::Join { room: r, nick: n, .. } => room(r) && nick(n),
+            ServerLine::Join {
+                room: r, nick: n, ..
+            } => room(r) && nick(n),
             ServerLine::Quit {
                 nick: n, reason, ..
             } => nick(n) && is_clean(reason),
@@ -616,5 +618,231 @@ impl Fields<'_> {
 
     fn rest(&mut self) -> String {
         std::mem::take(&mut self.0).to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn msg(room: Option<&str>, text: &str) -> Command {
+        Command::Msg {
+            room: room.map(str::to_owned),
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn verbs_in_capitals_are_commands() {
+        assert_eq!(parse_command("NICK bob"), Ok(Command::Nick("bob".into())));
+        assert_eq!(parse_command("MSG hi there"), Ok(msg(None, "hi there")));
+        assert_eq!(
+            parse_command("MSG #lobby hi"),
+            Ok(msg(Some("#lobby"), "hi"))
+        );
+        assert_eq!(parse_command("USERS"), Ok(Command::Users { room: None }));
+        assert_eq!(parse_command("QUIT"), Ok(Command::Quit(String::new())));
+        assert_eq!(
+            parse_command("QUIT  gone  "),
+            Ok(Command::Quit("gone".into()))
+        );
+        assert_eq!(parse_command("HELP"), Ok(Command::Help));
+        assert_eq!(parse_command("PING 42"), Ok(Command::Ping("42".into())));
+    }
+
+    #[test]
+    fn other_lines_are_chat() {
+        assert_eq!(parse_command("hello"), Ok(msg(None, "hello")));
+        assert_eq!(
+            parse_command("quit bugging me"),
+            Ok(msg(None, "quit bugging me"))
+        );
+        assert_eq!(parse_command("LOL"), Ok(msg(None, "LOL")));
+        assert_eq!(parse_command("#rust is fun"), Ok(msg(None, "#rust is fun")));
+        assert_eq!(
+            parse_command("MSG QUIT is a verb"),
+            Ok(msg(None, "QUIT is a verb"))
+        );
+        assert_eq!(parse_command("//shrug"), Ok(msg(None, "/shrug")));
+        assert_eq!(parse_command("   "), Err(CommandError::Empty));
+    }
+
+    #[test]
+    fn slash_commands_work_in_any_case() {
+        assert_eq!(parse_command("/NiCk bob"), Ok(Command::Nick("bob".into())));
+        assert_eq!(parse_command("/exit"), Ok(Command::Quit(String::new())));
+        assert_eq!(parse_command("/quit bye"), Ok(Command::Quit("bye".into())));
+        assert_eq!(parse_command("/msg hi"), Ok(msg(None, "hi")));
+        assert_eq!(parse_command("/Users"), Ok(Command::Users { room: None }));
+        assert_eq!(
+            parse_command("/rooms"),
+            Err(CommandError::Unknown("rooms".into()))
+        );
+        assert_eq!(
+            parse_command("/"),
+            Err(CommandError::Unknown(String::new()))
+        );
+    }
+
+    #[test]
+    fn missing_arguments_and_bad_rooms_are_errors() {
+        assert!(matches!(
+            parse_command("NICK"),
+            Err(CommandError::MissingArgument { verb: "NICK", .. })
+        ));
+        assert!(matches!(
+            parse_command("MSG #lobby"),
+            Err(CommandError::MissingArgument { verb: "MSG", .. })
+        ));
+        assert_eq!(
+            parse_command("MSG #bad!room hi"),
+            Err(CommandError::BadRoom("#bad!room".into()))
+        );
+        assert_eq!(
+            parse_command("USERS lobby"),
+            Err(CommandError::BadRoom("lobby".into()))
+        );
+    }
+
+    #[test]
+    fn server_lines_have_their_documented_shape() {
+        let time = Timestamp::from_unix(1_795_000_000).unwrap();
+        let line = ServerLine::Msg {
+            time,
+            id: 7,
+            room: LOBBY.into(),
+            nick: "alice".into(),
+            text: "hi  there".into(),
+        };
+        assert_eq!(
+            line.to_line(),
+            "MSG 2026-11-18T11:06:40Z 7 #lobby alice hi  there\r\n"
+        );
+        assert_eq!(ServerLine::Pong(String::new()).to_line(), "PONG\r\n");
+        assert_eq!(
+            ServerLine::Users {
+                room: LOBBY.into(),
+                nicks: vec![]
+            }
+            .to_line(),
+            "USERS #lobby\r\n"
+        );
+        assert_eq!(
+            ServerLine::parse("ERR nick-taken bob is taken; try bob2"),
+            Ok(ServerLine::Err {
+                code: ErrorCode::NickTaken,
+                text: "bob is taken; try bob2".into()
+            })
+        );
+        assert!(ServerLine::parse("MSG not-a-time 1 #lobby a b").is_err());
+        assert!(ServerLine::parse("JOIN 2026-11-18T11:06:40Z #lobby a extra").is_err());
+        assert!(ServerLine::parse("USERS #lobby a  b").is_err());
+        assert!(ServerLine::parse("WHATEVER").is_err());
+    }
+
+    #[test]
+    fn encoding_drops_control_characters() {
+        let line = ServerLine::Info("a\r\nMSG forged\x1b[2J\u{9b}".into()).to_line();
+        assert_eq!(line, "INFO aMSG forged[2J\r\n");
+    }
+
+    fn nick() -> impl Strategy<Value = String> {
+        "[A-Za-z][A-Za-z0-9_-]{0,15}"
+    }
+
+    fn room() -> impl Strategy<Value = String> {
+        "#[A-Za-z0-9_-]{1,31}"
+    }
+
+    /// Text without control characters; spaces anywhere.
+    fn text() -> impl Strategy<Value = String> {
+        "[ a-zA-Z0-9#/:é漢😀-]{0,40}"
+    }
+
+    fn time() -> impl Strategy<Value = Timestamp> {
+        (0i64..4_000_000_000).prop_map(|s| Timestamp::from_unix(s).unwrap())
+    }
+
+    fn server_line() -> impl Strategy<Value = ServerLine> {
+        prop_oneof![
+            ("[a-z/0-9]{1,10}", text())
+                .prop_map(|(version, text)| ServerLine::Hello { version, text }),
+            (nick(), text()).prop_map(|(nick, text)| ServerLine::Welcome { nick, text }),
+            (time(), any::<u64>(), room(), nick(), text()).prop_map(
+                |(time, id, room, nick, text)| ServerLine::Msg {
+                    time,
+                    id,
+                    room,
+                    nick,
+                    text
+                }
+            ),
+            (time(), room(), nick()).prop_map(|(time, room, nick)| ServerLine::Join {
+                time,
+                room,
+                nick
+            }),
+            (time(), nick(), text()).prop_map(|(time, nick, reason)| ServerLine::Quit {
+                time,
+                nick,
+                reason
+            }),
+            (time(), nick(), nick()).prop_map(|(time, old, new)| ServerLine::Nick {
+                time,
+                old,
+                new
+            }),
+            (room(), prop::collection::vec(nick(), 0..5))
+                .prop_map(|(room, nicks)| ServerLine::Users { room, nicks }),
+            text().prop_map(ServerLine::Pong),
+            text().prop_map(ServerLine::Info),
+            (prop::sample::select(ErrorCode::ALL.to_vec()), text())
+                .prop_map(|(code, text)| ServerLine::Err { code, text }),
+            text().prop_map(ServerLine::Bye),
+        ]
+    }
+
+    /// An argument as a parsed command holds it: no outer spaces.
+    fn arg() -> impl Strategy<Value = String> {
+        text().prop_map(|t| t.trim_matches(' ').to_owned())
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            arg()
+                .prop_filter("nonempty", |s| !s.is_empty())
+                .prop_map(Command::Nick),
+            (proptest::option::of(room()), arg())
+                .prop_filter("nonempty", |(_, t)| !t.is_empty())
+                .prop_map(|(room, text)| Command::Msg { room, text }),
+            proptest::option::of(room()).prop_map(|room| Command::Users { room }),
+            arg().prop_map(Command::Quit),
+            Just(Command::Help),
+            arg().prop_map(Command::Ping),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn server_lines_round_trip(line in server_line()) {
+            prop_assert!(line.is_wire_safe());
+            let encoded = line.to_line();
+            let body = encoded.strip_suffix("\r\n").unwrap();
+            prop_assert!(!body.contains(['\r', '\n']));
+            prop_assert_eq!(ServerLine::parse(body), Ok(line));
+        }
+
+        #[test]
+        fn commands_round_trip(command in command()) {
+            prop_assert!(command.is_wire_safe());
+            prop_assert_eq!(parse_command(&command.to_line()), Ok(command));
+        }
+
+        #[test]
+        fn parsers_never_panic(line in "\\PC{0,60}") {
+            let _ = parse_command(&line);
+            let _ = ServerLine::parse(&line);
+        }
     }
 }

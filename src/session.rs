@@ -157,9 +157,14 @@ async fn read_lines(
                     "That line was not valid UTF-8 text and was dropped.".into(),
                 ),
                 Frame::NotChat(kind) => {
-                    let explain = error(ErrorCode::NotChat, format!("{}.", capitalised(kind.describe())));
+                    let explain = error(
+                        ErrorCode::NotChat,
+                        format!("{}.", capitalised(kind.describe())),
+                    );
                     let _ = events.send(explain).await;
-                    let _ = events.send(reply(&ServerLine::Bye("Goodbye.".into()))).await;
+                    let _ = events
+                        .send(reply(&ServerLine::Bye("Goodbye.".into())))
+                        .await;
                     return "not a chat client".into();
                 }
             };
