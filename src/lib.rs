@@ -13,6 +13,8 @@
 //! - [`server`]: the accept loop and the hub task; [`server::serve`] runs a
 //!   server on a ready listener until a shutdown future completes.
 //! - `session`: one connection's reader and writer.
+//! - [`store`]: chat history in SQLite or memory, written in batches on its
+//!   own thread.
 //! - [`tui`]: the Cursive terminal client (feature `tui`, on by default).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
@@ -27,5 +29,6 @@ pub mod names;
 pub mod protocol;
 pub mod server;
 mod session;
+pub mod store;
 #[cfg(feature = "tui")]
 pub mod tui;
