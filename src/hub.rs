@@ -181,6 +181,11 @@ impl<O: Outbox> Hub<O> {
                 Some(room) => self.no_such_room(id, &room),
                 None => self.send(id, &self.users()),
             },
+            _ => self.error(
+                id,
+                ErrorCode::UnknownCommand,
+                "Rooms, private messages and history are not available yet.".into(),
+            ),
         }
         self.settle(now);
     }

@@ -95,7 +95,60 @@ pub enum Command {
     Help,
     /// `PING [token]`: check the connection; the server answers `PONG [token]`.
     Ping(String),
+    /// `JOIN #room`: enter a room (creating it if needed) and make it the
+    /// current one.
+    Join(String),
+    /// `PART [#room] [reason]`: leave a room, by default the current one.
+    Part {
+        /// The room to leave; the current one if absent.
+        room: Option<String>,
+        /// Why, shown to the room; may be empty.
+        reason: String,
+    },
+    /// `ROOMS`: list the rooms with their member counts and topics.
+    Rooms,
+    /// `TOPIC [#room] [text]`: set a room's topic, or ask for it when the
+    /// text is empty.
+    Topic {
+        /// The room; the current one if absent.
+        room: Option<String>,
+        /// The new topic; empty to ask.
+        text: String,
+    },
+    /// `WHISPER <nick> <text>`: a private message to one user.
+    Whisper {
+        /// The recipient.
+        nick: String,
+        /// What to say; never empty.
+        text: String,
+    },
+    /// `HISTORY <#room|nick> [count | before <id> | since <id>]`: earlier
+    /// messages of a room, or of a private conversation.
+    History {
+        /// A room, or the other participant of a private conversation.
+        target: String,
+        /// Which messages.
+        query: HistoryQuery,
+    },
 }
+
+/// Which stored messages a `HISTORY` command asks for; at most
+/// [`HISTORY_MAX`] at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum HistoryQuery {
+    /// The newest messages, this many.
+    Last(u32),
+    /// The messages just before this id.
+    Before(u64),
+    /// The messages just after this id (what a reconnecting client missed).
+    Since(u64),
+}
+
+/// How many messages `HISTORY` returns when no count is given.
+pub const HISTORY_DEFAULT: u32 = 50;
+/// The most messages one `HISTORY` returns.
+pub const HISTORY_MAX: u32 = 500;
 
 /// Why a client line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,13 +167,19 @@ pub enum CommandError {
         /// What is missing, in words.
         what: &'static str,
     },
-    /// `MSG #room` or `USERS #room` with a room that is not a valid room name.
-    #[error("{0} is not a room name (rooms look like #lobby)")]
+    /// A room argument that is not a valid room name.
+    #[error("{0} is not a room name (rooms look like #lobby: # then letters, digits, _ or -)")]
     BadRoom(String),
+    /// An argument that does not fit the command; the text says how it should look.
+    #[error("{0}")]
+    BadArgument(String),
 }
 
 /// The verbs a client may send, in canonical (capital) form.
-pub const VERBS: [&str; 6] = ["NICK", "MSG", "USERS", "QUIT", "HELP", "PING"];
+pub const VERBS: [&str; 12] = [
+    "NICK", "MSG", "USERS", "QUIT", "HELP", "PING", "JOIN", "PART", "ROOMS", "TOPIC", "WHISPER",
+    "HISTORY",
+];
 
 /// Parses one decoded client line.
 ///
@@ -144,6 +203,9 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
         let verb = verb.to_ascii_uppercase();
         let verb = match verb.as_str() {
             "EXIT" => "QUIT",
+            "LEAVE" => "PART",
+            // `/msg nick text` is private, as IRC users expect.
+            "W" | "MSG" => "WHISPER",
             "PONG" => return Err(CommandError::Unknown(verb.to_ascii_lowercase())),
             v => match VERBS.iter().find(|&&known| known == v) {
                 Some(known) => known,
@@ -202,7 +264,94 @@ fn command(verb: &'static str, arg: &str) -> Result<Command, CommandError> {
         "USERS" => Err(CommandError::BadRoom(arg.to_owned())),
         "QUIT" => Ok(Command::Quit(arg.to_owned())),
         "HELP" => Ok(Command::Help),
-        _ => Ok(Command::Ping(arg.to_owned())),
+        "PING" => Ok(Command::Ping(arg.to_owned())),
+        "JOIN" if arg.is_empty() => missing("a room, as in JOIN #rust"),
+        "JOIN" => {
+            // Be kind to `/join rust`.
+            let room = if arg.starts_with('#') {
+                arg.to_owned()
+            } else {
+                format!("#{arg}")
+            };
+            if !crate::names::is_room(&room) {
+                return Err(CommandError::BadRoom(room));
+            }
+            Ok(Command::Join(room))
+        }
+        "PART" => {
+            let (room, reason) = room_prefix(arg)?;
+            Ok(Command::Part {
+                room,
+                reason: reason.to_owned(),
+            })
+        }
+        "ROOMS" => Ok(Command::Rooms),
+        "TOPIC" => {
+            let (room, text) = room_prefix(arg)?;
+            Ok(Command::Topic {
+                room,
+                text: text.to_owned(),
+            })
+        }
+        "WHISPER" => {
+            let (nick, text) = split_word(arg);
+            if nick.is_empty() || text.is_empty() {
+                return missing("a nickname and some text, as in WHISPER bob hello");
+            }
+            Ok(Command::Whisper {
+                nick: nick.to_owned(),
+                text: text.to_owned(),
+            })
+        }
+        _ => {
+            let (target, query) = split_word(arg);
+            if target.is_empty() {
+                return missing("a room or a nickname, as in HISTORY #lobby 50");
+            }
+            let query = parse_history_query(query).ok_or_else(|| {
+                CommandError::BadArgument(format!(
+                    "HISTORY takes a count from 1 to {HISTORY_MAX}, before <id> or since <id>"
+                ))
+            })?;
+            Ok(Command::History {
+                target: target.to_owned(),
+                query,
+            })
+        }
+    }
+}
+
+/// Splits an optional leading `#room` off an argument.
+fn room_prefix(arg: &str) -> Result<(Option<String>, &str), CommandError> {
+    if !arg.starts_with('#') {
+        return Ok((None, arg));
+    }
+    let (room, rest) = split_word(arg);
+    if !crate::names::is_room(room) {
+        return Err(CommandError::BadRoom(room.to_owned()));
+    }
+    Ok((Some(room.to_owned()), rest))
+}
+
+fn parse_history_query(query: &str) -> Option<HistoryQuery> {
+    let number = |s: &str| -> Option<u64> {
+        // Plain digits only: no sign, no spaces.
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match split_word(query) {
+        ("", _) => Some(HistoryQuery::Last(HISTORY_DEFAULT)),
+        ("before", id) => number(id).map(HistoryQuery::Before),
+        ("since", id) => number(id).map(HistoryQuery::Since),
+        (count, "") => {
+            let count = u32::try_from(number(count)?).ok()?;
+            (1..=HISTORY_MAX)
+                .contains(&count)
+                .then_some(HistoryQuery::Last(count))
+        }
+        _ => None,
     }
 }
 
@@ -231,6 +380,18 @@ impl Command {
             Command::Quit(reason) => with_arg("QUIT", reason),
             Command::Help => "HELP".to_owned(),
             Command::Ping(token) => with_arg("PING", token),
+            Command::Join(room) => format!("JOIN {room}"),
+            Command::Part { room, reason } => {
+                with_arg("PART", &join_words(room.as_deref(), reason))
+            }
+            Command::Rooms => "ROOMS".to_owned(),
+            Command::Topic { room, text } => with_arg("TOPIC", &join_words(room.as_deref(), text)),
+            Command::Whisper { nick, text } => format!("WHISPER {nick} {text}"),
+            Command::History { target, query } => match query {
+                HistoryQuery::Last(count) => format!("HISTORY {target} {count}"),
+                HistoryQuery::Before(id) => format!("HISTORY {target} before {id}"),
+                HistoryQuery::Since(id) => format!("HISTORY {target} since {id}"),
+            },
         }
     }
 
@@ -246,8 +407,41 @@ impl Command {
             }
             Command::Users { room } => room.as_deref().is_none_or(crate::names::is_room),
             Command::Quit(s) | Command::Ping(s) => arg(s),
-            Command::Help => true,
+            Command::Help | Command::Rooms => true,
+            Command::Join(room) => crate::names::is_room(room),
+            Command::Part { room, reason: text } | Command::Topic { room, text } => {
+                arg(text)
+                    && match room {
+                        Some(room) => crate::names::is_room(room),
+                        None => !text.starts_with('#'),
+                    }
+            }
+            Command::Whisper { nick, text } => {
+                !nick.is_empty()
+                    && !nick.contains(' ')
+                    && is_clean(nick)
+                    && !text.is_empty()
+                    && arg(text)
+            }
+            Command::History { target, query } => {
+                !target.is_empty()
+                    && !target.contains(' ')
+                    && is_clean(target)
+                    && match query {
+                        HistoryQuery::Last(n) => (1..=HISTORY_MAX).contains(n),
+                        HistoryQuery::Before(_) | HistoryQuery::Since(_) => true,
+                    }
+            }
         }
+    }
+}
+
+/// `"#room rest"`, `"#room"` or `"rest"`.
+fn join_words(room: Option<&str>, rest: &str) -> String {
+    match (room, rest.is_empty()) {
+        (Some(room), true) => room.to_owned(),
+        (Some(room), false) => format!("{room} {rest}"),
+        (None, _) => rest.to_owned(),
     }
 }
 
@@ -283,11 +477,21 @@ pub enum ErrorCode {
     Timeout,
     /// The bytes were not a chat client's (HTTP, TLS, SSH); the connection closes.
     NotChat,
+    /// The command names a room the client is not in.
+    NotInRoom,
+    /// No one with that nickname is online.
+    NoSuchNick,
+    /// An argument does not fit the command.
+    BadArgument,
+    /// This server keeps no history.
+    HistoryOff,
+    /// The client is in as many rooms as one may be.
+    TooManyRooms,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -299,6 +503,11 @@ impl ErrorCode {
         ErrorCode::ServerFull,
         ErrorCode::Timeout,
         ErrorCode::NotChat,
+        ErrorCode::NotInRoom,
+        ErrorCode::NoSuchNick,
+        ErrorCode::BadArgument,
+        ErrorCode::HistoryOff,
+        ErrorCode::TooManyRooms,
     ];
 
     /// The code as it appears on the wire.
@@ -315,6 +524,11 @@ impl ErrorCode {
             ErrorCode::ServerFull => "server-full",
             ErrorCode::Timeout => "timeout",
             ErrorCode::NotChat => "not-chat",
+            ErrorCode::NotInRoom => "not-in-room",
+            ErrorCode::NoSuchNick => "no-such-nick",
+            ErrorCode::BadArgument => "bad-argument",
+            ErrorCode::HistoryOff => "history-off",
+            ErrorCode::TooManyRooms => "too-many-rooms",
         }
     }
 
@@ -408,6 +622,64 @@ pub enum ServerLine {
     },
     /// `BYE <text>`: the server is closing this connection.
     Bye(String),
+    /// `PART <time> <room> <nick> <reason>`: someone left a room (also sent
+    /// to them).
+    Part {
+        /// When.
+        time: Timestamp,
+        /// Which room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Why, in words; may be empty.
+        reason: String,
+    },
+    /// `TOPIC <time> <room> <nick> <text>`: the room's topic, set by `nick`
+    /// at `time`; sent to the room when it changes and to whoever asks.
+    Topic {
+        /// When it was set.
+        time: Timestamp,
+        /// Which room.
+        room: String,
+        /// Who set it.
+        nick: String,
+        /// The topic.
+        text: String,
+    },
+    /// `ROOM <room> <members> <topic>`: one room, in answer to `ROOMS`.
+    Room {
+        /// The room.
+        room: String,
+        /// How many are in it.
+        members: u32,
+        /// Its topic; may be empty.
+        topic: String,
+    },
+    /// `ROOMS <count>`: ends the answer to `ROOMS`, after `count` `ROOM` lines.
+    Rooms(u32),
+    /// `WHISPER <time> <id> <from> <to> <text>`: a private message.
+    Whisper {
+        /// When the server received it.
+        time: Timestamp,
+        /// Server-assigned, from the same sequence as room messages.
+        id: u64,
+        /// The sender.
+        from: String,
+        /// The recipient.
+        to: String,
+        /// What was said.
+        text: String,
+    },
+    /// `HIST <line>`: a stored `MSG` or `WHISPER`, replayed; never live.
+    History(Box<ServerLine>),
+    /// `HIST END <target> <count>`: the end of a replay of `count` lines for a
+    /// room or private conversation.
+    HistoryEnd {
+        /// The room, or the other participant's nickname.
+        target: String,
+        /// How many `HIST` lines came.
+        count: u32,
+    },
 }
 
 /// Why a server line could not be parsed.
@@ -438,6 +710,10 @@ impl ServerLine {
     /// Appends the line, with its CRLF ending, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         use std::io::Write;
+        if let ServerLine::History(line) = self {
+            out.extend_from_slice(b"HIST ");
+            return line.encode(out);
+        }
         // Writing into a Vec cannot fail.
         let _ = match self {
             ServerLine::Hello { version, .. } => write!(out, "HELLO {version} "),
@@ -465,6 +741,19 @@ impl ServerLine {
             ServerLine::Info(_) => write!(out, "INFO "),
             ServerLine::Err { code, .. } => write!(out, "ERR {code} "),
             ServerLine::Bye(_) => write!(out, "BYE "),
+            ServerLine::Part {
+                time, room, nick, ..
+            } => write!(out, "PART {time} {room} {nick} "),
+            ServerLine::Topic {
+                time, room, nick, ..
+            } => write!(out, "TOPIC {time} {room} {nick} "),
+            ServerLine::Room { room, members, .. } => write!(out, "ROOM {room} {members} "),
+            ServerLine::Rooms(count) => write!(out, "ROOMS {count}"),
+            ServerLine::Whisper {
+                time, id, from, to, ..
+            } => write!(out, "WHISPER {time} {id} {from} {to} "),
+            ServerLine::HistoryEnd { target, count } => write!(out, "HIST END {target} {count}"),
+            ServerLine::History(_) => Ok(()),
         };
         match self {
             ServerLine::Hello { text, .. }
@@ -474,7 +763,11 @@ impl ServerLine {
             | ServerLine::Pong(text)
             | ServerLine::Info(text)
             | ServerLine::Err { text, .. }
-            | ServerLine::Bye(text) => {
+            | ServerLine::Bye(text)
+            | ServerLine::Part { reason: text, .. }
+            | ServerLine::Topic { text, .. }
+            | ServerLine::Room { topic: text, .. }
+            | ServerLine::Whisper { text, .. } => {
                 if text.is_empty() {
                     // "PONG" rather than "PONG ", for tidy transcripts.
                     if out.last() == Some(&b' ') {
@@ -484,7 +777,12 @@ impl ServerLine {
                     push_clean(out, text);
                 }
             }
-            ServerLine::Join { .. } | ServerLine::Nick { .. } | ServerLine::Users { .. } => {}
+            ServerLine::Join { .. }
+            | ServerLine::Nick { .. }
+            | ServerLine::Users { .. }
+            | ServerLine::Rooms(_)
+            | ServerLine::History(_)
+            | ServerLine::HistoryEnd { .. } => {}
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -511,10 +809,7 @@ impl ServerLine {
             },
             "MSG" => ServerLine::Msg {
                 time: fields.time("MSG")?,
-                id: fields
-                    .word("MSG")?
-                    .parse()
-                    .map_err(|_| ServerLineError::Malformed("MSG"))?,
+                id: fields.number("MSG")?,
                 room: fields.word("MSG")?,
                 nick: fields.word("MSG")?,
                 text: fields.rest(),
@@ -553,6 +848,47 @@ impl ServerLine {
                 text: fields.rest(),
             },
             "BYE" => ServerLine::Bye(fields.rest()),
+            "PART" => ServerLine::Part {
+                time: fields.time("PART")?,
+                room: fields.word("PART")?,
+                nick: fields.word("PART")?,
+                reason: fields.rest(),
+            },
+            "TOPIC" => ServerLine::Topic {
+                time: fields.time("TOPIC")?,
+                room: fields.word("TOPIC")?,
+                nick: fields.word("TOPIC")?,
+                text: fields.rest(),
+            },
+            "ROOM" => ServerLine::Room {
+                room: fields.word("ROOM")?,
+                members: fields.number("ROOM")?,
+                topic: fields.rest(),
+            },
+            "ROOMS" => ServerLine::Rooms(fields.last_number("ROOMS")?),
+            "WHISPER" => ServerLine::Whisper {
+                time: fields.time("WHISPER")?,
+                id: fields.number("WHISPER")?,
+                from: fields.word("WHISPER")?,
+                to: fields.word("WHISPER")?,
+                text: fields.rest(),
+            },
+            "HIST" if rest.starts_with("END ") => {
+                fields.word("HIST")?;
+                ServerLine::HistoryEnd {
+                    target: fields.word("HIST")?,
+                    count: fields.last_number("HIST")?,
+                }
+            }
+            // One level only: a `HIST` inside a `HIST` is malformed, so
+            // parsing never recurses deeper than this.
+            "HIST" if rest.starts_with("HIST") => return Err(ServerLineError::Malformed("HIST")),
+            "HIST" => match ServerLine::parse(rest)? {
+                line @ (ServerLine::Msg { .. } | ServerLine::Whisper { .. }) => {
+                    ServerLine::History(Box::new(line))
+                }
+                _ => return Err(ServerLineError::Malformed("HIST")),
+            },
             other => return Err(ServerLineError::UnknownKeyword(other.to_owned())),
         };
         Ok(line)
@@ -585,6 +921,26 @@ impl ServerLine {
             | ServerLine::Info(text)
             | ServerLine::Err { text, .. }
             | ServerLine::Bye(text) => is_clean(text),
+            ServerLine::Part {
+                room: r,
+                nick: n,
+                reason: text,
+                ..
+            }
+            | ServerLine::Topic {
+                room: r,
+                nick: n,
+                text,
+                ..
+            } => room(r) && nick(n) && is_clean(text),
+            ServerLine::Room { room: r, topic, .. } => room(r) && is_clean(topic),
+            ServerLine::Rooms(_) => true,
+            ServerLine::Whisper { from, to, text, .. } => nick(from) && nick(to) && is_clean(text),
+            ServerLine::History(line) => {
+                matches!(**line, ServerLine::Msg { .. } | ServerLine::Whisper { .. })
+                    && line.is_wire_safe()
+            }
+            ServerLine::HistoryEnd { target, .. } => room(target) || nick(target),
         }
     }
 }
@@ -607,6 +963,27 @@ impl Fields<'_> {
         let word = self.word(what)?;
         if self.0.is_empty() {
             Ok(word)
+        } else {
+            Err(ServerLineError::Malformed(what))
+        }
+    }
+
+    /// A decimal number: digits only, no sign.
+    fn number<T: std::str::FromStr>(&mut self, what: &'static str) -> Result<T, ServerLineError> {
+        let word = self.word(what)?;
+        if !word.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ServerLineError::Malformed(what));
+        }
+        word.parse().map_err(|_| ServerLineError::Malformed(what))
+    }
+
+    fn last_number<T: std::str::FromStr>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<T, ServerLineError> {
+        let n = self.number(what)?;
+        if self.0.is_empty() {
+            Ok(n)
         } else {
             Err(ServerLineError::Malformed(what))
         }
@@ -673,16 +1050,133 @@ mod tests {
         assert_eq!(parse_command("/NiCk bob"), Ok(Command::Nick("bob".into())));
         assert_eq!(parse_command("/exit"), Ok(Command::Quit(String::new())));
         assert_eq!(parse_command("/quit bye"), Ok(Command::Quit("bye".into())));
-        assert_eq!(parse_command("/msg hi"), Ok(msg(None, "hi")));
         assert_eq!(parse_command("/Users"), Ok(Command::Users { room: None }));
         assert_eq!(
-            parse_command("/rooms"),
-            Err(CommandError::Unknown("rooms".into()))
+            parse_command("/bogus"),
+            Err(CommandError::Unknown("bogus".into()))
         );
         assert_eq!(
             parse_command("/"),
             Err(CommandError::Unknown(String::new()))
         );
+    }
+
+    #[test]
+    fn rooms_whispers_and_history_parse() {
+        let whisper = Command::Whisper {
+            nick: "bob".into(),
+            text: "psst there".into(),
+        };
+        assert_eq!(parse_command("WHISPER bob psst there"), Ok(whisper.clone()));
+        assert_eq!(parse_command("/w bob psst there"), Ok(whisper.clone()));
+        assert_eq!(
+            parse_command("/msg bob psst there"),
+            Ok(whisper),
+            "IRC habit"
+        );
+        assert_eq!(
+            parse_command("/join rust"),
+            Ok(Command::Join("#rust".into()))
+        );
+        assert_eq!(
+            parse_command("JOIN #Rust"),
+            Ok(Command::Join("#Rust".into()))
+        );
+        assert_eq!(
+            parse_command("/join #a b"),
+            Err(CommandError::BadRoom("#a b".into()))
+        );
+        assert_eq!(
+            parse_command("/leave #rust bye now"),
+            Ok(Command::Part {
+                room: Some("#rust".into()),
+                reason: "bye now".into()
+            })
+        );
+        assert_eq!(
+            parse_command("PART tired"),
+            Ok(Command::Part {
+                room: None,
+                reason: "tired".into()
+            })
+        );
+        assert_eq!(parse_command("/rooms"), Ok(Command::Rooms));
+        assert_eq!(
+            parse_command("/topic #rust Rust talk"),
+            Ok(Command::Topic {
+                room: Some("#rust".into()),
+                text: "Rust talk".into()
+            })
+        );
+        let history = |target: &str, query| Command::History {
+            target: target.into(),
+            query,
+        };
+        assert_eq!(
+            parse_command("HISTORY #rust"),
+            Ok(history("#rust", HistoryQuery::Last(HISTORY_DEFAULT)))
+        );
+        assert_eq!(
+            parse_command("/history bob 10"),
+            Ok(history("bob", HistoryQuery::Last(10)))
+        );
+        assert_eq!(
+            parse_command("HISTORY #rust before 42"),
+            Ok(history("#rust", HistoryQuery::Before(42)))
+        );
+        assert_eq!(
+            parse_command("HISTORY #rust since 7"),
+            Ok(history("#rust", HistoryQuery::Since(7)))
+        );
+        for bad in ["0", "501", "-1", "before", "since x", "10 20", "lots"] {
+            assert!(
+                matches!(
+                    parse_command(&format!("HISTORY #rust {bad}")),
+                    Err(CommandError::BadArgument(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn room_lines_have_their_documented_shape() {
+        let time = Timestamp::from_unix(1_795_000_000).unwrap();
+        let msg = ServerLine::Msg {
+            time,
+            id: 9,
+            room: "#rust".into(),
+            nick: "bob".into(),
+            text: "old news".into(),
+        };
+        let replay = ServerLine::History(Box::new(msg));
+        assert_eq!(
+            replay.to_line(),
+            "HIST MSG 2026-11-18T11:06:40Z 9 #rust bob old news\r\n"
+        );
+        assert_eq!(
+            ServerLine::parse("HIST MSG 2026-11-18T11:06:40Z 9 #rust bob old news"),
+            Ok(replay)
+        );
+        assert_eq!(
+            ServerLine::parse("HIST END #rust 1"),
+            Ok(ServerLine::HistoryEnd {
+                target: "#rust".into(),
+                count: 1
+            })
+        );
+        assert!(ServerLine::parse("HIST HIST MSG 2026-11-18T11:06:40Z 9 #rust bob x").is_err());
+        assert!(ServerLine::parse("HIST PONG").is_err());
+        assert_eq!(
+            ServerLine::parse("ROOM #rust 3 Rust talk"),
+            Ok(ServerLine::Room {
+                room: "#rust".into(),
+                members: 3,
+                topic: "Rust talk".into()
+            })
+        );
+        assert!(ServerLine::parse("ROOM #rust -3 x").is_err());
+        assert_eq!(ServerLine::parse("ROOMS 2"), Ok(ServerLine::Rooms(2)));
     }
 
     #[test]
@@ -800,6 +1294,46 @@ mod tests {
             (prop::sample::select(ErrorCode::ALL.to_vec()), text())
                 .prop_map(|(code, text)| ServerLine::Err { code, text }),
             text().prop_map(ServerLine::Bye),
+            (time(), room(), nick(), text()).prop_map(|(time, room, nick, reason)| {
+                ServerLine::Part {
+                    time,
+                    room,
+                    nick,
+                    reason,
+                }
+            }),
+            (time(), room(), nick(), text()).prop_map(|(time, room, nick, text)| {
+                ServerLine::Topic {
+                    time,
+                    room,
+                    nick,
+                    text,
+                }
+            }),
+            (room(), any::<u32>(), text()).prop_map(|(room, members, topic)| ServerLine::Room {
+                room,
+                members,
+                topic
+            }),
+            any::<u32>().prop_map(ServerLine::Rooms),
+            (time(), any::<u64>(), nick(), nick(), text(), any::<bool>()).prop_map(
+                |(time, id, from, to, text, replayed)| {
+                    let line = ServerLine::Whisper {
+                        time,
+                        id,
+                        from,
+                        to,
+                        text,
+                    };
+                    if replayed {
+                        ServerLine::History(Box::new(line))
+                    } else {
+                        line
+                    }
+                }
+            ),
+            (prop_oneof![room(), nick()], any::<u32>())
+                .prop_map(|(target, count)| ServerLine::HistoryEnd { target, count }),
         ]
     }
 
@@ -820,6 +1354,28 @@ mod tests {
             arg().prop_map(Command::Quit),
             Just(Command::Help),
             arg().prop_map(Command::Ping),
+            room().prop_map(Command::Join),
+            (proptest::option::of(room()), arg())
+                .prop_filter("a bare #word would be a room", |(r, t)| r.is_some()
+                    || !t.starts_with('#'))
+                .prop_map(|(room, reason)| Command::Part { room, reason }),
+            Just(Command::Rooms),
+            (proptest::option::of(room()), arg())
+                .prop_filter("a bare #word would be a room", |(r, t)| r.is_some()
+                    || !t.starts_with('#'))
+                .prop_map(|(room, text)| Command::Topic { room, text }),
+            (nick(), arg())
+                .prop_filter("nonempty", |(_, t)| !t.is_empty())
+                .prop_map(|(nick, text)| Command::Whisper { nick, text }),
+            (
+                prop_oneof![room(), nick()],
+                prop_oneof![
+                    (1..=HISTORY_MAX).prop_map(HistoryQuery::Last),
+                    any::<u64>().prop_map(HistoryQuery::Before),
+                    any::<u64>().prop_map(HistoryQuery::Since),
+                ]
+            )
+                .prop_map(|(target, query)| Command::History { target, query }),
         ]
     }
 
