@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::store::{HistoryMode, Retention};
+
 /// How a server behaves under load and abuse. `Config::default()` is what
 /// `natter serve` uses without flags.
 #[derive(Debug, Clone)]
@@ -29,6 +31,16 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Threads that run the connections; 0 means one per core.
     pub threads: usize,
+    /// The most rooms one client may be in at once.
+    pub max_rooms: usize,
+    /// Where history is kept. The default here is off, so that tests and
+    /// embedders write no files and see no replays unless they ask;
+    /// `natter serve` defaults to SQLite in its data directory.
+    pub history: HistoryMode,
+    /// How much history to keep.
+    pub retention: Retention,
+    /// How many earlier messages a client is sent on joining a room.
+    pub replay: usize,
 }
 
 impl Default for Config {
@@ -42,6 +54,10 @@ impl Default for Config {
             burst: 50,
             shutdown_grace: Duration::from_secs(2),
             threads: 0,
+            max_rooms: 32,
+            history: HistoryMode::Off,
+            retention: Retention::default(),
+            replay: 50,
         }
     }
 }

@@ -18,9 +18,11 @@
 /// The line limit the server uses, in bytes of line content.
 pub const DEFAULT_MAX_LINE: usize = 1024;
 
-/// The most telnet reply bytes kept before [`LineDecoder::take_replies`];
-/// replies beyond it are dropped.
-const MAX_REPLIES: usize = 1024;
+/// The most telnet reply bytes one connection is ever sent; requests beyond
+/// it are ignored. A real telnet client negotiates a handful of options, so
+/// only a flood hits this, and counting over the connection's whole life
+/// (not per read) keeps the answers the same however the bytes are split.
+pub const MAX_REPLIES: usize = 1024;
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -135,6 +137,8 @@ pub struct LineDecoder {
     /// NotChat was returned; ignore everything.
     closed: bool,
     replies: Vec<u8>,
+    /// Reply bytes produced so far, taken or not; at most [`MAX_REPLIES`].
+    replied: usize,
 }
 
 impl LineDecoder {
@@ -153,6 +157,7 @@ impl LineDecoder {
             first_line_done: false,
             closed: false,
             replies: Vec::new(),
+            replied: 0,
         }
     }
 
@@ -273,7 +278,8 @@ impl LineDecoder {
             WILL => DONT,
             _ => return,
         };
-        if self.replies.len() + 3 <= MAX_REPLIES {
+        if self.replied + 3 <= MAX_REPLIES {
+            self.replied += 3;
             self.replies.extend_from_slice(&[IAC, answer, option]);
         }
     }
@@ -545,9 +551,23 @@ mod tests {
         assert_eq!(replies.len() % 3, 0);
         assert!(replies.chunks(3).all(|r| r == [IAC, WONT, 1]));
         assert!(!dec.has_replies());
+        // The bound is for the connection, not per read: a flood split
+        // across reads gets no more answers than one read would.
         let mut rest: &[u8] = b"\xff\xfd\x05";
         assert_eq!(dec.decode(&mut rest), None);
-        assert_eq!(dec.take_replies(), [IAC, WONT, 5]);
+        assert!(!dec.has_replies());
+    }
+
+    #[test]
+    fn a_flood_split_across_reads_gets_the_same_replies() {
+        // Found by the decoder fuzzer (fuzz/regressions/decoder/): the bound
+        // used to apply to the replies pending since the last take, so the
+        // same flood got more answers the more reads it was split into.
+        let flood: Vec<u8> = (0..400).flat_map(|_| [IAC, DO, 1]).collect();
+        let whole = run(&flood);
+        let chunks: Vec<&[u8]> = flood.chunks(16).collect();
+        assert_eq!(run_chunks(DEFAULT_MAX_LINE, &chunks), whole);
+        assert_eq!(whole.1.len(), MAX_REPLIES / 3 * 3);
     }
 
     #[test]

@@ -1,23 +1,30 @@
-//! The hub: the one owner of who is connected, who is called what, and who
-//! hears what.
+//! The hub: the one owner of who is connected, who is called what, who is in
+//! which room, and who hears what.
 //!
 //! It is a plain state machine with no IO and no clock: the server's hub task
 //! feeds it connects, commands and disconnects with the current time, and it
-//! pushes encoded lines into each client's [`Outbox`]. That is what lets the
-//! fuzzers and unit tests drive it directly, with many clients, in one thread.
+//! pushes encoded lines into each client's [`Outbox`]. Messages to keep and
+//! history to fetch are queued as [`Record`]s and [`Fetch`]es for the server
+//! to hand to the store. That is what lets the fuzzers and unit tests drive it
+//! directly, with many clients, in one thread.
 //!
 //! Invariants (checked by the tests and the hub fuzz target):
 //! - nicknames are unique case-insensitively;
-//! - every registered client is in `#lobby`, and `USERS` lists exactly them;
-//! - nobody is sent their own chat message;
+//! - every registered client starts in `#lobby`; `USERS #room` lists exactly
+//!   the room's members, and a room line reaches only its members;
+//! - nobody is sent their own chat message, and a private message reaches
+//!   only its recipient;
 //! - a client whose outbox rejects a line is removed at once, its leave is
 //!   announced once, and nobody else waits for it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::names::{self, NickError};
-use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp, LOBBY, PROTOCOL_VERSION};
+use crate::protocol::{
+    Command, ErrorCode, HistoryQuery, ServerLine, Timestamp, LOBBY, PROTOCOL_VERSION,
+};
+use crate::store::{Place, Range, Record, Scope};
 
 /// An encoded server line (with CRLF), shared by every recipient of a broadcast.
 pub type Line = Arc<[u8]>;
@@ -37,26 +44,14 @@ pub enum Rejected {
 }
 
 /// Where the hub puts lines for one client. The server's implementation is a
-/// bounded channel drained by the client's writer task.
-pub trait Outbox {
+/// bounded queue drained by the client's writer task. Rooms hold clones, so
+/// a broadcast goes straight from a room to its members' outboxes.
+pub trait Outbox: Clone {
     /// Queues a line for the client, or says why it cannot.
     fn push(&mut self, line: &Line) -> Result<(), Rejected>;
     /// Nothing more will be queued: the connection closes once the queued
     /// lines are written.
     fn close(&mut self);
-}
-
-impl Outbox for async_channel::Sender<Line> {
-    fn push(&mut self, line: &Line) -> Result<(), Rejected> {
-        self.try_send(Line::clone(line)).map_err(|e| match e {
-            async_channel::TrySendError::Full(_) => Rejected::Full,
-            async_channel::TrySendError::Closed(_) => Rejected::Closed,
-        })
-    }
-
-    fn close(&mut self) {
-        async_channel::Sender::close(self);
-    }
 }
 
 /// Encodes a line once, ready to share among recipients.
@@ -66,18 +61,113 @@ pub fn encode(line: &ServerLine) -> Line {
     out.into()
 }
 
+/// A history request for the store: when it answers, the records go to
+/// `client` as `HIST` lines, then `HIST END <target> <count>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// Who asked.
+    pub client: ClientId,
+    /// Which conversation.
+    pub scope: Scope,
+    /// Which part of it.
+    pub range: Range,
+    /// At most this many records.
+    pub count: usize,
+    /// The room or nickname to name in `HIST END`.
+    pub target: String,
+}
+
+/// The `HIST` line for a stored record.
+pub fn history_line(record: &Record) -> ServerLine {
+    let time = Timestamp::from_unix(record.time).unwrap_or_else(Timestamp::now);
+    let live = match &record.place {
+        Place::Room(room) => ServerLine::Msg {
+            time,
+            id: record.id,
+            room: room.clone(),
+            nick: record.nick.clone(),
+            text: record.text.clone(),
+        },
+        Place::Private(to) => ServerLine::Whisper {
+            time,
+            id: record.id,
+            from: record.nick.clone(),
+            to: to.clone(),
+            text: record.text.clone(),
+        },
+    };
+    ServerLine::History(Box::new(live))
+}
+
 struct Client<O> {
     /// `None` until the client picks a nickname.
     nick: Option<String>,
     outbox: O,
+    /// Folded names of the rooms the client is in, in the order it joined
+    /// them; the last one is where messages without a room go.
+    rooms: Vec<String>,
+    /// The last message id when the client took its nickname: a guest may
+    /// read only private history newer than that, so a nickname's next owner
+    /// never reads the last one's whispers.
+    since: u64,
 }
 
-/// The chat's state: clients, their nicknames and the lobby's membership.
+struct Topic {
+    time: Timestamp,
+    nick: String,
+    text: String,
+}
+
+struct Room<O> {
+    /// The name as its creator wrote it.
+    name: String,
+    /// Members and a clone of each one's outbox, so a broadcast needs no
+    /// other lookup.
+    members: HashMap<ClientId, O>,
+    topic: Option<Topic>,
+}
+
+/// What the hub is told at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Seconds a connection may go without a nickname.
+    pub register_timeout_secs: u64,
+    /// The most rooms one client may be in at once.
+    pub max_rooms: usize,
+    /// Whether messages are recorded and history can be fetched.
+    pub history: bool,
+    /// How many messages are replayed on joining a room.
+    pub replay: usize,
+    /// The largest message id already used (from the store), so ids keep
+    /// growing across restarts.
+    pub last_msg_id: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            register_timeout_secs: 60,
+            max_rooms: 32,
+            history: false,
+            replay: 50,
+            last_msg_id: 0,
+        }
+    }
+}
+
+/// The most `ROOM` lines one `ROOMS` answer holds.
+const ROOMS_LISTED: usize = 100;
+
+/// The chat's state: clients, their nicknames and the rooms.
 pub struct Hub<O> {
+    config: HubConfig,
     clients: HashMap<ClientId, Client<O>>,
-    /// Registered clients by folded nickname; sorted, so `USERS` is too.
+    /// Registered clients by folded nickname; sorted, so lists are too.
     nicks: BTreeMap<String, ClientId>,
-    /// The id of the last chat message; ids only grow.
+    /// Rooms by folded name. A room exists while it has members; the lobby
+    /// always exists.
+    rooms: HashMap<String, Room<O>>,
+    /// The id of the last message; ids only grow.
     last_msg_id: u64,
     /// Clients whose outbox rejected a line, to be removed once the current
     /// broadcast is done.
@@ -85,30 +175,59 @@ pub struct Hub<O> {
     /// Connections in the order they came, with the Unix second by which
     /// they must have a nickname; deadlines only grow, so expiry pops the front.
     deadlines: VecDeque<(i64, ClientId)>,
-    /// Seconds a connection may go without a nickname.
-    register_timeout: i64,
+    /// Messages to store, taken by [`Hub::take_records`].
+    records: Vec<Record>,
+    /// History requests for the store, taken by [`Hub::take_fetches`].
+    fetches: Vec<Fetch>,
 }
 
 impl<O: Outbox> Hub<O> {
-    /// An empty chat whose connections must pick a nickname within
-    /// `register_timeout_secs` seconds.
+    /// An empty chat without history whose connections must pick a nickname
+    /// within `register_timeout_secs` seconds.
     pub fn new(register_timeout_secs: u64) -> Self {
+        Self::with_config(HubConfig {
+            register_timeout_secs,
+            ..HubConfig::default()
+        })
+    }
+
+    /// An empty chat configured by `config`.
+    pub fn with_config(config: HubConfig) -> Self {
+        let mut rooms = HashMap::new();
+        rooms.insert(
+            names::fold(LOBBY),
+            Room {
+                name: LOBBY.to_owned(),
+                members: HashMap::new(),
+                topic: None,
+            },
+        );
         Self {
+            config,
             clients: HashMap::new(),
             nicks: BTreeMap::new(),
-            last_msg_id: 0,
+            rooms,
+            last_msg_id: config.last_msg_id,
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
-            register_timeout: i64::try_from(register_timeout_secs).unwrap_or(i64::MAX),
+            records: Vec::new(),
+            fetches: Vec::new(),
         }
     }
 
     /// A new connection at `now`: greets it. It must register with `NICK` to
     /// chat.
     pub fn connect(&mut self, id: ClientId, outbox: O, now: Timestamp) {
-        self.clients.insert(id, Client { nick: None, outbox });
-        let deadline = now.unix().saturating_add(self.register_timeout);
-        self.deadlines.push_back((deadline, id));
+        let client = Client {
+            nick: None,
+            outbox,
+            rooms: Vec::new(),
+            since: 0,
+        };
+        self.clients.insert(id, client);
+        let timeout = i64::try_from(self.config.register_timeout_secs).unwrap_or(i64::MAX);
+        self.deadlines
+            .push_back((now.unix().saturating_add(timeout), id));
         self.send(id, &greeting());
         self.settle(now);
     }
@@ -124,7 +243,7 @@ impl<O: Outbox> Hub<O> {
             if self.nick(id).is_some() || !self.clients.contains_key(&id) {
                 continue;
             }
-            let secs = self.register_timeout;
+            let secs = self.config.register_timeout_secs;
             self.error(
                 id,
                 ErrorCode::Timeout,
@@ -162,30 +281,27 @@ impl<O: Outbox> Hub<O> {
                 ErrorCode::NotRegistered,
                 "Pick a nickname first: type NICK yourname (letters, digits, _ and -).".into(),
             ),
-            Command::Msg { room, text } => {
-                if let Some(room) = room.filter(|r| !r.eq_ignore_ascii_case(LOBBY)) {
-                    return self.no_such_room(id, &room);
+            Command::Msg { room, text } => self.say(id, room.as_deref(), text, now),
+            Command::Users { room } => {
+                if let Some(key) = self.member_room(id, room.as_deref()) {
+                    let line = self.users(&key);
+                    self.send(id, &line);
                 }
-                self.last_msg_id += 1;
-                let nick = self.nick_of(id).to_owned();
-                let line = encode(&ServerLine::Msg {
-                    time: now,
-                    id: self.last_msg_id,
-                    room: LOBBY.to_owned(),
-                    nick,
-                    text,
-                });
-                self.broadcast(&line, Some(id));
             }
-            Command::Users { room } => match room.filter(|r| !r.eq_ignore_ascii_case(LOBBY)) {
-                Some(room) => self.no_such_room(id, &room),
-                None => self.send(id, &self.users()),
-            },
-            _ => self.error(
-                id,
-                ErrorCode::UnknownCommand,
-                "Rooms, private messages and history are not available yet.".into(),
-            ),
+            Command::Join(room) => self.join(id, &room, now),
+            Command::Part { room, reason } => {
+                if let Some(key) = self.member_room(id, room.as_deref()) {
+                    self.part(id, &key, &reason, now);
+                }
+            }
+            Command::Rooms => self.list_rooms(id),
+            Command::Topic { room, text } => {
+                if let Some(key) = self.member_room(id, room.as_deref()) {
+                    self.topic(id, &key, text, now);
+                }
+            }
+            Command::Whisper { nick, text } => self.whisper(id, &nick, text, now),
+            Command::History { target, query } => self.history(id, &target, query),
         }
         self.settle(now);
     }
@@ -214,6 +330,26 @@ impl<O: Outbox> Hub<O> {
         }
         self.clients.clear();
         self.nicks.clear();
+        self.rooms.retain(|key, room| {
+            room.members.clear();
+            room.topic = None;
+            *key == names::fold(LOBBY)
+        });
+    }
+
+    /// Messages said since the last call, for the store.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// History requests made since the last call, for the store.
+    pub fn take_fetches(&mut self) -> Vec<Fetch> {
+        std::mem::take(&mut self.fetches)
+    }
+
+    /// Client `id`'s outbox, so the store's answer can reach it.
+    pub fn outbox(&self, id: ClientId) -> Option<&O> {
+        self.clients.get(&id).map(|c| &c.outbox)
     }
 
     /// How many connections the hub knows, registered or not.
@@ -236,15 +372,401 @@ impl<O: Outbox> Hub<O> {
         self.clients.get(&id)?.nick.as_deref()
     }
 
+    /// The rooms client `id` is in, as their names are shown, in the order
+    /// it joined them (the last is its current room).
+    pub fn rooms_of(&self, id: ClientId) -> Vec<&str> {
+        let Some(client) = self.clients.get(&id) else {
+            return Vec::new();
+        };
+        client
+            .rooms
+            .iter()
+            .filter_map(|key| self.rooms.get(key).map(|r| r.name.as_str()))
+            .collect()
+    }
+
+    /// The members of a room (any case), sorted case-insensitively; empty
+    /// if there is no such room.
+    pub fn members(&self, room: &str) -> Vec<&str> {
+        let Some(room) = self.rooms.get(&names::fold(room)) else {
+            return Vec::new();
+        };
+        let mut nicks: Vec<&str> = room.members.keys().map(|id| self.nick_of(*id)).collect();
+        nicks.sort_by_cached_key(|n| names::fold(n));
+        nicks
+    }
+
     fn nick_of(&self, id: ClientId) -> &str {
         self.nick(id).unwrap_or("")
     }
 
-    fn users(&self) -> ServerLine {
+    fn users(&self, key: &str) -> ServerLine {
+        let name = self.rooms.get(key).map_or(LOBBY, |r| r.name.as_str());
         ServerLine::Users {
-            room: LOBBY.to_owned(),
-            nicks: self.nicknames().map(str::to_owned).collect(),
+            room: name.to_owned(),
+            nicks: self.members(key).into_iter().map(str::to_owned).collect(),
         }
+    }
+
+    /// The folded name of the room a command is about: the one it names, or
+    /// the client's current room. Answers with an error and returns `None` if
+    /// there is no such room or the client is not in it.
+    fn member_room(&mut self, id: ClientId, room: Option<&str>) -> Option<String> {
+        let client = self.clients.get(&id)?;
+        let key = match room {
+            Some(room) => names::fold(room),
+            None => match client.rooms.last() {
+                Some(key) => key.clone(),
+                None => {
+                    self.error(
+                        id,
+                        ErrorCode::NotInRoom,
+                        "You are in no room; JOIN #lobby (or any #room) first.".into(),
+                    );
+                    return None;
+                }
+            },
+        };
+        if client.rooms.contains(&key) {
+            return Some(key);
+        }
+        let name = room.unwrap_or(&key).to_owned();
+        if self.rooms.contains_key(&key) {
+            self.error(
+                id,
+                ErrorCode::NotInRoom,
+                format!("You are not in {name}; JOIN {name} first."),
+            );
+        } else {
+            self.error(
+                id,
+                ErrorCode::NoSuchRoom,
+                format!("There is no room {name}; JOIN {name} creates it."),
+            );
+        }
+        None
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.last_msg_id += 1;
+        self.last_msg_id
+    }
+
+    fn say(&mut self, id: ClientId, room: Option<&str>, text: String, now: Timestamp) {
+        let Some(key) = self.member_room(id, room) else {
+            return;
+        };
+        let msg_id = self.next_id();
+        let nick = self.nick_of(id).to_owned();
+        let name = self
+            .rooms
+            .get(&key)
+            .map_or(LOBBY, |r| r.name.as_str())
+            .to_owned();
+        let line = encode(&ServerLine::Msg {
+            time: now,
+            id: msg_id,
+            room: name.clone(),
+            nick: nick.clone(),
+            text: text.clone(),
+        });
+        self.broadcast_room(&key, &line, Some(id));
+        if self.config.history {
+            self.records.push(Record {
+                id: msg_id,
+                time: now.unix(),
+                place: Place::Room(name),
+                nick,
+                text,
+            });
+        }
+    }
+
+    fn whisper(&mut self, id: ClientId, to: &str, text: String, now: Timestamp) {
+        let Some(&target) = self.nicks.get(&names::fold(to)) else {
+            return self.error(
+                id,
+                ErrorCode::NoSuchNick,
+                format!("Nobody called {to} is online."),
+            );
+        };
+        if target == id {
+            return self.error(
+                id,
+                ErrorCode::BadArgument,
+                "Whispering to yourself? Nobody else would hear it anyway.".into(),
+            );
+        }
+        let msg_id = self.next_id();
+        let from = self.nick_of(id).to_owned();
+        let to = self.nick_of(target).to_owned();
+        self.send(
+            target,
+            &ServerLine::Whisper {
+                time: now,
+                id: msg_id,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
+            },
+        );
+        if self.config.history {
+            self.records.push(Record {
+                id: msg_id,
+                time: now.unix(),
+                place: Place::Private(to),
+                nick: from,
+                text,
+            });
+        }
+    }
+
+    fn join(&mut self, id: ClientId, room: &str, now: Timestamp) {
+        // The parser only makes valid names, but the hub owns the rooms: a
+        // name with a space or a line break would corrupt every line naming
+        // the room (found by the hub fuzzer with `Command::Join("")`).
+        if !names::is_room(room) {
+            return self.error(
+                id,
+                ErrorCode::NoSuchRoom,
+                format!("{room} is not a room name (rooms look like #lobby)."),
+            );
+        }
+        let key = names::fold(room);
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let Some(at) = client.rooms.iter().position(|r| *r == key) {
+            // Already there: JOIN switches the current room.
+            let key = client.rooms.remove(at);
+            let name = self.rooms.get(&key).map(|r| r.name.clone());
+            client.rooms.push(key);
+            if let Some(name) = name {
+                self.send(
+                    id,
+                    &ServerLine::Info(format!("Messages without a room now go to {name}.")),
+                );
+            }
+            return;
+        }
+        if client.rooms.len() >= self.config.max_rooms {
+            let max = self.config.max_rooms;
+            return self.error(
+                id,
+                ErrorCode::TooManyRooms,
+                format!("You are in {max} rooms, the most one can be in; PART one first."),
+            );
+        }
+        self.enter(id, &key, room, now);
+        let name = self
+            .rooms
+            .get(&key)
+            .map_or(room, |r| r.name.as_str())
+            .to_owned();
+        self.send(
+            id,
+            &ServerLine::Info(format!("Messages without a room now go to {name}.")),
+        );
+    }
+
+    /// Puts client `id` in the room (creating it), announces it, and sends the
+    /// newcomer the topic, the members and the room's recent history.
+    fn enter(&mut self, id: ClientId, key: &str, name: &str, now: Timestamp) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.rooms.push(key.to_owned());
+        let outbox = client.outbox.clone();
+        let nick = client.nick.clone().unwrap_or_default();
+        let room = self.rooms.entry(key.to_owned()).or_insert_with(|| Room {
+            name: name.to_owned(),
+            members: HashMap::new(),
+            topic: None,
+        });
+        room.members.insert(id, outbox);
+        let name = room.name.clone();
+        let topic = room.topic.as_ref().map(|t| ServerLine::Topic {
+            time: t.time,
+            room: name.clone(),
+            nick: t.nick.clone(),
+            text: t.text.clone(),
+        });
+        let join = encode(&ServerLine::Join {
+            time: now,
+            room: name.clone(),
+            nick,
+        });
+        self.broadcast_room(key, &join, None);
+        if let Some(topic) = topic {
+            self.send(id, &topic);
+        }
+        let users = self.users(key);
+        self.send(id, &users);
+        if self.config.history && self.config.replay > 0 {
+            self.fetches.push(Fetch {
+                client: id,
+                scope: Scope::Room(key.to_owned()),
+                // Only what was said before this join: anything later
+                // reaches the newcomer live.
+                range: Range::Before(self.last_msg_id.saturating_add(1)),
+                count: self.config.replay,
+                target: name,
+            });
+        }
+    }
+
+    fn part(&mut self, id: ClientId, key: &str, reason: &str, now: Timestamp) {
+        let Some(name) = self.rooms.get(key).map(|r| r.name.clone()) else {
+            return;
+        };
+        let line = encode(&ServerLine::Part {
+            time: now,
+            room: name,
+            nick: self.nick_of(id).to_owned(),
+            reason: reason.to_owned(),
+        });
+        self.broadcast_room(key, &line, None);
+        self.leave_room(id, key);
+        let current = self
+            .clients
+            .get(&id)
+            .and_then(|c| c.rooms.last())
+            .and_then(|k| self.rooms.get(k))
+            .map(|r| r.name.clone());
+        let text = match current {
+            Some(name) => format!("Messages without a room now go to {name}."),
+            None => "You are in no room now; JOIN #lobby (or any #room) to chat.".to_owned(),
+        };
+        self.send(id, &ServerLine::Info(text));
+    }
+
+    /// Takes client `id` out of a room, and drops the room if it is empty
+    /// (but never the lobby).
+    fn leave_room(&mut self, id: ClientId, key: &str) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.rooms.retain(|r| r != key);
+        }
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.remove(&id);
+            if room.members.is_empty() && key != names::fold(LOBBY) {
+                self.rooms.remove(key);
+            }
+        }
+    }
+
+    fn list_rooms(&mut self, id: ClientId) {
+        let mut rooms: Vec<&Room<O>> = self.rooms.values().collect();
+        rooms.sort_by(|a, b| {
+            b.members
+                .len()
+                .cmp(&a.members.len())
+                .then_with(|| names::fold(&a.name).cmp(&names::fold(&b.name)))
+        });
+        let total = rooms.len();
+        let lines: Vec<ServerLine> = rooms
+            .iter()
+            .take(ROOMS_LISTED)
+            .map(|room| ServerLine::Room {
+                room: room.name.clone(),
+                members: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+                topic: room
+                    .topic
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.text.clone()),
+            })
+            .collect();
+        let shown = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+        for line in &lines {
+            self.send(id, line);
+        }
+        self.send(id, &ServerLine::Rooms(shown));
+        if total > ROOMS_LISTED {
+            let more = total - ROOMS_LISTED;
+            self.send(
+                id,
+                &ServerLine::Info(format!("...and {more} smaller rooms not listed.")),
+            );
+        }
+    }
+
+    fn topic(&mut self, id: ClientId, key: &str, text: String, now: Timestamp) {
+        let nick = self.nick_of(id).to_owned();
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if text.is_empty() {
+            let line = match &room.topic {
+                Some(t) => ServerLine::Topic {
+                    time: t.time,
+                    room: room.name.clone(),
+                    nick: t.nick.clone(),
+                    text: t.text.clone(),
+                },
+                None => ServerLine::Info(format!(
+                    "{} has no topic; TOPIC {} <text> sets one.",
+                    room.name, room.name
+                )),
+            };
+            return self.send(id, &line);
+        }
+        let line = encode(&ServerLine::Topic {
+            time: now,
+            room: room.name.clone(),
+            nick: nick.clone(),
+            text: text.clone(),
+        });
+        room.topic = Some(Topic {
+            time: now,
+            nick,
+            text,
+        });
+        self.broadcast_room(key, &line, None);
+    }
+
+    fn history(&mut self, id: ClientId, target: &str, query: HistoryQuery) {
+        if !self.config.history {
+            return self.error(
+                id,
+                ErrorCode::HistoryOff,
+                "This server keeps no history.".into(),
+            );
+        }
+        let (scope, target) = if target.starts_with('#') {
+            let Some(key) = self.member_room(id, Some(target)) else {
+                return;
+            };
+            let name = self.rooms.get(&key).map_or(target, |r| r.name.as_str());
+            (Scope::Room(key.clone()), name.to_owned())
+        } else {
+            if names::check_nick(target).is_err() {
+                return self.error(
+                    id,
+                    ErrorCode::BadArgument,
+                    format!("{target} is neither a #room nor a nickname."),
+                );
+            }
+            let Some(client) = self.clients.get(&id) else {
+                return;
+            };
+            let scope = Scope::Private {
+                a: names::fold(self.nick_of(id)),
+                b: names::fold(target),
+                after: client.since,
+            };
+            (scope, target.to_owned())
+        };
+        let (range, count) = match query {
+            HistoryQuery::Last(count) => (Range::Last, count),
+            HistoryQuery::Before(id) => (Range::Before(id), crate::protocol::HISTORY_DEFAULT),
+            HistoryQuery::Since(id) => (Range::Since(id), crate::protocol::HISTORY_MAX),
+        };
+        self.fetches.push(Fetch {
+            client: id,
+            scope,
+            range,
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+            target,
+        });
     }
 
     fn set_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
@@ -277,12 +799,14 @@ impl<O: Outbox> Hub<O> {
                 format!("Someone already uses the nickname {wanted}; try {suggestion}"),
             );
         }
-        let old = self.clients.get_mut(&id).and_then(|c| c.nick.take());
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.nick = Some(wanted.to_owned());
-        }
+        let since = self.last_msg_id;
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let old = client.nick.replace(wanted.to_owned());
         match old {
             None => {
+                client.since = since;
                 self.nicks.insert(folded, id);
                 self.send(
                     id,
@@ -294,36 +818,28 @@ impl<O: Outbox> Hub<O> {
                         ),
                     },
                 );
-                let join = encode(&ServerLine::Join {
-                    time: now,
-                    room: LOBBY.to_owned(),
-                    nick: wanted.to_owned(),
-                });
-                self.broadcast(&join, None);
-                self.send(id, &self.users());
+                self.enter(id, &names::fold(LOBBY), LOBBY, now);
             }
             Some(old) => {
-                self.nicks.remove(&names::fold(&old));
-                self.nicks.insert(folded, id);
                 if old == wanted {
                     return self.send(id, &ServerLine::Info(format!("You are already {old}.")));
                 }
+                if names::fold(&old) != folded {
+                    // A new name, not just new capitals: private history
+                    // under it starts now.
+                    client.since = since;
+                }
+                self.nicks.remove(&names::fold(&old));
+                self.nicks.insert(folded, id);
                 let line = encode(&ServerLine::Nick {
                     time: now,
                     old,
                     new: wanted.to_owned(),
                 });
-                self.broadcast(&line, None);
+                self.send_encoded(id, &line);
+                self.broadcast_neighbours(id, &line);
             }
         }
-    }
-
-    fn no_such_room(&mut self, id: ClientId, room: &str) {
-        self.error(
-            id,
-            ErrorCode::NoSuchRoom,
-            format!("There is no room {room}; everyone is in {LOBBY}."),
-        );
     }
 
     fn error(&mut self, id: ClientId, code: ErrorCode, text: String) {
@@ -343,33 +859,77 @@ impl<O: Outbox> Hub<O> {
         }
     }
 
-    /// Sends a line to every registered client except `except`.
-    fn broadcast(&mut self, line: &Line, except: Option<ClientId>) {
-        for (&id, client) in &mut self.clients {
-            if client.nick.is_none() || Some(id) == except {
+    /// Sends a line to every member of a room except `except`.
+    fn broadcast_room(&mut self, key: &str, line: &Line, except: Option<ClientId>) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        for (&member, outbox) in &mut room.members {
+            if Some(member) == except {
                 continue;
             }
-            if let Err(why) = client.outbox.push(line) {
-                self.dropped.push((id, why));
+            if let Err(why) = outbox.push(line) {
+                self.dropped.push((member, why));
             }
         }
     }
 
-    /// Removes a client; if it was registered, tells the others it left.
+    /// Sends a line to everyone who shares a room with client `id`, once
+    /// each, but not to `id` itself.
+    fn broadcast_neighbours(&mut self, id: ClientId, line: &Line) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        match client.rooms.as_slice() {
+            [] => {}
+            [only] => {
+                let key = only.clone();
+                self.broadcast_room(&key, line, Some(id));
+            }
+            several => {
+                let mut seen = HashSet::new();
+                for key in several {
+                    let Some(room) = self.rooms.get_mut(key) else {
+                        continue;
+                    };
+                    for (&member, outbox) in &mut room.members {
+                        if member == id || !seen.insert(member) {
+                            continue;
+                        }
+                        if let Err(why) = outbox.push(line) {
+                            self.dropped.push((member, why));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a client; if it was registered, tells those who shared a room
+    /// with it that it left.
     fn remove(&mut self, id: ClientId, reason: &str, now: Timestamp) {
-        let Some(mut client) = self.clients.remove(&id) else {
+        let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         client.outbox.close();
-        if let Some(nick) = client.nick {
+        if let Some(nick) = client.nick.clone() {
             self.nicks.remove(&names::fold(&nick));
             let line = encode(&ServerLine::Quit {
                 time: now,
                 nick,
                 reason: reason.to_owned(),
             });
-            self.broadcast(&line, None);
+            self.broadcast_neighbours(id, &line);
         }
+        let rooms = self
+            .clients
+            .get(&id)
+            .map(|c| c.rooms.clone())
+            .unwrap_or_default();
+        for key in rooms {
+            self.leave_room(id, &key);
+        }
+        self.clients.remove(&id);
     }
 
     /// Removes the clients whose outboxes rejected a line. Announcing their
@@ -396,14 +956,21 @@ fn greeting() -> ServerLine {
 }
 
 /// The `HELP` text, one `INFO` line each.
-const HELP: [&str; 8] = [
+const HELP: [&str; 15] = [
     "Commands (the /slash forms work in any case):",
-    "  NICK <name>     pick or change your nickname        /nick <name>",
-    "  MSG <text>      say something to the room           (any line that is not a command)",
-    "  USERS           list who is here                    /users",
-    "  PING [token]    check the connection                /ping",
-    "  QUIT [reason]   leave                               /quit, /exit",
-    "  HELP            this list                           /help",
+    "  NICK <name>               pick or change your nickname     /nick <name>",
+    "  MSG [#room] <text>        say something                    (any line that is not a command)",
+    "  WHISPER <nick> <text>     a private message                /w, /msg <nick> <text>",
+    "  JOIN #room                enter or create a room           /join",
+    "  PART [#room] [reason]     leave a room                     /part, /leave",
+    "  ROOMS                     list the rooms                   /rooms",
+    "  TOPIC [#room] [text]      show or set a room's topic       /topic",
+    "  USERS [#room]             who is in the room               /users",
+    "  HISTORY <#room|nick> [n | before <id> | since <id>]        /history",
+    "  PING [token]              check the connection             /ping",
+    "  QUIT [reason]             leave the chat                   /quit, /exit",
+    "  HELP                      this list                        /help",
+    "Messages without a #room go to the room you joined last.",
     "To start a message with a command word or a slash, use MSG (MSG QUIT is a verb) or //.",
 ];
 
@@ -593,28 +1160,149 @@ mod tests {
         );
     }
 
+    fn cmd(hub: &mut Hub<Inbox>, id: ClientId, line: &str) {
+        let command = crate::protocol::parse_command(line).unwrap();
+        hub.command(id, command, t());
+    }
+
     #[test]
-    fn rooms_other_than_the_lobby_do_not_exist_yet() {
+    fn rooms_carry_their_own_messages() {
         let mut hub = Hub::new(60);
         let a = join(&mut hub, 1, "alice");
+        let b = join(&mut hub, 2, "bob");
+        let c = join(&mut hub, 3, "carol");
+        cmd(&mut hub, 1, "JOIN #Rust");
+        cmd(&mut hub, 2, "/join rust");
         a.take();
-        hub.command(
-            1,
-            Command::Msg {
-                room: Some("#rust".into()),
-                text: "hi".into(),
-            },
-            t(),
+        b.take();
+        c.take();
+        cmd(&mut hub, 1, "borrowck!");
+        assert_eq!(b.take(), [format!("MSG {} 1 #Rust alice borrowck!", t())]);
+        assert_eq!(c.take(), Vec::<String>::new(), "carol is not in #Rust");
+        cmd(&mut hub, 1, "MSG #lobby hi all");
+        assert_eq!(b.take(), [format!("MSG {} 2 #lobby alice hi all", t())]);
+        assert_eq!(c.take(), [format!("MSG {} 2 #lobby alice hi all", t())]);
+        cmd(&mut hub, 3, "MSG #rust sneaky");
+        assert!(c.take()[0].starts_with("ERR not-in-room "));
+        cmd(&mut hub, 3, "MSG #nowhere hi");
+        assert!(c.take()[0].starts_with("ERR no-such-room "));
+        cmd(&mut hub, 1, "USERS");
+        assert_eq!(a.take(), ["USERS #Rust alice bob"]);
+        assert_eq!(hub.rooms_of(1), ["#lobby", "#Rust"]);
+    }
+
+    #[test]
+    fn join_announces_and_part_leaves_quietly_elsewhere() {
+        let mut hub = Hub::new(60);
+        let a = join(&mut hub, 1, "alice");
+        let b = join(&mut hub, 2, "bob");
+        a.take();
+        b.take();
+        cmd(&mut hub, 1, "JOIN #rust");
+        assert_eq!(
+            a.take(),
+            [
+                format!("JOIN {} #rust alice", t()),
+                "USERS #rust alice".to_string(),
+                "INFO Messages without a room now go to #rust.".to_string(),
+            ]
         );
-        assert!(a.take()[0].starts_with("ERR no-such-room "));
-        hub.command(
-            1,
-            Command::Users {
-                room: Some("#LOBBY".into()),
-            },
-            t(),
+        assert_eq!(b.take(), Vec::<String>::new(), "bob is not in #rust");
+        cmd(&mut hub, 2, "JOIN #rust");
+        assert_eq!(a.take(), [format!("JOIN {} #rust bob", t())]);
+        b.take();
+        cmd(&mut hub, 2, "PART #rust bored");
+        let part = format!("PART {} #rust bob bored", t());
+        assert_eq!(a.take(), std::slice::from_ref(&part));
+        assert_eq!(
+            b.take(),
+            [
+                part,
+                "INFO Messages without a room now go to #lobby.".to_string()
+            ]
         );
-        assert_eq!(a.take(), ["USERS #lobby alice"]);
+        cmd(&mut hub, 1, "PART");
+        cmd(&mut hub, 1, "ROOMS");
+        let got = a.take();
+        assert_eq!(
+            got[got.len() - 2..],
+            ["ROOM #lobby 2 ", "ROOMS 1"].map(|s| s.trim_end())
+        );
+    }
+
+    #[test]
+    fn whispers_reach_only_their_recipient() {
+        let mut hub = Hub::new(60);
+        let a = join(&mut hub, 1, "alice");
+        let b = join(&mut hub, 2, "bob");
+        let c = join(&mut hub, 3, "carol");
+        a.take();
+        b.take();
+        c.take();
+        cmd(&mut hub, 1, "/w BOB meet at 5");
+        assert_eq!(b.take(), [format!("WHISPER {} 1 alice bob meet at 5", t())]);
+        assert_eq!(a.take(), Vec::<String>::new());
+        assert_eq!(c.take(), Vec::<String>::new());
+        cmd(&mut hub, 1, "/w dave hi");
+        assert!(a.take()[0].starts_with("ERR no-such-nick "));
+    }
+
+    #[test]
+    fn topics_are_set_shown_and_listed() {
+        let mut hub = Hub::new(60);
+        let a = join(&mut hub, 1, "alice");
+        let b = join(&mut hub, 2, "bob");
+        b.take();
+        cmd(&mut hub, 1, "TOPIC Welcome all");
+        a.take();
+        let topic = format!("TOPIC {} #lobby alice Welcome all", t());
+        assert_eq!(b.take(), std::slice::from_ref(&topic));
+        cmd(&mut hub, 2, "/topic");
+        assert_eq!(b.take(), std::slice::from_ref(&topic));
+        cmd(&mut hub, 2, "ROOMS");
+        assert_eq!(b.take(), ["ROOM #lobby 2 Welcome all", "ROOMS 1"]);
+        let _c = join(&mut hub, 3, "carol");
+        let c_lines = _c.take();
+        assert!(c_lines.contains(&topic), "a newcomer is told the topic");
+    }
+
+    #[test]
+    fn history_is_recorded_and_fetched_only_when_on() {
+        let mut hub: Hub<Inbox> = Hub::with_config(HubConfig {
+            history: true,
+            last_msg_id: 41,
+            ..HubConfig::default()
+        });
+        let a = join(&mut hub, 1, "alice");
+        let _b = join(&mut hub, 2, "bob");
+        let fetches = hub.take_fetches();
+        assert_eq!(fetches.len(), 2, "each registration replays the lobby");
+        assert_eq!(fetches[1].range, Range::Before(42));
+        cmd(&mut hub, 1, "hello");
+        cmd(&mut hub, 1, "/w bob secret");
+        let records = hub.take_records();
+        assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), [42, 43]);
+        assert_eq!(records[1].place, Place::Private("bob".into()));
+        cmd(&mut hub, 2, "HISTORY alice 10");
+        let fetch = &hub.take_fetches()[0];
+        assert_eq!(fetch.client, 2);
+        assert_eq!(
+            fetch.scope,
+            Scope::Private {
+                a: "bob".into(),
+                b: "alice".into(),
+                after: 41
+            }
+        );
+        cmd(&mut hub, 1, "HISTORY #rust");
+        assert!(a.take().last().unwrap().starts_with("ERR no-such-room "));
+
+        let mut off = Hub::new(60);
+        let x = join(&mut off, 1, "x");
+        x.take();
+        cmd(&mut off, 1, "HISTORY #lobby");
+        assert!(x.take()[0].starts_with("ERR history-off "));
+        assert!(off.take_fetches().is_empty());
     }
 
     #[test]

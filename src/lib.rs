@@ -2,6 +2,11 @@
 //! terminal client for it.
 //!
 //! # Layout
+//! - [`bench`]: `natter bench`, a load generator: many real clients against
+//!   a server in this process or another, measuring throughput, latency,
+//!   memory per connection and churn.
+//! - [`client`]: the chat client without a UI: a self-healing connection on
+//!   its own thread and a pure model of what the user sees.
 //! - [`config`]: the server's limits, each with a `natter serve` flag.
 //! - [`decoder`]: raw peer bytes to lines: framing, telnet, line editing and
 //!   limits. No IO.
@@ -22,6 +27,8 @@
 pub use config::Config;
 pub use server::serve;
 
+pub mod bench;
+pub mod client;
 pub mod config;
 pub mod decoder;
 pub mod hub;

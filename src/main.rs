@@ -17,6 +17,7 @@ struct Args {
 #[argh(subcommand)]
 enum Subcommand {
     Serve(Serve),
+    Bench(Bench),
     #[cfg(feature = "tui")]
     Tui(Tui),
 }
@@ -54,6 +55,81 @@ struct Serve {
     /// threads serving connections; 0 means one per core (default 0)
     #[argh(option, default = "0")]
     threads: usize,
+    /// most rooms one client may be in at once (default 32)
+    #[argh(option, default = "natter::Config::default().max_rooms")]
+    max_rooms: usize,
+    /// where to keep chat history: sqlite, memory or off (default sqlite)
+    #[argh(option, default = "String::from(\"sqlite\")")]
+    history: String,
+    /// directory of the history database (default $XDG_DATA_HOME/natter,
+    /// or ~/.local/share/natter)
+    #[argh(option)]
+    data_dir: Option<std::path::PathBuf>,
+    /// days of history to keep; 0 keeps it forever (default 90)
+    #[argh(option, default = "90")]
+    history_days: u64,
+    /// messages of history to keep per room; 0 keeps them all (default 100000)
+    #[argh(option, default = "100_000")]
+    history_max: usize,
+    /// earlier messages sent on joining a room (default 50)
+    #[argh(option, default = "natter::Config::default().replay")]
+    replay: usize,
+}
+
+/// Load a natter server with many real clients and measure it: fanout
+/// (throughput, loss, latency), idle (memory per connection) or churn
+/// (connections/s, leaks). Starts a server in this process unless --server.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+struct Bench {
+    /// fanout, idle or churn
+    #[argh(positional)]
+    scenario: natter::bench::Scenario,
+    /// a server on this machine to load, as host:port (default: start one
+    /// in this process with the benchmark limits)
+    #[argh(option)]
+    server: Option<String>,
+    /// the process id of --server, to read its memory and descriptors
+    #[argh(option)]
+    server_pid: Option<u32>,
+    /// clients (default: fanout 100, idle 1000, churn 20 at once)
+    #[argh(option, default = "0")]
+    clients: usize,
+    /// fanout: clients that send (default 10)
+    #[argh(option, default = "10")]
+    senders: usize,
+    /// fanout: messages per second from all senders; 0 sends as fast as
+    /// the in-flight window allows (default 0)
+    #[argh(option, default = "0")]
+    rate: u64,
+    /// fanout: seconds of sending (5); idle: seconds to hold (0); churn:
+    /// the most seconds to run (600)
+    #[argh(option)]
+    seconds: Option<f64>,
+    /// churn: connect/register/chat/quit cycles (default 10000)
+    #[argh(option, default = "10_000")]
+    cycles: u64,
+    /// fanout at rate 0: messages in flight at most (default 64 per sender)
+    #[argh(option, default = "0")]
+    window: usize,
+    /// fanout: pad message texts to this many bytes (default 0: ~30)
+    #[argh(option, default = "0")]
+    size: usize,
+    /// threads running the clients; 0 means one per core (default 0)
+    #[argh(option, default = "0")]
+    threads: usize,
+    /// threads of the in-process server; 0 means one per core (default 0)
+    #[argh(option, default = "0")]
+    server_threads: usize,
+    /// connections opened and registering at once (default 256)
+    #[argh(option, default = "256")]
+    connect_window: usize,
+    /// print only the JSON line on stdout (the summary goes to stderr)
+    #[argh(switch)]
+    json: bool,
+    /// no progress line on stderr
+    #[argh(switch)]
+    quiet: bool,
 }
 
 /// Open the terminal chat client.
@@ -76,6 +152,23 @@ fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let result = match args.command {
         Subcommand::Serve(serve) => run_server(serve),
+        Subcommand::Bench(bench) => natter::bench::run(natter::bench::Options {
+            scenario: bench.scenario,
+            server: bench.server,
+            server_pid: bench.server_pid,
+            clients: bench.clients,
+            senders: bench.senders,
+            rate: bench.rate,
+            seconds: bench.seconds,
+            cycles: bench.cycles,
+            window: bench.window,
+            size: bench.size,
+            threads: bench.threads,
+            server_threads: bench.server_threads,
+            connect_window: bench.connect_window,
+            progress: !bench.quiet,
+            json: bench.json,
+        }),
         #[cfg(feature = "tui")]
         Subcommand::Tui(tui) => natter::tui::run(natter::tui::Options {
             server: tui.server,
@@ -92,6 +185,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where history lives unless --data-dir says otherwise: the XDG data
+/// directory, as other Unix services do.
+fn data_dir() -> std::path::PathBuf {
+    let home = |rest: &str| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(rest));
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| home(".local/share"))
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+        .join("natter")
+}
+
 fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -100,6 +205,12 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let history = match args.history.as_str() {
+        "sqlite" => natter::store::HistoryMode::Sqlite(args.data_dir.unwrap_or_else(data_dir)),
+        "memory" => natter::store::HistoryMode::Memory,
+        "off" => natter::store::HistoryMode::Off,
+        other => return Err(format!("--history is sqlite, memory or off, not {other}").into()),
+    };
     let config = natter::Config {
         max_clients: args.max_clients,
         max_line: args.max_line,
@@ -108,6 +219,14 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
         rate: args.rate,
         burst: args.burst,
         threads: args.threads,
+        max_rooms: args.max_rooms,
+        history,
+        retention: natter::store::Retention {
+            max_age: (args.history_days > 0)
+                .then(|| Duration::from_secs(args.history_days.saturating_mul(24 * 3600))),
+            max_per_room: (args.history_max > 0).then_some(args.history_max),
+        },
+        replay: args.replay,
         ..natter::Config::default()
     };
     smol::block_on(async {

@@ -706,6 +706,26 @@ fn push_clean(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Removes control characters from what was appended to `out` after
+/// `start`; cheap when there are none.
+fn drop_controls(out: &mut Vec<u8>, start: usize) {
+    let tail = out.get(start..).unwrap_or_default();
+    // Every control character's UTF-8 form has a byte below 0x20, 0x7F, or
+    // the lead byte 0xC2 (C1 controls, U+0080 to U+009F).
+    if !tail.iter().any(|&b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(tail) else {
+        return;
+    };
+    if is_clean(text) {
+        return;
+    }
+    let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
+    out.truncate(start);
+    out.extend_from_slice(cleaned.as_bytes());
+}
+
 impl ServerLine {
     /// Appends the line, with its CRLF ending, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -714,6 +734,7 @@ impl ServerLine {
             out.extend_from_slice(b"HIST ");
             return line.encode(out);
         }
+        let start = out.len();
         // Writing into a Vec cannot fail.
         let _ = match self {
             ServerLine::Hello { version, .. } => write!(out, "HELLO {version} "),
@@ -784,6 +805,10 @@ impl ServerLine {
             | ServerLine::History(_)
             | ServerLine::HistoryEnd { .. } => {}
         }
+        // Words (nicks, rooms, the version) are written as they are, and a
+        // value that is not wire-safe may hold a CR or LF in one: it must
+        // still make exactly one line.
+        drop_controls(out, start);
         out.extend_from_slice(b"\r\n");
     }
 

@@ -8,17 +8,19 @@
 
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
-use futures_lite::{future, AsyncWriteExt};
+use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
 
 use crate::config::Config;
-use crate::hub::{ClientId, Hub, Line, Outbox, Rejected};
+use crate::hub::{self, ClientId, Fetch, Hub, HubConfig, Line, Outbox, Rejected};
+use crate::store::Store;
 use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp};
 use crate::session;
 
@@ -129,7 +131,16 @@ pub async fn serve(
         })
         .collect::<io::Result<_>>()?;
 
-    let result = run(&executor, listener, config, shutdown).await;
+    let (store, last_msg_id) =
+        Store::open(&config.history, config.retention).map_err(io::Error::other)?;
+    let hub = Hub::with_config(HubConfig {
+        register_timeout_secs: config.register_timeout.as_secs(),
+        max_rooms: config.max_rooms,
+        history: store.is_some(),
+        replay: config.replay,
+        last_msg_id,
+    });
+    let result = run(&executor, listener, config, hub, store, shutdown).await;
     drop(stop);
     for worker in workers {
         let _ = worker.join();
@@ -141,17 +152,15 @@ async fn run(
     executor: &Arc<Executor<'static>>,
     listener: TcpListener,
     config: Config,
+    hub: Hub<SessionOutbox>,
+    store: Option<Store>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = Arc::new(config);
     tracing::info!(address = %listener.local_addr()?, "listening");
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(
-        inbox,
-        shutdown_signal,
-        config.register_timeout.as_secs(),
-    ));
+    let hub = executor.spawn(run_hub(hub, store, inbox, shutdown_signal));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
@@ -184,8 +193,13 @@ async fn run(
             executor
                 .spawn(async move {
                     tracing::info!(id, %peer, "connected");
-                    let reason = session::run(id, stream, &config, events).await;
-                    tracing::info!(id, %peer, %reason, "disconnected");
+                    // A bug in one session must not take a worker thread (and
+                    // every session on it) down with it.
+                    let session = AssertUnwindSafe(session::run(id, stream, &config, events));
+                    match session.catch_unwind().await {
+                        Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
+                        Err(_) => tracing::error!(id, %peer, "session panicked; connection dropped"),
+                    }
                     drop((guard, done));
                 })
                 .detach();
@@ -210,8 +224,53 @@ async fn run(
             "some clients did not take their last lines in time"
         );
     }
-    drop(hub);
+    // The hub task writes the last history batch as it stops.
+    future::or(
+        async {
+            hub.await;
+        },
+        async {
+            Timer::after(Duration::from_secs(2)).await;
+        },
+    )
+    .await;
     Ok(())
+}
+
+/// Gives the store what the hub queued: messages to keep, and history to
+/// fetch, whose answer goes straight into the asking client's outbox.
+fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store) {
+    for record in hub.take_records() {
+        store.append(record);
+    }
+    for fetch in hub.take_fetches() {
+        let Some(outbox) = hub.outbox(fetch.client).cloned() else {
+            continue;
+        };
+        let Fetch {
+            scope,
+            range,
+            count,
+            target,
+            ..
+        } = fetch;
+        store.fetch(
+            scope,
+            range,
+            count,
+            Box::new(move |records| {
+                let mut outbox = outbox;
+                for record in &records {
+                    let _ = outbox.push(&hub::encode(&hub::history_line(record)));
+                }
+                let end = ServerLine::HistoryEnd {
+                    target,
+                    count: u32::try_from(records.len()).unwrap_or(u32::MAX),
+                };
+                let _ = outbox.push(&hub::encode(&end));
+            }),
+        );
+    }
 }
 
 /// Counts a live session; the count goes down when it is dropped.
@@ -251,8 +310,12 @@ async fn refuse(stream: Arc<Async<std::net::TcpStream>>, max: usize) {
 
 /// The hub task: applies events in order, expires unregistered connections
 /// once a second, and says goodbye to everyone on shutdown.
-async fn run_hub(inbox: Receiver<Event>, shutdown: Receiver<()>, register_timeout: u64) {
-    let mut hub: Hub<SessionOutbox> = Hub::new(register_timeout);
+async fn run_hub(
+    mut hub: Hub<SessionOutbox>,
+    mut store: Option<Store>,
+    inbox: Receiver<Event>,
+    shutdown: Receiver<()>,
+) {
     let mut tick = Timer::interval(Duration::from_secs(1));
     enum Wake {
         Event(Event),
@@ -290,8 +353,15 @@ async fn run_hub(inbox: Receiver<Event>, shutdown: Receiver<()>, register_timeou
             Wake::Tick => hub.tick(now),
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");
+                if let Some(store) = store {
+                    // Writes the last batch before the process ends.
+                    store.close();
+                }
                 return;
             }
+        }
+        if let Some(store) = &mut store {
+            hand_to_store(&mut hub, store);
         }
     }
 }

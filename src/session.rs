@@ -27,6 +27,9 @@ enum End {
     Reader(String),
     /// The hub closed the outbox: `QUIT`, overflow, timeout or shutdown.
     Closed,
+    /// The hub closed the outbox and the writer has already written all of
+    /// it; the writer future is finished and must not be polled again.
+    Flushed,
     /// Writing to the socket failed; nothing more can be sent.
     Writer(String),
 }
@@ -56,16 +59,19 @@ pub(crate) async fn run(
         ),
         async {
             match writer.as_mut().await {
-                Ok(()) => End::Closed,
+                Ok(()) => End::Flushed,
                 Err(err) => End::Writer(format!("write failed: {err}")),
             }
         },
     )
     .await;
-    let reason = match end {
-        End::Reader(reason) => reason,
-        End::Closed => "closed by the server".into(),
-        End::Writer(reason) => reason,
+    // Whether the writer still has lines to write: not if it finished, with
+    // or without an error.
+    let (reason, flush) = match end {
+        End::Reader(reason) => (reason, true),
+        End::Closed => ("closed by the server".into(), true),
+        End::Flushed => ("closed by the server".into(), false),
+        End::Writer(reason) => (reason, false),
     };
     let _ = events
         .send(Event::Disconnect {
@@ -73,7 +79,7 @@ pub(crate) async fn run(
             reason: reason.clone(),
         })
         .await;
-    if !reason.starts_with("write failed") {
+    if flush {
         // The hub has closed the outbox by now: write what is left, but do
         // not wait forever on a client that is not reading.
         future::or(
@@ -140,6 +146,7 @@ async fn read_lines(
                                 (ErrorCode::UnknownCommand, " HELP lists the commands.")
                             }
                             CommandError::BadRoom(_) => (ErrorCode::NoSuchRoom, ""),
+                            CommandError::BadArgument(_) => (ErrorCode::BadArgument, ""),
                             _ => (ErrorCode::MissingArgument, ""),
                         };
                         error(code, format!("{}.{hint}", capitalised(&err.to_string())))

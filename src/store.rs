@@ -161,31 +161,20 @@ pub struct Store {
     dropped: u64,
 }
 
-/// What the store knew at start-up.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// The largest message id stored, so new ids continue above it.
-    pub last_id: u64,
-    /// The rooms that have history, with up to `tail` newest messages each,
-    /// oldest first.
-    pub rooms: Vec<(String, Vec<Record>)>,
-}
-
 impl Store {
     /// Opens the history in `mode` and starts its thread. Also returns the
-    /// newest `tail` messages of every room, for replay on join.
+    /// largest message id stored, so new ids continue above it.
     pub fn open(
         mode: &HistoryMode,
         retention: Retention,
-        tail: usize,
-    ) -> Result<(Option<Store>, Loaded), StoreError> {
+    ) -> Result<(Option<Store>, u64), StoreError> {
         let mut backend: Box<dyn Backend> = match mode {
-            HistoryMode::Off => return Ok((None, Loaded::default())),
+            HistoryMode::Off => return Ok((None, 0)),
             HistoryMode::Memory => Box::new(Memory::default()),
             HistoryMode::Sqlite(dir) => open_sqlite(dir)?,
         };
         backend.prune(retention, now());
-        let loaded = backend.load(tail);
+        let last_id = backend.last_id();
         let (requests, inbox) = mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("natter-history".into())
@@ -196,7 +185,7 @@ impl Store {
             thread: Some(thread),
             dropped: 0,
         };
-        Ok((Some(store), loaded))
+        Ok((Some(store), last_id))
     }
 
     /// Queues a message to be written. Never blocks: if the disk has fallen
@@ -319,7 +308,7 @@ trait Backend: Send {
     fn append(&mut self, batch: &[Record]);
     fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record>;
     fn prune(&mut self, retention: Retention, now: i64);
-    fn load(&mut self, tail: usize) -> Loaded;
+    fn last_id(&mut self) -> u64;
 }
 
 /// The key of a private conversation: the two folded nicknames in order.
@@ -357,7 +346,14 @@ impl Backend for Memory {
         };
         let matches = |r: &&Record| r.id > after && scope_key(r) == (want_room, key.clone());
         let mut found: Vec<Record> = match range {
-            Range::Last => self.records.iter().rev().filter(matches).take(count).cloned().collect(),
+            Range::Last => self
+                .records
+                .iter()
+                .rev()
+                .filter(matches)
+                .take(count)
+                .cloned()
+                .collect(),
             Range::Before(id) => self
                 .records
                 .iter()
@@ -404,8 +400,8 @@ impl Backend for Memory {
         }
     }
 
-    fn load(&mut self, _tail: usize) -> Loaded {
-        Loaded::default()
+    fn last_id(&mut self) -> u64 {
+        self.records.last().map_or(0, |r| r.id)
     }
 }
 
@@ -472,9 +468,12 @@ mod sqlite {
                 )?;
                 for r in batch {
                     let (room, room_name, pair, recipient) = match &r.place {
-                        Place::Room(name) => {
-                            (Some(crate::names::fold(name)), Some(name.as_str()), None, None)
-                        }
+                        Place::Room(name) => (
+                            Some(crate::names::fold(name)),
+                            Some(name.as_str()),
+                            None,
+                            None,
+                        ),
                         Place::Private(to) => {
                             (None, None, Some(pair_key(&r.nick, to)), Some(to.as_str()))
                         }
@@ -532,46 +531,44 @@ mod sqlite {
             if let Some(max) = retention.max_per_room {
                 let max = i64::try_from(max).unwrap_or(i64::MAX);
                 for column in ["room", "pair"] {
-                    self.db.execute(
-                        &format!(
-                            "DELETE FROM messages WHERE {column} IS NOT NULL AND id <= (
-                                SELECT m.id FROM messages m WHERE m.{column} = messages.{column}
-                                ORDER BY m.id DESC LIMIT 1 OFFSET ?1)"
-                        ),
-                        params![max],
-                    )?;
+                    // One cut-off per conversation, found through its index:
+                    // a correlated subquery per row would be quadratic.
+                    let keys: Vec<String> = {
+                        let mut stmt = self.db.prepare(&format!(
+                            "SELECT DISTINCT {column} FROM messages WHERE {column} IS NOT NULL"
+                        ))?;
+                        let rows = stmt.query_map([], |row| row.get(0))?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    };
+                    for key in keys {
+                        let cutoff: Option<i64> = self
+                            .db
+                            .query_row(
+                                &format!(
+                                    "SELECT id FROM messages WHERE {column} = ?1
+                                     ORDER BY id DESC LIMIT 1 OFFSET ?2"
+                                ),
+                                params![key, max],
+                                |row| row.get(0),
+                            )
+                            .optional()?;
+                        if let Some(cutoff) = cutoff {
+                            self.db.execute(
+                                &format!("DELETE FROM messages WHERE {column} = ?1 AND id <= ?2"),
+                                params![key, cutoff],
+                            )?;
+                        }
+                    }
                 }
             }
             Ok(())
         }
 
-        fn try_load(&mut self, tail: usize) -> rusqlite::Result<Loaded> {
-            let last_id: Option<i64> = self
-                .db
-                .query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0))
-                .optional()?
-                .flatten();
-            let rooms: Vec<String> = {
-                let mut stmt = self
-                    .db
-                    .prepare("SELECT DISTINCT room FROM messages WHERE room IS NOT NULL")?;
-                let rows = stmt.query_map([], |row| row.get(0))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            let mut loaded = Loaded {
-                last_id: last_id.and_then(|id| u64::try_from(id).ok()).unwrap_or(0),
-                rooms: Vec::new(),
-            };
-            for room in rooms {
-                let records = self.try_fetch(&Scope::Room(room.clone()), Range::Last, tail)?;
-                if let Some(name) = records.first().and_then(|r| match &r.place {
-                    Place::Room(name) => Some(name.clone()),
-                    Place::Private(_) => None,
-                }) {
-                    loaded.rooms.push((name, records));
-                }
-            }
-            Ok(loaded)
+        fn try_last_id(&mut self) -> rusqlite::Result<u64> {
+            let last: Option<i64> =
+                self.db
+                    .query_row("SELECT MAX(id) FROM messages", [], |row| row.get(0))?;
+            Ok(last.and_then(|id| u64::try_from(id).ok()).unwrap_or(0))
         }
     }
 
@@ -613,10 +610,10 @@ mod sqlite {
             }
         }
 
-        fn load(&mut self, tail: usize) -> Loaded {
-            self.try_load(tail).unwrap_or_else(|err| {
-                tracing::error!(%err, "cannot load history");
-                Loaded::default()
+        fn last_id(&mut self) -> u64 {
+            self.try_last_id().unwrap_or_else(|err| {
+                tracing::error!(%err, "cannot read the last message id");
+                0
             })
         }
     }
@@ -655,11 +652,15 @@ mod tests {
     }
 
     fn exercise(mode: HistoryMode) {
-        let (store, loaded) = Store::open(&mode, Retention::default(), 50).unwrap();
+        let (store, last_id) = Store::open(&mode, Retention::default()).unwrap();
         let mut store = store.unwrap();
-        assert_eq!(loaded.last_id, 0);
+        assert_eq!(last_id, 0);
         for id in 1..=10 {
-            let place = if id % 2 == 0 { room("#Rust") } else { room("#lobby") };
+            let place = if id % 2 == 0 {
+                room("#Rust")
+            } else {
+                room("#lobby")
+            };
             store.append(record(id, place, "alice", "hi"));
         }
         store.append(record(11, Place::Private("Bob".into()), "alice", "psst"));
@@ -675,7 +676,10 @@ mod tests {
         };
         assert_eq!(fetch(&mut store, pair(0), Range::Last, 50), [11, 12]);
         assert_eq!(fetch(&mut store, pair(11), Range::Last, 50), [12]);
-        assert_eq!(fetch(&mut store, pair(11), Range::Before(12), 50), Vec::<u64>::new());
+        assert_eq!(
+            fetch(&mut store, pair(11), Range::Before(12), 50),
+            Vec::<u64>::new()
+        );
         store.close();
     }
 
@@ -684,41 +688,62 @@ mod tests {
         exercise(HistoryMode::Memory);
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_history_answers_every_range_and_survives_a_restart() {
         let dir = std::env::temp_dir().join(format!("natter-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         exercise(HistoryMode::Sqlite(dir.clone()));
-        let (store, loaded) =
-            Store::open(&HistoryMode::Sqlite(dir.clone()), Retention::default(), 2).unwrap();
-        assert_eq!(loaded.last_id, 12);
-        let mut rooms: Vec<_> = loaded
-            .rooms
-            .iter()
-            .map(|(name, records)| (name.clone(), records.iter().map(|r| r.id).collect()))
-            .collect();
-        rooms.sort();
-        assert_eq!(
-            rooms,
-            [("#Rust".to_string(), vec![8, 10]), ("#lobby".to_string(), vec![7, 9])]
-        );
+        let (store, last_id) =
+            Store::open(&HistoryMode::Sqlite(dir.clone()), Retention::default()).unwrap();
+        assert_eq!(last_id, 12);
+        let mut store = store.unwrap();
+        let lobby = Scope::Room("#lobby".into());
+        assert_eq!(fetch(&mut store, lobby, Range::Last, 2), [7, 9]);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn retention_keeps_the_newest_per_room() {
-        let mut memory = Memory::default();
-        let batch: Vec<_> = (1..=6)
+    fn retention_keeps_the_newest_per_room_in(backend: &mut dyn Backend) {
+        let mut batch: Vec<_> = (1..=6)
             .map(|id| record(id, room(if id <= 3 { "#a" } else { "#b" }), "x", "y"))
             .collect();
-        memory.append(&batch);
+        let mut old = record(7, room("#b"), "x", "ancient");
+        old.time = now() - 3600;
+        batch.insert(0, old);
+        backend.append(&batch);
         let retention = Retention {
-            max_age: None,
+            max_age: Some(Duration::from_secs(60)),
             max_per_room: Some(2),
         };
-        memory.prune(retention, now());
-        let ids: Vec<u64> = memory.records.iter().map(|r| r.id).collect();
-        assert_eq!(ids, [2, 3, 5, 6]);
+        backend.prune(retention, now());
+        let ids = |backend: &mut dyn Backend, room: &str| -> Vec<u64> {
+            let scope = Scope::Room(room.into());
+            backend
+                .fetch(&scope, Range::Since(0), 100)
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(ids(backend, "#a"), [2, 3]);
+        assert_eq!(
+            ids(backend, "#b"),
+            [5, 6],
+            "the oldest by count and by age go"
+        );
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_per_room() {
+        retention_keeps_the_newest_per_room_in(&mut Memory::default());
+        #[cfg(feature = "sqlite")]
+        {
+            let dir = std::env::temp_dir().join(format!("natter-prune-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut db = sqlite::Sqlite::open(&dir).unwrap();
+            retention_keeps_the_newest_per_room_in(&mut db);
+            drop(db);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

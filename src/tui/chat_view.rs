@@ -1,0 +1,471 @@
+//! The chat panel: the scrollback, wrapped to the panel's width, following
+//! new lines or held still while the user reads older ones.
+//!
+//! It draws straight from the shared [`Model`], wrapping only the lines that
+//! are on screen, so a full 10,000-line scrollback costs nothing per frame.
+//! Its position is a line's sequence number (plus rows hidden below it), not
+//! a row count, so it stays on the same line while new lines arrive, old ones
+//! are dropped or the terminal is resized.
+
+use cursive::event::{Event, EventResult, MouseEvent};
+use cursive::style::{BaseColor, Color, ColorStyle, Effect, Style};
+use cursive::utils::lines::spans::LinesIterator;
+use cursive::utils::markup::StyledString;
+use cursive::{Printer, Vec2, View};
+
+use super::{lock, Shared};
+use crate::client::{Entry, EntryKind, Model, SystemKind};
+use crate::protocol::Timestamp;
+
+/// Rows one mouse-wheel notch scrolls.
+const WHEEL_ROWS: usize = 3;
+
+/// Narrowest text column for a hanging indent; below it, continuation rows
+/// start at the left edge.
+const MIN_INDENTED_WIDTH: usize = 12;
+
+/// Where the view is: the bottom row on screen is the row `below` rows above
+/// the last row of line `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    seq: u64,
+    below: usize,
+}
+
+/// The chat panel's view.
+pub struct ChatView {
+    model: Shared,
+    /// `None` while following the newest line.
+    anchor: Option<Pos>,
+    /// The newest line when the user scrolled away from the bottom; lines
+    /// after it are counted as new in the marker.
+    seen: u64,
+    /// The size at the last layout, for scrolling by pages.
+    size: Vec2,
+}
+
+/// One screen row: styled pieces, after `indent` blank columns.
+struct Row {
+    indent: usize,
+    /// Style, text and width in columns.
+    spans: Vec<(Style, String, usize)>,
+}
+
+impl ChatView {
+    /// A view of `model`'s scrollback, following new lines.
+    pub fn new(model: Shared) -> Self {
+        Self {
+            model,
+            anchor: None,
+            seen: 0,
+            size: Vec2::zero(),
+        }
+    }
+
+    /// Goes back to the newest line and follows again.
+    pub fn follow(&mut self) {
+        self.anchor = None;
+    }
+
+    /// Scrolls back one page (keeping one row of context).
+    pub fn page_up(&mut self) {
+        self.scroll_up(self.page());
+    }
+
+    /// Scrolls forward one page; at the bottom, follows again.
+    pub fn page_down(&mut self) {
+        self.scroll_down(self.page());
+    }
+
+    fn page(&self) -> usize {
+        self.text_height(true).saturating_sub(1).max(1)
+    }
+
+    /// Rows for lines: all of them, or one less for the marker.
+    fn text_height(&self, marker: bool) -> usize {
+        match marker {
+            true => self.size.y.saturating_sub(1),
+            false => self.size.y,
+        }
+    }
+
+    /// Scrolls `n` rows towards older lines, never past the oldest line at
+    /// the top of the screen.
+    pub fn scroll_up(&mut self, n: usize) {
+        let model = lock(&self.model);
+        let sb = model.scrollback();
+        let (Some(first), Some(last)) = (sb.first_seq(), sb.last_seq()) else {
+            return;
+        };
+        let width = self.size.x;
+        let height = self.text_height(true);
+        if width == 0 || height == 0 {
+            return;
+        }
+        let start = self.anchor.unwrap_or(Pos {
+            seq: last,
+            below: 0,
+        });
+        let mut seq = start.seq.clamp(first, last);
+        let mut below = start.below + n;
+        loop {
+            let rows = row_count(&model, seq, width);
+            if below < rows {
+                break;
+            }
+            if seq == first {
+                below = rows.saturating_sub(1);
+                break;
+            }
+            below -= rows;
+            seq -= 1;
+        }
+        // Keep the screen full: the top row is at most the oldest line's first.
+        let pos = match rows_through(&model, first, Pos { seq, below }, width, height) {
+            n if n >= height => Some(Pos { seq, below }),
+            _ => pos_from_top(&model, first, last, height, width),
+        };
+        if self.anchor.is_none() && pos.is_some() {
+            self.seen = last;
+        }
+        self.anchor = pos;
+    }
+
+    /// Scrolls `n` rows towards newer lines; reaching the bottom follows
+    /// again.
+    pub fn scroll_down(&mut self, mut n: usize) {
+        let Some(pos) = self.anchor else {
+            return;
+        };
+        let model = lock(&self.model);
+        let sb = model.scrollback();
+        let (Some(first), Some(last)) = (sb.first_seq(), sb.last_seq()) else {
+            self.anchor = None;
+            return;
+        };
+        let mut seq = pos.seq.clamp(first, last);
+        let mut below = pos.below;
+        loop {
+            if n <= below {
+                below -= n;
+                break;
+            }
+            n -= below + 1;
+            if seq >= last {
+                below = 0;
+                break;
+            }
+            seq += 1;
+            below = row_count(&model, seq, self.size.x).saturating_sub(1);
+        }
+        self.anchor = match (seq, below) {
+            (s, 0) if s >= last => None,
+            _ => Some(Pos { seq, below }),
+        };
+    }
+
+    /// The rows to draw, top first, and the marker text if scrolled back.
+    fn visible(&self, size: Vec2) -> (Vec<Row>, Option<String>) {
+        let model = lock(&self.model);
+        let sb = model.scrollback();
+        let (Some(first), Some(last)) = (sb.first_seq(), sb.last_seq()) else {
+            return (Vec::new(), None);
+        };
+        let marker = self.anchor.map(|_| {
+            let new = last.saturating_sub(self.seen.max(first.saturating_sub(1)));
+            match new {
+                0 => " -- more below: PgDn -- ".to_owned(),
+                1 => " -- 1 new line below: PgDn -- ".to_owned(),
+                n => format!(" -- {n} new lines below: PgDn -- "),
+            }
+        });
+        let height = match marker {
+            Some(_) => size.y.saturating_sub(1),
+            None => size.y,
+        };
+        let pos = self.anchor.unwrap_or(Pos {
+            seq: last,
+            below: 0,
+        });
+        let mut seq = pos.seq.clamp(first, last);
+        let mut skip = pos.below;
+        let mut rows = Vec::with_capacity(height);
+        'lines: while rows.len() < height {
+            let Some(entry) = sb.get(seq) else { break };
+            let mut entry_rows = render(entry, size.x, model.room());
+            let keep = entry_rows.len().saturating_sub(skip);
+            skip = 0;
+            entry_rows.truncate(keep);
+            for row in entry_rows.into_iter().rev() {
+                rows.push(row);
+                if rows.len() == height {
+                    break 'lines;
+                }
+            }
+            if seq == first {
+                break;
+            }
+            seq -= 1;
+        }
+        rows.reverse();
+        (rows, marker)
+    }
+}
+
+impl View for ChatView {
+    fn draw(&self, printer: &Printer<'_, '_>) {
+        let (rows, marker) = self.visible(printer.size);
+        for (y, row) in rows.iter().enumerate() {
+            let mut x = row.indent;
+            for (style, text, width) in &row.spans {
+                printer.with_style(*style, |p| p.print((x, y), text));
+                x += width;
+            }
+        }
+        if let Some(marker) = marker {
+            let y = printer.size.y.saturating_sub(1);
+            let style = Style::from(Effect::Reverse);
+            printer.with_style(style, |p| {
+                p.print_hline((0, y), printer.size.x, " ");
+                let width = StyledString::plain(marker.as_str()).width();
+                let x = printer.size.x.saturating_sub(width) / 2;
+                p.print((x, y), &marker);
+            });
+        }
+    }
+
+    fn layout(&mut self, size: Vec2) {
+        self.size = size;
+    }
+
+    fn required_size(&mut self, constraint: Vec2) -> Vec2 {
+        constraint
+    }
+
+    fn on_event(&mut self, event: Event) -> EventResult {
+        match event {
+            Event::Mouse {
+                event: MouseEvent::WheelUp,
+                ..
+            } => self.scroll_up(WHEEL_ROWS),
+            Event::Mouse {
+                event: MouseEvent::WheelDown,
+                ..
+            } => self.scroll_down(WHEEL_ROWS),
+            _ => return EventResult::Ignored,
+        }
+        EventResult::Consumed(None)
+    }
+}
+
+/// How many rows line `seq` takes at `width`.
+fn row_count(model: &Model, seq: u64, width: usize) -> usize {
+    model
+        .scrollback()
+        .get(seq)
+        .map_or(0, |e| render(e, width, model.room()).len())
+}
+
+/// Rows from the top of line `first` down to `pos`, counting at most `cap`.
+fn rows_through(model: &Model, first: u64, pos: Pos, width: usize, cap: usize) -> usize {
+    let mut total = row_count(model, pos.seq, width).saturating_sub(pos.below);
+    let mut seq = pos.seq;
+    while total < cap && seq > first {
+        seq -= 1;
+        total += row_count(model, seq, width);
+    }
+    total
+}
+
+/// The position that puts the oldest line's first row at the top of a
+/// screen `height` rows high, or `None` if everything fits.
+fn pos_from_top(
+    model: &Model,
+    first: u64,
+    last: u64,
+    height: usize,
+    width: usize,
+) -> Option<Pos> {
+    let mut left = height;
+    for seq in first..=last {
+        let rows = row_count(model, seq, width);
+        if left <= rows {
+            let pos = Pos {
+                seq,
+                below: rows - left,
+            };
+            return (seq != last || pos.below != 0).then_some(pos);
+        }
+        left -= rows;
+    }
+    None
+}
+
+/// The local wall-clock time of a server timestamp, as `HH:MM`.
+pub fn clock(time: Timestamp) -> String {
+    time.datetime()
+        .with_timezone(&chrono::Local)
+        .format("%H:%M")
+        .to_string()
+}
+
+/// A nickname's colour: the same for the same nickname (in any case) on
+/// every screen and every run.
+pub fn nick_color(nick: &str) -> Color {
+    const COLORS: [Color; 11] = [
+        Color::Dark(BaseColor::Red),
+        Color::Dark(BaseColor::Green),
+        Color::Dark(BaseColor::Yellow),
+        Color::Dark(BaseColor::Magenta),
+        Color::Dark(BaseColor::Cyan),
+        Color::Light(BaseColor::Red),
+        Color::Light(BaseColor::Green),
+        Color::Light(BaseColor::Yellow),
+        Color::Light(BaseColor::Blue),
+        Color::Light(BaseColor::Magenta),
+        Color::Light(BaseColor::Cyan),
+    ];
+    // FNV-1a: stable across runs and platforms, unlike std's hasher.
+    let hash = nick
+        .bytes()
+        .map(|b| b.to_ascii_lowercase())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    COLORS[(hash % COLORS.len() as u64) as usize]
+}
+
+/// The style of system lines and times: grey. Not the terminal's dim
+/// effect: Cursive switches bold on before switching dim off, and terminals
+/// turn both off with one code, so a bold cell after a dim one lost its bold.
+pub fn dim() -> Style {
+    Style::from(ColorStyle::front(Color::Light(BaseColor::Black)))
+}
+
+/// The style of a nickname.
+pub fn nick_style(nick: &str) -> Style {
+    Style::from(ColorStyle::front(nick_color(nick)))
+}
+
+/// Splits an entry into its prefix (time, sender or marker) and its text,
+/// styled. `current` is the current room, whose name lines need not repeat.
+fn parts(entry: &Entry, current: &str) -> (StyledString, StyledString) {
+    let dim = dim();
+    let mut prefix = StyledString::styled(clock(entry.time), dim);
+    prefix.append_plain(" ");
+    let mut body = StyledString::new();
+    match &entry.kind {
+        EntryKind::Chat {
+            room,
+            nick,
+            text,
+            own,
+            mention,
+        } => {
+            if !room.eq_ignore_ascii_case(current) {
+                prefix.append_styled(format!("{room} "), dim);
+            }
+            let mut style = nick_style(nick);
+            if *own {
+                style = style.combine(Effect::Bold);
+            }
+            if *mention {
+                style = style.combine(Effect::Reverse);
+            }
+            prefix.append_styled(format!("<{nick}>"), style);
+            prefix.append_plain(" ");
+            let text_style = match mention {
+                true => Style::from(Effect::Bold)
+                    .combine(ColorStyle::front(Color::Light(BaseColor::Yellow))),
+                false => Style::default(),
+            };
+            body.append_styled(text.as_str(), text_style);
+        }
+        EntryKind::Whisper {
+            from,
+            to,
+            text,
+            own,
+        } => {
+            let (arrow, partner) = match own {
+                true => ("-> ", to),
+                false => ("", from),
+            };
+            prefix.append_styled(arrow, dim);
+            prefix.append_styled(
+                format!("*{partner}*"),
+                nick_style(partner).combine(Effect::Bold),
+            );
+            prefix.append_plain(" ");
+            body.append_styled(text.as_str(), Effect::Italic);
+        }
+        EntryKind::System { kind, text } => {
+            let (mark, style) = match kind {
+                SystemKind::Join => ("-->", dim),
+                SystemKind::Leave => ("<--", dim),
+                SystemKind::Nick | SystemKind::Info => ("---", dim),
+                SystemKind::Error => (
+                    "!!!",
+                    Style::from(ColorStyle::front(Color::Dark(BaseColor::Red))),
+                ),
+                SystemKind::Raw => ("???", dim),
+            };
+            prefix.append_styled(format!("{mark} "), style);
+            body.append_styled(text.as_str(), style);
+        }
+    }
+    (prefix, body)
+}
+
+/// Wraps an entry to `width` columns. Continuation rows are indented under
+/// the text when there is room for it.
+fn render(entry: &Entry, width: usize, room: &str) -> Vec<Row> {
+    let width = width.max(1);
+    let (prefix, body) = parts(entry, room);
+    let prefix_width = prefix.width();
+    let spans_of = |source: &StyledString, width: usize| -> Vec<Vec<(Style, String, usize)>> {
+        LinesIterator::new(source, width)
+            .map(|row| {
+                row.resolve_stream(source)
+                    .map(|span| (*span.attr, span.content.to_owned(), span.width))
+                    .collect()
+            })
+            .collect()
+    };
+    if width >= prefix_width + MIN_INDENTED_WIDTH {
+        let mut rows: Vec<Row> = spans_of(&body, width - prefix_width)
+            .into_iter()
+            .map(|spans| Row {
+                indent: prefix_width,
+                spans,
+            })
+            .collect();
+        if rows.is_empty() {
+            rows.push(Row {
+                indent: prefix_width,
+                spans: Vec::new(),
+            });
+        }
+        let head: Vec<(Style, String, usize)> = prefix
+            .spans()
+            .map(|span| (*span.attr, span.content.to_owned(), span.width))
+            .collect();
+        rows[0].indent = 0;
+        rows[0].spans.splice(0..0, head);
+        rows
+    } else {
+        let mut whole = prefix;
+        whole.append(body);
+        let rows: Vec<Row> = spans_of(&whole, width)
+            .into_iter()
+            .map(|spans| Row { indent: 0, spans })
+            .collect();
+        match rows.is_empty() {
+            true => vec![Row {
+                indent: 0,
+                spans: Vec::new(),
+            }],
+            false => rows,
+        }
+    }
+}

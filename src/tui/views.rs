@@ -1,0 +1,290 @@
+//! The screens: the main chat screen, the login form, the nickname prompt
+//! and the quit confirmation. Each `build_*` function returns a view; the
+//! callbacks they wire up live in the parent module.
+
+use cursive::event::{Event, EventResult, EventTrigger, Key, MouseEvent};
+use cursive::style::{BaseColor, Color, ColorStyle, Effect, Style};
+use cursive::traits::{Nameable, Resizable};
+use cursive::utils::markup::StyledString;
+use cursive::views::{
+    Dialog, EditView, LinearLayout, ListView, NamedView, OnEventView, Panel, ScrollView, TextView,
+};
+use cursive::{Cursive, Printer, Vec2, View};
+
+use super::chat_view::{nick_style, ChatView};
+use super::{lock, Shared};
+use crate::client::{ConnState, Model, NickPrompt};
+
+/// The chat panel.
+pub const CHAT: &str = "chat";
+/// The chat panel's frame, whose title names the current room.
+pub const CHAT_PANEL: &str = "chat_panel";
+/// The user list's text.
+pub const USERS: &str = "users";
+/// The user list's panel, whose title holds the count.
+pub const USERS_PANEL: &str = "users_panel";
+/// The input line.
+pub const INPUT: &str = "input";
+/// The login form's server field.
+pub const FORM_SERVER: &str = "form_server";
+/// The login form's nickname field.
+pub const FORM_NICK: &str = "form_nick";
+/// The login form's error line.
+pub const FORM_ERROR: &str = "form_error";
+/// The nickname prompt.
+pub const NICK_PROMPT: &str = "nick_prompt";
+/// The nickname prompt's field.
+pub const NICK_PROMPT_EDIT: &str = "nick_prompt_edit";
+/// The quit confirmation.
+pub const QUIT_CONFIRM: &str = "quit_confirm";
+
+/// Width of the user list, borders included: a 16-character nickname fits.
+const USERS_WIDTH: usize = 20;
+
+/// The chat panel frame's concrete type, for `call_on_name`.
+pub type ChatPanel = Panel<NamedView<ChatView>>;
+
+/// The user list panel's concrete type, for `call_on_name`.
+pub type UsersPanel = Panel<ScrollView<NamedView<TextView>>>;
+
+/// The main screen: chat and users side by side, the status line, the
+/// input line. Scrolling keys and the mouse wheel reach the chat panel
+/// whichever view has the focus.
+pub fn build_main(model: Shared) -> impl View {
+    let title = chat_title(&lock(&model));
+    let chat = Panel::new(ChatView::new(model.clone()).with_name(CHAT))
+        .title(title)
+        .with_name(CHAT_PANEL)
+        .full_screen();
+    let users = Panel::new(ScrollView::new(TextView::empty().with_name(USERS)))
+        .title("Users")
+        .with_name(USERS_PANEL)
+        .fixed_width(USERS_WIDTH)
+        .full_height();
+    let input = LinearLayout::horizontal()
+        .child(TextView::new("> "))
+        .child(build_input(model.clone()).full_width());
+    let layout = LinearLayout::vertical()
+        .child(LinearLayout::horizontal().child(chat).child(users))
+        .child(StatusBar { model }.fixed_height(1))
+        .child(input);
+    OnEventView::new(layout)
+        .on_pre_event(Key::PageUp, |s| on_chat(s, ChatView::page_up))
+        .on_pre_event(Key::PageDown, |s| on_chat(s, ChatView::page_down))
+        .on_pre_event_inner(EventTrigger::mouse(), |_, event| {
+            let up = match event {
+                Event::Mouse {
+                    event: MouseEvent::WheelUp,
+                    ..
+                } => true,
+                Event::Mouse {
+                    event: MouseEvent::WheelDown,
+                    ..
+                } => false,
+                _ => return None,
+            };
+            Some(EventResult::with_cb(move |s| match up {
+                true => on_chat(s, |c| c.scroll_up(3)),
+                false => on_chat(s, |c| c.scroll_down(3)),
+            }))
+        })
+}
+
+/// Runs `f` on the chat panel.
+pub fn on_chat(s: &mut Cursive, f: impl FnOnce(&mut ChatView)) {
+    s.call_on_name(CHAT, f);
+}
+
+/// The input line: Enter sends, Up/Down walk the history, Tab completes.
+fn build_input(model: Shared) -> impl View {
+    let up = model.clone();
+    let down = model.clone();
+    let tab = model;
+    let edit = EditView::new()
+        .filler(" ")
+        .on_submit(super::on_submit)
+        .with_name(INPUT);
+    OnEventView::new(edit)
+        .on_pre_event_inner(Key::Up, move |edit, _| {
+            let mut edit = edit.get_mut();
+            let content = edit.get_content();
+            if let Some(line) = lock(&up).history_up(&content) {
+                let _ = edit.set_content(line);
+            }
+            Some(EventResult::Consumed(None))
+        })
+        .on_pre_event_inner(Key::Down, move |edit, _| {
+            let mut edit = edit.get_mut();
+            if let Some(line) = lock(&down).history_down() {
+                let _ = edit.set_content(line);
+            }
+            Some(EventResult::Consumed(None))
+        })
+        .on_pre_event_inner(Key::Tab, move |edit, _| {
+            let mut edit = edit.get_mut();
+            let content = edit.get_content();
+            let cursor = edit.get_cursor();
+            if let Some((line, cursor)) = lock(&tab).complete(&content, cursor) {
+                let _ = edit.set_content(line);
+                edit.set_cursor(cursor);
+            }
+            // Tab never moves the focus away from the input line.
+            Some(EventResult::Consumed(None))
+        })
+}
+
+/// The chat panel's title: the current room and its topic.
+fn chat_title(model: &Model) -> String {
+    match model.topic() {
+        "" => model.room().to_owned(),
+        topic => format!("{}: {topic}", model.room()),
+    }
+}
+
+/// Shows the current room and its topic in the chat panel's title.
+pub fn refresh_title(s: &mut Cursive, model: &Model) {
+    let title = chat_title(model);
+    s.call_on_name(CHAT_PANEL, |p: &mut ChatPanel| p.set_title(title));
+}
+
+/// Shows the current room members and their count.
+pub fn refresh_users(s: &mut Cursive, model: &Model) {
+    let mut text = StyledString::new();
+    for nick in model.users() {
+        let mut style = nick_style(nick);
+        if model.nick().is_some_and(|me| me.eq_ignore_ascii_case(nick)) {
+            style = style.combine(Effect::Bold);
+        }
+        text.append_styled(nick.as_str(), style);
+        text.append_plain("\n");
+    }
+    if model.users().is_empty() {
+        text.append_styled("(nobody)", super::chat_view::dim());
+    }
+    let title = format!("Users ({})", model.users().len());
+    s.call_on_name(USERS, |v: &mut TextView| v.set_content(text));
+    s.call_on_name(USERS_PANEL, |p: &mut UsersPanel| p.set_title(title));
+}
+
+/// The status line: server, nickname, connection state. It reads the model
+/// when drawn, so it needs no updating.
+struct StatusBar {
+    model: Shared,
+}
+
+impl View for StatusBar {
+    fn draw(&self, printer: &Printer<'_, '_>) {
+        let bar = ColorStyle::new(Color::Light(BaseColor::White), Color::Dark(BaseColor::Blue));
+        let (server, nick, state) = {
+            let model = lock(&self.model);
+            (
+                model.server().to_owned(),
+                model.display_nick().to_owned(),
+                model.state().clone(),
+            )
+        };
+        let (state_text, state_color) = match state {
+            ConnState::Online => ("online".to_owned(), BaseColor::Green),
+            ConnState::Registering => ("registering nickname…".to_owned(), BaseColor::Yellow),
+            ConnState::Connecting { attempt: 1 } => ("connecting…".to_owned(), BaseColor::Yellow),
+            ConnState::Connecting { attempt } => (
+                format!("connecting (attempt {attempt})…"),
+                BaseColor::Yellow,
+            ),
+            ConnState::Offline { reason, .. } => {
+                (format!("offline, reconnecting ({reason})"), BaseColor::Red)
+            }
+            ConnState::Closed { .. } => ("closed".to_owned(), BaseColor::Red),
+        };
+        let mut line = StyledString::styled(" natter ", Style::from(bar).combine(Effect::Bold));
+        line.append_styled(format!("│ {server} │ {nick} │ "), bar);
+        line.append_styled(
+            state_text,
+            Style::from(ColorStyle::new(
+                Color::Light(state_color),
+                Color::Dark(BaseColor::Blue),
+            ))
+            .combine(Effect::Bold),
+        );
+        printer.with_style(bar, |p| p.print_hline((0, 0), printer.size.x, " "));
+        let mut x = 0;
+        for span in line.spans() {
+            printer.with_style(*span.attr, |p| p.print((x, 0), span.content));
+            x += span.width;
+        }
+    }
+
+    fn required_size(&mut self, constraint: Vec2) -> Vec2 {
+        Vec2::new(constraint.x, 1)
+    }
+}
+
+/// Asks for the server and the nickname.
+pub fn build_login_form(server: &str, nick: &str) -> impl View {
+    let fields = ListView::new()
+        .child(
+            "Server",
+            EditView::new()
+                .content(server)
+                .on_submit(|s, _| {
+                    s.focus_name(FORM_NICK).ok();
+                })
+                .with_name(FORM_SERVER)
+                .fixed_width(28),
+        )
+        .child(
+            "Nickname",
+            EditView::new()
+                .content(nick)
+                .on_submit(|s, _| super::on_login(s))
+                .with_name(FORM_NICK)
+                .fixed_width(28),
+        );
+    let error = TextView::empty()
+        .style(ColorStyle::front(Color::Dark(BaseColor::Red)))
+        .with_name(FORM_ERROR);
+    Dialog::around(LinearLayout::vertical().child(fields).child(error))
+        .title("natter: connect to a chat")
+        .button("Connect", super::on_login)
+        .button("Quit", |s| super::request_quit(s, ""))
+}
+
+/// Asks for another nickname after the server refused one, offering its
+/// suggestion.
+pub fn build_nick_prompt(prompt: &NickPrompt) -> impl View {
+    let edit = EditView::new()
+        .content(prompt.suggestion.as_str())
+        .on_submit(super::on_nick_prompt_submit)
+        .with_name(NICK_PROMPT_EDIT)
+        .fixed_width(20);
+    Dialog::around(
+        LinearLayout::vertical()
+            .child(TextView::new(prompt.message.as_str()))
+            .child(TextView::new(" "))
+            .child(edit),
+    )
+    .title("Pick another nickname")
+    .button("OK", |s| {
+        let nick = s
+            .call_on_name(NICK_PROMPT_EDIT, |e: &mut EditView| e.get_content())
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        super::on_nick_prompt_submit(s, &nick);
+    })
+    .button("Later", |s| {
+        s.pop_layer();
+    })
+    .max_width(60)
+    .with_name(NICK_PROMPT)
+}
+
+/// Asks whether to quit (after Esc).
+pub fn build_quit_confirm() -> impl View {
+    Dialog::text("Leave the chat?")
+        .title("Quit natter")
+        .button("Quit", |s| super::request_quit(s, ""))
+        .button("Cancel", |s| {
+            s.pop_layer();
+        })
+        .with_name(QUIT_CONFIRM)
+}

@@ -1,0 +1,440 @@
+//! The terminal client's views, rendered in memory by Cursive's puppet
+//! backend, against a real server on 127.0.0.1:0 with raw sockets as the
+//! other users.
+#![cfg(feature = "tui")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Client, TIMEOUT};
+use cursive::backends::puppet::observed::{GraphemePart, ObservedScreen};
+use cursive::backends::puppet::Backend;
+use cursive::event::{Event, Key};
+use cursive::style::Effect;
+use cursive::{Cursive, CursiveRunner, Vec2};
+use natter::tui::{self, Options};
+
+/// A client running in memory: its event loop is stepped by the test, its
+/// screen read from the puppet backend.
+struct Ui {
+    runner: CursiveRunner<Cursive>,
+    frames: cursive::reexports::crossbeam_channel::Receiver<ObservedScreen>,
+    input: cursive::reexports::crossbeam_channel::Sender<Option<Event>>,
+    screen: Option<ObservedScreen>,
+}
+
+impl Ui {
+    fn start(options: Options, size: (usize, usize)) -> Ui {
+        let backend = Backend::init(Some(Vec2::new(size.0, size.1)));
+        let frames = backend.stream();
+        let input = backend.input();
+        let mut siv = Cursive::new();
+        tui::build(&mut siv, options);
+        let mut runner = siv.into_runner(backend);
+        runner.refresh();
+        Ui {
+            runner,
+            frames,
+            input,
+            screen: None,
+        }
+    }
+
+    fn connect(addr: SocketAddr, nick: &str) -> Ui {
+        let mut ui = Ui::start(
+            Options {
+                server: Some(addr.to_string()),
+                nick: Some(nick.to_owned()),
+                scrollback: 1000,
+            },
+            (80, 24),
+        );
+        ui.wait_for(&format!("{nick} joined #lobby"));
+        ui.wait_for("online");
+        ui
+    }
+
+    /// Runs the event loop once and keeps the newest frame.
+    fn step(&mut self) {
+        self.runner.step();
+        while let Ok(frame) = self.frames.try_recv() {
+            self.screen = Some(frame);
+        }
+    }
+
+    /// The screen as text, one string per row (wide characters once).
+    fn rows(&self) -> Vec<String> {
+        let Some(screen) = &self.screen else {
+            return Vec::new();
+        };
+        let size = screen.size();
+        (0..size.y)
+            .map(|y| {
+                (0..size.x)
+                    .filter_map(|x| match &screen[Vec2::new(x, y)] {
+                        Some(cell) => match &cell.letter {
+                            GraphemePart::Begin(s) => Some(s.clone()),
+                            GraphemePart::Continuation => None,
+                        },
+                        None => Some(" ".to_owned()),
+                    })
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    fn text(&self) -> String {
+        self.rows().join("\n")
+    }
+
+    /// Steps until `done` holds for the screen; fails with the screen.
+    fn until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            self.step();
+            if done(&self.rows()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{}",
+                self.text()
+            );
+        }
+    }
+
+    fn wait_for(&mut self, text: &str) {
+        self.until(text, |rows| rows.iter().any(|r| r.contains(text)));
+    }
+
+    fn wait_gone(&mut self, text: &str) {
+        self.until(&format!("{text} to go"), |rows| {
+            !rows.iter().any(|r| r.contains(text))
+        });
+    }
+
+    /// Steps for a while, for "nothing happens" checks.
+    fn settle(&mut self) {
+        let until = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < until {
+            self.step();
+        }
+    }
+
+    fn send(&mut self, event: Event) {
+        self.input.send(Some(event)).expect("puppet input");
+        self.step();
+    }
+
+    fn type_text(&mut self, text: &str) {
+        for c in text.chars() {
+            self.send(Event::Char(c));
+        }
+    }
+
+    fn key(&mut self, key: Key) {
+        self.send(Event::Key(key));
+    }
+
+    /// The input line: the last row, after the "> " prompt.
+    fn input_line(&self) -> String {
+        let rows = self.rows();
+        let last = rows.last().cloned().unwrap_or_default();
+        last.strip_prefix("> ")
+            .unwrap_or(&last)
+            .trim_end()
+            .to_owned()
+    }
+
+    /// The row holding `text`.
+    fn row_of(&self, text: &str) -> Option<usize> {
+        self.rows().iter().position(|r| r.contains(text))
+    }
+
+    /// The effects of the cell where `text` starts.
+    fn effects_at(&self, text: &str) -> Vec<Effect> {
+        let rows = self.rows();
+        let Some(screen) = &self.screen else {
+            return Vec::new();
+        };
+        for (y, row) in rows.iter().enumerate() {
+            if let Some(byte) = row.find(text) {
+                let x = row[..byte].chars().count();
+                if let Some(cell) = &screen[Vec2::new(x, y)] {
+                    return cell.style.effects.iter().collect();
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// Ends the event loop as the binary does.
+    fn finish(mut self) {
+        tui::finish(&mut self.runner);
+    }
+}
+
+/// The chat panel's part of a row: between the left border and the user list.
+fn chat_part(row: &str) -> String {
+    row.chars().skip(1).take(58).collect()
+}
+
+#[test]
+fn messages_from_a_raw_socket_appear_in_the_chat_panel() {
+    // Story: what an nc user says shows in the chat panel with local time, sender and text.
+    let server = common::start(common::config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    ui.wait_for("bob joined #lobby");
+    bob.send_line("hello from nc: 日本語 and 🎉 fit");
+    ui.wait_for("<bob> hello from nc: 日本語 and 🎉 fit");
+    let row = ui.row_of("<bob>").expect("bob's line");
+    let line = chat_part(&ui.rows()[row]);
+    let now = natter::tui::clock(natter::protocol::Timestamp::now());
+    assert!(
+        line.starts_with(&now[..3]),
+        "local time first: {line:?} vs {now}"
+    );
+    // The panel's right border is still where it belongs despite wide characters.
+    let border: Vec<usize> = ui
+        .rows()
+        .iter()
+        .skip(1)
+        .take(5)
+        .map(|r| r.chars().position(|c| c == '│').unwrap_or(0))
+        .collect();
+    assert!(border.iter().all(|&x| x == 0), "left borders {border:?}");
+    assert!(
+        ui.rows()[row].chars().filter(|&c| c == '│').count() >= 3,
+        "chat and user list borders intact: {:?}",
+        ui.rows()[row]
+    );
+    ui.finish();
+}
+
+#[test]
+fn the_user_list_follows_joins_renames_and_leaves() {
+    // Story: the user list on the right is sorted, live, and counts who is here.
+    let server = common::start(common::config());
+    let mut ui = Ui::connect(server.addr, "mallory");
+    ui.wait_for("Users (1)");
+    let mut bob = Client::register(server.addr, "bob");
+    let _zed = Client::register(server.addr, "Zed");
+    ui.wait_for("Users (3)");
+    let list = |ui: &Ui| -> Vec<String> {
+        ui.rows()
+            .iter()
+            .skip(1)
+            .take(5)
+            .map(|r| {
+                r.chars()
+                    .skip(61)
+                    .take(16)
+                    .collect::<String>()
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    assert_eq!(list(&ui), ["bob", "mallory", "Zed"]);
+    bob.send_line("NICK zara");
+    ui.wait_for("bob is now known as zara");
+    assert_eq!(
+        list(&ui),
+        ["mallory", "zara", "Zed"],
+        "sorted ignoring case"
+    );
+    bob.send_line("QUIT bye");
+    ui.wait_for("Users (2)");
+    assert_eq!(list(&ui), ["mallory", "Zed"]);
+    assert!(ui.text().contains("zara left (bye)"));
+    ui.finish();
+}
+
+#[test]
+fn input_history_and_tab_completion() {
+    // Story: Tab completes nicknames, Enter sends with local echo, Up/Down recall what I typed.
+    let server = common::start(common::config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bobcat");
+    ui.wait_for("Users (2)");
+    ui.type_text("hi bo");
+    ui.key(Key::Tab);
+    assert_eq!(ui.input_line(), "hi bobcat");
+    ui.type_text("how are you");
+    ui.key(Key::Enter);
+    ui.wait_for("<alice> hi bobcat how are you");
+    assert_eq!(ui.input_line(), "", "the input line is emptied");
+    let line = bob.until("MSG ");
+    assert!(line.ends_with(" alice hi bobcat how are you"), "{line}");
+
+    ui.type_text("second");
+    ui.key(Key::Enter);
+    ui.wait_for("<alice> second");
+    ui.type_text("draft");
+    ui.key(Key::Up);
+    assert_eq!(ui.input_line(), "second");
+    ui.key(Key::Up);
+    assert_eq!(ui.input_line(), "hi bobcat how are you");
+    ui.key(Key::Down);
+    ui.key(Key::Down);
+    assert_eq!(ui.input_line(), "draft", "back to what I was typing");
+    ui.finish();
+}
+
+#[test]
+fn mentions_stand_out_and_long_lines_wrap() {
+    // Story: lines that mention me stand out, and long lines wrap under the text.
+    let server = common::start(common::config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    ui.wait_for("bob joined");
+    bob.send_line("plain line");
+    bob.send_line("alice: look at this");
+    ui.wait_for("look at this");
+    assert!(
+        ui.effects_at("look at this").contains(&Effect::Bold),
+        "mention text is bold"
+    );
+    assert!(!ui.effects_at("plain line").contains(&Effect::Bold));
+    let words: Vec<String> = (1..=30).map(|i| format!("w{i:02}")).collect();
+    bob.send_line(&words.join(" "));
+    ui.wait_for("w30");
+    let first = ui.row_of("w01").expect("first row");
+    let next = chat_part(&ui.rows()[first + 1]);
+    let indent = chat_part(&ui.rows()[first]).find("w01").expect("w01");
+    assert_eq!(
+        next.find('w'),
+        Some(indent),
+        "continuation rows start under the text: {next:?}"
+    );
+    ui.finish();
+}
+
+#[test]
+fn scrolling_back_holds_still_and_marks_new_lines() {
+    // Story: PgUp reads older lines without being yanked down; a marker says new lines came.
+    let server = common::start(natter::Config {
+        rate: 0,
+        ..common::config()
+    });
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    for i in 0..60 {
+        bob.send_line(&format!("line {i:02}"));
+    }
+    ui.wait_for("line 59");
+    ui.key(Key::PageUp);
+    ui.wait_gone("line 59");
+    ui.wait_for("more below");
+    let top = ui.rows()[1].clone();
+    bob.send_line("fresh news");
+    ui.wait_for("1 new line below");
+    assert_eq!(ui.rows()[1], top, "the view stays put");
+    assert!(!ui.text().contains("fresh news"));
+    ui.send(Event::Mouse {
+        offset: Vec2::zero(),
+        position: Vec2::new(10, 10),
+        event: cursive::event::MouseEvent::WheelUp,
+    });
+    ui.settle();
+    assert_ne!(ui.rows()[1], top, "the wheel scrolls too");
+    for _ in 0..5 {
+        ui.key(Key::PageDown);
+    }
+    ui.wait_for("fresh news");
+    ui.wait_gone("new line");
+    bob.send_line("and more");
+    ui.wait_for("and more");
+    ui.finish();
+}
+
+#[test]
+fn a_taken_nick_reprompts_with_the_suggestion() {
+    // Story: a taken nickname re-prompts with the server's suggestion, prefilled.
+    let server = common::start(common::config());
+    let _bob = Client::register(server.addr, "bob");
+    let mut ui = Ui::start(
+        Options {
+            server: Some(server.addr.to_string()),
+            nick: Some("bob".into()),
+            scrollback: 0,
+        },
+        (80, 24),
+    );
+    ui.wait_for("Pick another nickname");
+    ui.wait_for("bob2");
+    ui.key(Key::Enter);
+    ui.wait_gone("Pick another nickname");
+    ui.wait_for("bob2 joined #lobby");
+    ui.wait_for("bob2 │ online");
+    ui.finish();
+}
+
+#[test]
+fn typing_while_disconnected_is_refused_visibly() {
+    // Story: when the server goes away the client says so and does not lose what I type.
+    let server = common::start(common::config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    server.stop();
+    ui.wait_for("offline");
+    ui.wait_for("Disconnected");
+    ui.type_text("are you there");
+    ui.key(Key::Enter);
+    ui.wait_for("Not sent");
+    assert_eq!(ui.input_line(), "are you there", "the text is kept");
+    ui.finish();
+}
+
+#[test]
+fn the_login_form_asks_for_server_and_nickname() {
+    // Story: started without flags, a small form asks for the server and a nickname.
+    let server = common::start(common::config());
+    let mut ui = Ui::start(Options::default(), (80, 24));
+    ui.wait_for("Server");
+    ui.wait_for("127.0.0.1:5555");
+    // Replace the server and type an invalid nickname first.
+    ui.key(Key::Up);
+    for _ in 0..20 {
+        ui.key(Key::Backspace);
+    }
+    ui.type_text(&server.addr.to_string());
+    ui.key(Key::Enter);
+    for _ in 0..20 {
+        ui.key(Key::Backspace);
+    }
+    ui.type_text("9lives");
+    ui.key(Key::Enter);
+    ui.wait_for("starts with a letter");
+    for _ in 0..6 {
+        ui.key(Key::Backspace);
+    }
+    ui.type_text("carol");
+    ui.key(Key::Enter);
+    ui.wait_for("carol joined #lobby");
+    ui.finish();
+}
+
+#[test]
+fn esc_asks_before_quitting_and_quit_tells_the_others() {
+    // Story: Esc asks before leaving; leaving sends QUIT so the others see me go.
+    let server = common::start(common::config());
+    let mut bob = Client::register(server.addr, "bob");
+    let mut ui = Ui::connect(server.addr, "alice");
+    bob.until("JOIN ");
+    ui.key(Key::Esc);
+    ui.wait_for("Leave the chat?");
+    ui.key(Key::Esc);
+    ui.wait_gone("Leave the chat?");
+    assert!(ui.runner.is_running());
+    ui.key(Key::Esc);
+    ui.wait_for("Leave the chat?");
+    ui.key(Key::Enter);
+    assert!(!ui.runner.is_running(), "Quit ends the event loop");
+    ui.finish();
+    let line = bob.until("QUIT ");
+    assert!(line.contains(" alice"), "{line}");
+}
