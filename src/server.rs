@@ -167,17 +167,30 @@ async fn run(
 
     let accept = async {
         let mut next_id: ClientId = 0;
+        // A descriptor held in reserve: when the process runs out, letting
+        // this one go makes room to accept the newcomer and tell it so,
+        // instead of leaving it hanging in the backlog.
+        let mut spare = reserve();
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    // Most likely out of file descriptors: back off instead of
-                    // spinning, and keep serving the clients we have.
-                    tracing::warn!(%err, "accept failed; pausing for 100 ms");
-                    Timer::after(Duration::from_millis(100)).await;
+                    if spare.take().is_some() {
+                        if let Ok((stream, peer)) = listener.accept().await {
+                            tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                            refuse(stream.into(), config.max_clients).await;
+                        }
+                    } else {
+                        // Back off instead of spinning, and keep serving the
+                        // clients we have.
+                        tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                        Timer::after(Duration::from_millis(100)).await;
+                    }
+                    spare = spare.or_else(reserve);
                     continue;
                 }
             };
+            spare = spare.or_else(reserve);
             let stream: Arc<Async<std::net::TcpStream>> = stream.into();
             if clients.load(Ordering::Relaxed) >= config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
@@ -287,6 +300,12 @@ impl Drop for Count {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A descriptor to give back when the process has no other: any small
+/// socket will do.
+fn reserve() -> Option<std::net::UdpSocket> {
+    std::net::UdpSocket::bind(("127.0.0.1", 0)).ok()
 }
 
 /// Tells a newcomer the server is full, politely and briefly, and closes.
