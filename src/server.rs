@@ -20,9 +20,9 @@ use smol::{Async, Executor, Timer};
 
 use crate::config::Config;
 use crate::hub::{self, ClientId, Fetch, Hub, HubConfig, Line, Outbox, Rejected};
-use crate::store::Store;
 use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp};
 use crate::session;
+use crate::store::Store;
 
 /// What sessions tell the hub task.
 pub(crate) enum Event {
@@ -211,7 +211,9 @@ async fn run(
                     let session = AssertUnwindSafe(session::run(id, stream, &config, events));
                     match session.catch_unwind().await {
                         Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
-                        Err(_) => tracing::error!(id, %peer, "session panicked; connection dropped"),
+                        Err(_) => {
+                            tracing::error!(id, %peer, "session panicked; connection dropped")
+                        }
                     }
                     drop((guard, done));
                 })

@@ -245,7 +245,9 @@ fn reconnects_and_registers_again_after_a_server_restart() {
         Some("alice2"),
         "the current nick, not the first"
     );
-    alice.until("#rust again", |m| m.room() == "#rust" && m.rooms().count() == 2);
+    alice.until("#rust again", |m| {
+        m.room() == "#rust" && m.rooms().count() == 2
+    });
     let mut bob = Client::register(addr, "bob");
     bob.send_line("JOIN #rust");
     alice.until("bob in #rust", |m| m.users() == ["alice2", "bob"]);

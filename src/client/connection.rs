@@ -535,7 +535,10 @@ impl Manager {
             joins.push(&lobby);
         }
         for room in joins {
-            if session.write(&Command::Join(room.clone()).to_line()).is_err() {
+            if session
+                .write(&Command::Join(room.clone()).to_line())
+                .is_err()
+            {
                 // The reader sees the connection end and the manager reconnects.
                 return;
             }

@@ -381,9 +381,7 @@ impl Model {
             }
             // Only the first failure of a streak; the status line counts
             // the attempts, so a long outage does not fill the chat.
-            ConnState::Offline { .. }
-                if matches!(self.state, ConnState::Connecting { attempt } if attempt > 1) =>
-            {
+            ConnState::Offline { .. } if matches!(self.state, ConnState::Connecting { attempt } if attempt > 1) => {
                 None
             }
             ConnState::Offline { reason, retry_in } => Some((
@@ -434,8 +432,16 @@ impl Model {
             ServerLine::History(line) => self.message(*line, true),
             ServerLine::HistoryEnd { target, .. } => match std::mem::take(&mut self.replayed) {
                 0 => Changes::default(),
-                1 => self.system(now, SystemKind::Info, format!("Above: 1 earlier message of {target}.")),
-                n => self.system(now, SystemKind::Info, format!("Above: {n} earlier messages of {target}.")),
+                1 => self.system(
+                    now,
+                    SystemKind::Info,
+                    format!("Above: 1 earlier message of {target}."),
+                ),
+                n => self.system(
+                    now,
+                    SystemKind::Info,
+                    format!("Above: {n} earlier messages of {target}."),
+                ),
             },
             ServerLine::Join { time, room, nick } => {
                 let mut changes = Changes::default();
@@ -718,6 +724,8 @@ impl Model {
                     changes.merge(self.system(now, SystemKind::Info, text.to_owned()));
                 }
                 if self.connected() {
+                    let text = "The server's commands follow (their /slash forms work here):";
+                    changes.merge(self.system(now, SystemKind::Info, text.to_owned()));
                     let mut sent = self.send_if(Outgoing::Command(Command::Help), false, now);
                     sent.changes.merge(changes);
                     return sent;
@@ -888,10 +896,9 @@ impl Model {
 }
 
 /// The lines `/help` shows before the server's own help.
-const LOCAL_HELP: [&str; 3] = [
+const LOCAL_HELP: [&str; 2] = [
     "Keys: Enter send · Up/Down history · Tab complete nick · PgUp/PgDn or mouse wheel scroll",
     "      Esc quit (asks) · Ctrl-C quit. Start a message with // to begin it with a slash.",
-    "The server's commands (the /slash forms work here):",
 ];
 
 /// A room we are in.
@@ -1084,15 +1091,25 @@ mod tests {
 
     fn ends_with(m: &Model, want: &[&str]) -> bool {
         let got = texts(m);
-        got.len() >= want.len() && got[got.len() - want.len()..].iter().zip(want).all(|(a, b)| a == b)
+        got.len() >= want.len()
+            && got[got.len() - want.len()..]
+                .iter()
+                .zip(want)
+                .all(|(a, b)| a == b)
     }
 
     #[test]
     fn replayed_history_is_shown_once() {
         // Story: joining shows the recent conversation, and reconnecting does not repeat it.
         let mut m = online();
-        m.apply(line("HIST MSG 2026-11-26T09:00:00Z 1 #lobby bob first"), t(1));
-        m.apply(line("HIST MSG 2026-11-26T09:01:00Z 2 #lobby Carol second alice"), t(1));
+        m.apply(
+            line("HIST MSG 2026-11-26T09:00:00Z 1 #lobby bob first"),
+            t(1),
+        );
+        m.apply(
+            line("HIST MSG 2026-11-26T09:01:00Z 2 #lobby Carol second alice"),
+            t(1),
+        );
         m.apply(line("HIST END #lobby 2"), t(1));
         m.apply(line("MSG 2026-11-26T09:02:00Z 3 #lobby bob live"), t(2));
         let expected = [
@@ -1103,7 +1120,10 @@ mod tests {
         ];
         assert!(ends_with(&m, &expected), "{:#?}", texts(&m));
         let mention = m.scrollback().iter().rev().nth(2).map(|e| e.kind.clone());
-        assert!(matches!(mention, Some(EntryKind::Chat { mention: true, .. })));
+        assert!(matches!(
+            mention,
+            Some(EntryKind::Chat { mention: true, .. })
+        ));
         // Reconnected: the server replays 1 to 4; only 4 is new.
         for l in [
             "HIST MSG 2026-11-26T09:00:00Z 1 #lobby bob first",
@@ -1128,7 +1148,10 @@ mod tests {
         let c = m.apply(line("JOIN 2026-11-26T09:30:00Z #rust alice"), t(1));
         assert!(c.status && c.users);
         assert_eq!(m.room(), "#rust");
-        m.apply(line("TOPIC 2026-11-26T09:30:00Z #rust bob all about crabs"), t(1));
+        m.apply(
+            line("TOPIC 2026-11-26T09:30:00Z #rust bob all about crabs"),
+            t(1),
+        );
         m.apply(line("USERS #rust alice bob"), t(1));
         assert_eq!(m.users(), ["alice", "bob"]);
         assert_eq!(m.topic(), "all about crabs");
@@ -1157,7 +1180,11 @@ mod tests {
                 text: "hi there".into()
             }))
         );
-        assert!(ends_with(&m, &["[bob->alice] psst", "[alice->bob] hi there"]), "{:#?}", texts(&m));
+        assert!(
+            ends_with(&m, &["[bob->alice] psst", "[alice->bob] hi there"]),
+            "{:#?}",
+            texts(&m)
+        );
     }
 
     #[test]
@@ -1175,12 +1202,18 @@ mod tests {
             m.apply(Event::State(ConnState::Connecting { attempt }), t(2));
             m.apply(offline("connection refused"), t(2));
         }
-        let drops = texts(&m).iter().filter(|l| l.starts_with("* Disconnected")).count();
+        let drops = texts(&m)
+            .iter()
+            .filter(|l| l.starts_with("* Disconnected"))
+            .count();
         assert_eq!(drops, 1, "{:#?}", texts(&m));
-        assert_eq!(*m.state(), ConnState::Offline {
-            reason: "connection refused".into(),
-            retry_in: std::time::Duration::from_secs(1),
-        });
+        assert_eq!(
+            *m.state(),
+            ConnState::Offline {
+                reason: "connection refused".into(),
+                retry_in: std::time::Duration::from_secs(1),
+            }
+        );
     }
 
     #[test]
@@ -1194,7 +1227,10 @@ mod tests {
             },
             t(1),
         );
-        assert_eq!(texts(&m).last().map(String::as_str), Some("* Please wait a moment."));
+        assert_eq!(
+            texts(&m).last().map(String::as_str),
+            Some("* Please wait a moment.")
+        );
     }
 
     #[test]

@@ -279,13 +279,7 @@ fn rows_through(model: &Model, first: u64, pos: Pos, width: usize, cap: usize) -
 
 /// The position that puts the oldest line's first row at the top of a
 /// screen `height` rows high, or `None` if everything fits.
-fn pos_from_top(
-    model: &Model,
-    first: u64,
-    last: u64,
-    height: usize,
-    width: usize,
-) -> Option<Pos> {
+fn pos_from_top(model: &Model, first: u64, last: u64, height: usize, width: usize) -> Option<Pos> {
     let mut left = height;
     for seq in first..=last {
         let rows = row_count(model, seq, width);

@@ -6,8 +6,9 @@
 //! sending is a channel send. The chat panel and the status line draw
 //! straight from the model, so only the user list needs updating by hand.
 //!
-//! Idle, nothing runs but Cursive's input poll: the connection threads block
-//! on their socket and channel, and there is no timer or autorefresh.
+//! Idle, nothing runs but the event loop waiting on the terminal, waking
+//! about seven times a second to pick up network callbacks: the connection
+//! threads block on their socket and channel, and there is no autorefresh.
 //!
 //! Stdout belongs to the UI. A panic restores the terminal and writes its
 //! report to a file in the temporary directory, never to the screen.
@@ -72,13 +73,47 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     build(&mut siv, options);
     let backend = cursive::backends::crossterm::Backend::init()?;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        siv.runner(backend).run();
+        event_loop(siv.runner(backend));
     }));
     // The backend is dropped by now: the terminal is back to normal.
     finish(&mut siv);
     match outcome {
         Ok(()) => Ok(()),
         Err(_) => Err(format!("the client crashed; the report is in {}", report.display()).into()),
+    }
+}
+
+/// While something happened this recently, network news is drawn within
+/// [`BUSY_WAIT`]; after that within [`IDLE_WAIT`].
+const BUSY_FOR: Duration = Duration::from_secs(2);
+/// The longest wait for input while busy.
+const BUSY_WAIT: Duration = Duration::from_millis(30);
+/// The longest wait for input while idle: an idle client wakes about seven
+/// times a second instead of Cursive's thirty-three.
+const IDLE_WAIT: Duration = Duration::from_millis(150);
+
+/// Cursive's event loop, except that it waits for input in the terminal
+/// (so a key is handled at once) instead of sleeping between polls, and
+/// waits longer when idle. Network events arrive as Cursive callbacks, which
+/// the terminal wait cannot see; they wait for the next wake-up, at most
+/// [`IDLE_WAIT`].
+fn event_loop(mut runner: cursive::CursiveRunner<&mut Cursive>) {
+    use cursive::backends::crossterm::crossterm::event;
+    runner.refresh();
+    let mut active = std::time::Instant::now();
+    while runner.is_running() {
+        if runner.process_events() {
+            runner.post_events(true);
+            active = std::time::Instant::now();
+            continue;
+        }
+        let wait = match active.elapsed() < BUSY_FOR {
+            true => BUSY_WAIT,
+            false => IDLE_WAIT,
+        };
+        if event::poll(wait).is_err() {
+            std::thread::sleep(wait);
+        }
     }
 }
 
