@@ -4,17 +4,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Client, TIMEOUT};
 use natter::client::{
     Action, Backoff, ConnState, Connection, EntryKind, Event, Model, NickPrompt, Settings,
-    Submitted, SystemKind,
+    Submitted, SystemKind, Target,
 };
-use natter::protocol::Timestamp;
+use natter::protocol::{ServerLine, Timestamp};
+use natter::store::HistoryMode;
 
 /// A client core as a user interface would drive it: events from the
 /// connection feed the model; typed lines go through the model to the
@@ -24,6 +26,8 @@ struct Driver {
     events: Receiver<Event>,
     model: Model,
     prompts: Vec<NickPrompt>,
+    /// The targets of the `HIST END` lines applied so far, in order.
+    hist_ends: Vec<String>,
 }
 
 impl Driver {
@@ -43,22 +47,83 @@ impl Driver {
             events,
             model,
             prompts: Vec::new(),
+            hist_ends: Vec::new(),
         }
     }
 
-    /// Feeds events to the model until `done` holds; fails after TIMEOUT.
+    /// Feeds events to the model, and sends the requests it makes, until
+    /// `done` holds; fails after TIMEOUT.
     fn until(&mut self, what: &str, mut done: impl FnMut(&Model) -> bool) {
         let deadline = Instant::now() + TIMEOUT;
         while !done(&self.model) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(event) => {
+                    if let Event::Line(ServerLine::HistoryEnd { target, .. }) = &event {
+                        self.hist_ends.push(target.clone());
+                    }
                     let changes = self.model.apply(event, Timestamp::now());
                     self.prompts.extend(changes.nick_prompt);
+                    for request in changes.requests {
+                        self.conn.send(request);
+                    }
                 }
                 Err(_) => panic!("timed out waiting for {what}; lines: {:#?}", self.lines()),
             }
         }
+    }
+
+    /// A mark for [`Driver::replays`]: the `HIST END` lines so far.
+    fn mark(&self) -> usize {
+        self.hist_ends.len()
+    }
+
+    /// Waits until `n` `HIST END` lines for `target` have come since `mark`.
+    fn replays(&mut self, mark: usize, target: &str, n: usize) {
+        let count = |ends: &[String]| {
+            ends.iter()
+                .skip(mark)
+                .filter(|t| t.as_str() == target)
+                .count()
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        while count(&self.hist_ends) < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(event) = self.events.recv_timeout(left) else {
+                panic!(
+                    "timed out waiting for HIST END {target}; lines: {:#?}",
+                    self.lines()
+                );
+            };
+            if let Event::Line(ServerLine::HistoryEnd { target, .. }) = &event {
+                self.hist_ends.push(target.clone());
+            }
+            for request in self.model.apply(event, Timestamp::now()).requests {
+                self.conn.send(request);
+            }
+        }
+    }
+
+    /// The chat and private lines of a conversation's pane, with their ids.
+    fn said(&self, target: Target) -> Vec<(Option<u64>, String)> {
+        let Some(pane) = self.model.pane(&target) else {
+            return Vec::new();
+        };
+        pane.scrollback()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::Chat { nick, text, .. } => Some((e.id, format!("<{nick}> {text}"))),
+                EntryKind::Whisper { from, to, text, .. } => {
+                    Some((e.id, format!("[{from}->{to}] {text}")))
+                }
+                EntryKind::System { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Like [`Driver::said`] without the ids.
+    fn said_texts(&self, target: Target) -> Vec<String> {
+        self.said(target).into_iter().map(|(_, t)| t).collect()
     }
 
     fn online(&mut self) {
@@ -70,6 +135,9 @@ impl Driver {
         let submitted = self.model.submit(line, Timestamp::now());
         if let Action::Send(out) = &submitted.action {
             self.conn.send(out.clone());
+        }
+        for request in &submitted.changes.requests {
+            self.conn.send(request.clone());
         }
         submitted
     }
@@ -373,4 +441,321 @@ fn a_silent_server_is_pinged_then_given_up() {
     alice.until("giving up", |m| {
         matches!(m.state(), ConnState::Offline { reason, .. } if reason.contains("stopped answering"))
     });
+}
+
+/// A server with history kept in memory, so joins replay and `HISTORY`
+/// answers.
+fn history_config() -> natter::Config {
+    natter::Config {
+        history: HistoryMode::Memory,
+        rate: 0,
+        ..common::config()
+    }
+}
+
+/// Whether a relay connects new clients through (false: it holds them,
+/// connected but unanswered, as a slow network would).
+type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+/// A TCP relay between clients and a server: it can cut every connection
+/// through it, as a network drop would (the server sees the client go), hold
+/// new ones back for a while, and records every line the clients sent.
+struct Relay {
+    addr: SocketAddr,
+    /// Both ends of every relayed connection, to cut them.
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+    /// Lines from the clients, without their endings.
+    sent: Arc<Mutex<Vec<String>>>,
+    gate: Gate,
+}
+
+impl Relay {
+    fn start(server: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let addr = listener.local_addr().expect("relay address");
+        let relay = Relay {
+            addr,
+            streams: Arc::default(),
+            sent: Arc::default(),
+            gate: Arc::new((Mutex::new(true), Condvar::new())),
+        };
+        let (streams, sent, gate) = (
+            relay.streams.clone(),
+            relay.sent.clone(),
+            relay.gate.clone(),
+        );
+        // Ends with the test process; it only ever blocks in accept.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (streams, sent, gate) = (streams.clone(), sent.clone(), gate.clone());
+                std::thread::spawn(move || relay_one(client, server, &streams, &sent, &gate));
+            }
+        });
+        relay
+    }
+
+    /// Cuts every connection through the relay.
+    fn cut(&self) {
+        for stream in self.streams.lock().expect("streams").drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Holds (false) or lets through (true) new connections.
+    fn open(&self, open: bool) {
+        let (lock, wake) = &*self.gate;
+        *lock.lock().expect("gate") = open;
+        wake.notify_all();
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().expect("sent").clone()
+    }
+}
+
+fn relay_one(
+    client: TcpStream,
+    server: SocketAddr,
+    streams: &Mutex<Vec<TcpStream>>,
+    sent: &Arc<Mutex<Vec<String>>>,
+    gate: &Gate,
+) {
+    let (lock, wake) = &**gate;
+    let mut open = lock.lock().expect("gate");
+    while !*open {
+        open = wake.wait(open).expect("gate");
+    }
+    drop(open);
+    let Ok(upstream) = TcpStream::connect(server) else {
+        return;
+    };
+    let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
+        client.try_clone(),
+        upstream.try_clone(),
+        client.try_clone(),
+        upstream.try_clone(),
+    ) else {
+        return;
+    };
+    streams.lock().expect("streams").extend([c3, u3]);
+    let sent = sent.clone();
+    std::thread::spawn(move || {
+        let mut to_server = u2;
+        for line in BufReader::new(client).split(b'\n').map_while(Result::ok) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+            sent.lock().expect("sent").push(text);
+            let mut bytes = line;
+            bytes.push(b'\n');
+            if to_server.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown(Shutdown::Both);
+    });
+    let mut from_server = upstream;
+    let mut to_client = c2;
+    let mut buf = [0u8; 8192];
+    while let Ok(n @ 1..) = from_server.read(&mut buf) {
+        if to_client.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to_client.shutdown(Shutdown::Both);
+}
+
+/// True if the ids are all present and strictly increasing.
+fn in_id_order(said: &[(Option<u64>, String)]) -> bool {
+    said.windows(2)
+        .all(|w| matches!((w[0].0, w[1].0), (Some(a), Some(b)) if a < b))
+        && said.iter().all(|(id, _)| id.is_some())
+}
+
+#[test]
+fn the_replay_on_join_is_in_id_order_without_duplicates() {
+    // Story: joining a room shows what was said before, in order, even while people keep talking, and never twice.
+    let server = common::start(history_config());
+    let mut bob = Client::register(server.addr, "bob");
+    bob.send_line("JOIN #rust");
+    bob.until("HIST END #rust");
+    for i in 1..=5 {
+        bob.send_line(&format!("MSG #rust earlier {i}"));
+    }
+    let mut alice = Driver::start(server.addr, "alice");
+    alice.online();
+    let mark = alice.mark();
+    alice.enter("/join #rust");
+    // Live lines race the replay: whichever comes first, the order is by id.
+    for i in 1..=20 {
+        bob.send_line(&format!("MSG #rust live {i}"));
+    }
+    alice.until("the last live line", |m| {
+        m.room() == "#rust"
+            && m.scrollback()
+                .iter()
+                .any(|e| matches!(&e.kind, EntryKind::Chat { text, .. } if text == "live 20"))
+    });
+    alice.replays(mark, "#rust", 1);
+    let rust = Target::Room("#rust".into());
+    let said = alice.said(rust.clone());
+    let want: Vec<String> = (1..=5)
+        .map(|i| format!("<bob> earlier {i}"))
+        .chain((1..=20).map(|i| format!("<bob> live {i}")))
+        .collect();
+    assert_eq!(alice.said_texts(rust.clone()), want);
+    assert!(in_id_order(&said), "{said:?}");
+    // How many came as history depends on when the server took the JOIN.
+    assert!(
+        alice
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("* Above: ") && l.ends_with(" earlier messages of #rust.")),
+        "{:#?}",
+        alice.lines()
+    );
+    // Asking for the newest page again brings only what is shown already.
+    let mark = alice.mark();
+    alice.enter("/history #rust 50");
+    alice.replays(mark, "#rust", 1);
+    assert_eq!(alice.said(rust), said, "nothing shown twice");
+}
+
+#[test]
+fn after_a_reconnect_since_fetches_exactly_what_was_missed() {
+    // Story: after a network drop each room and private conversation gets what it missed, once, my own lines included.
+    let server = common::start(history_config());
+    let relay = Relay::start(server.addr);
+    let mut bob = Client::register(server.addr, "bob");
+    bob.send_line("JOIN #rust");
+    bob.until("HIST END #rust");
+    let mut alice = Driver::with(Settings {
+        backoff: Backoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_millis(400),
+        },
+        ..settings(relay.addr, "alice")
+    });
+    alice.online();
+    let mark = alice.mark();
+    alice.enter("/join #rust");
+    alice.until("#rust", |m| m.room() == "#rust");
+    alice.replays(mark, "#rust", 1);
+    bob.send_line("MSG #lobby lobby before");
+    bob.send_line("MSG #rust rust before");
+    bob.send_line("WHISPER alice psst");
+    alice.until("bob's lines", |m| {
+        m.panes().iter().any(|p| p.is_private() && p.unread() == 1)
+            && m.scrollback()
+                .iter()
+                .any(|e| matches!(&e.kind, EntryKind::Chat { text, .. } if text == "rust before"))
+    });
+    alice.enter("mine before");
+    let mine = bob.until("MSG ");
+    assert!(mine.ends_with(" #rust alice mine before"), "{mine}");
+
+    let rust = Target::Room("#rust".into());
+    let lobby = Target::Room("#lobby".into());
+    let bob_pane = Target::Private("bob".into());
+    let newest = |said: Vec<(Option<u64>, String)>| said.iter().filter_map(|(id, _)| *id).max();
+    let rust_newest = newest(alice.said(rust.clone())).expect("an id in #rust");
+    let lobby_newest = newest(alice.said(lobby.clone())).expect("an id in #lobby");
+    let bob_newest = newest(alice.said(bob_pane.clone())).expect("an id with bob");
+
+    // The network drops; while alice is away bob keeps talking.
+    relay.open(false);
+    relay.cut();
+    alice.until("the drop", |m| {
+        matches!(m.state(), ConnState::Offline { .. })
+    });
+    let quit = bob.until("QUIT ");
+    assert!(quit.contains(" alice "), "{quit}");
+    bob.send_line("MSG #rust missed 1");
+    bob.send_line("MSG #rust missed 2");
+    bob.send_line("MSG #lobby missed in the lobby");
+    bob.send_line("PING sync");
+    bob.until("PONG sync");
+    let mark = alice.mark();
+    relay.open(true);
+
+    alice.online();
+    alice.until("back in #rust", |m| m.rooms().count() == 2);
+    // The replay on joining, then the answer to `since`.
+    alice.replays(mark, "#rust", 2);
+    alice.replays(mark, "#lobby", 2);
+    alice.replays(mark, "bob", 1);
+    let sent = relay.sent();
+    for want in [
+        format!("HISTORY #rust since {rust_newest}"),
+        format!("HISTORY #lobby since {lobby_newest}"),
+        format!("HISTORY bob since {bob_newest}"),
+    ] {
+        assert!(sent.contains(&want), "{want:?} not in {sent:#?}");
+    }
+    assert_eq!(
+        alice.said_texts(rust.clone()),
+        [
+            "<bob> rust before",
+            "<alice> mine before",
+            "<bob> missed 1",
+            "<bob> missed 2"
+        ]
+    );
+    let said = alice.said(rust);
+    assert!(in_id_order(&said), "my echo got its id: {said:?}");
+    assert_eq!(
+        alice.said_texts(lobby),
+        ["<bob> lobby before", "<bob> missed in the lobby"]
+    );
+    assert_eq!(alice.said_texts(bob_pane), ["[bob->alice] psst"]);
+    assert_eq!(alice.model.room(), "#rust", "still showing #rust");
+}
+
+#[test]
+fn private_conversations_are_routed_to_their_own_pane() {
+    // Story: a whisper opens its own pane; what I type there reaches only that person.
+    let server = common::start(history_config());
+    let mut bob = Client::register(server.addr, "bob");
+    let mut carol = Client::register(server.addr, "carol");
+    // With history on, an (empty) replay follows registration.
+    bob.until("HIST END #lobby");
+    carol.until("HIST END #lobby");
+    let mut alice = Driver::start(server.addr, "alice");
+    alice.online();
+    for other in [&mut bob, &mut carol] {
+        while !other.until("JOIN ").ends_with(" #lobby alice") {}
+    }
+    bob.send_line("WHISPER alice are you free?");
+    let bob_pane = Target::Private("bob".into());
+    alice.until("bob's pane", |m| m.pane(&bob_pane).is_some());
+    assert_eq!(alice.model.room(), "#lobby", "the lobby is still shown");
+    assert_eq!(
+        alice.said_texts(bob_pane.clone()),
+        ["[bob->alice] are you free?"]
+    );
+    assert!(alice.said_texts(Target::Room("#lobby".into())).is_empty());
+    let index = alice
+        .model
+        .panes()
+        .iter()
+        .position(|p| p.is_private())
+        .expect("a private pane");
+    alice.model.show(index);
+    assert_eq!(alice.model.users(), ["alice", "bob"]);
+    alice.enter("yes, lunch?");
+    let line = bob.until("WHISPER ");
+    assert!(line.ends_with(" alice bob yes, lunch?"), "{line}");
+    carol.silent(300);
+    assert_eq!(
+        alice.said_texts(bob_pane),
+        ["[bob->alice] are you free?", "[alice->bob] yes, lunch?"]
+    );
+    // A /msg to someone else, typed here, opens (but does not show) their pane.
+    alice.enter("/msg carol hello");
+    let line = carol.until("WHISPER ");
+    assert!(line.ends_with(" alice carol hello"), "{line}");
+    assert_eq!(alice.model.shown().name(), "bob");
+    assert_eq!(
+        alice.said_texts(Target::Private("carol".into())),
+        ["[alice->carol] hello"]
+    );
+    bob.silent(300);
 }

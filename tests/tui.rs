@@ -224,9 +224,10 @@ fn the_user_list_follows_joins_renames_and_leaves() {
     let _zed = Client::register(server.addr, "Zed");
     ui.wait_for("Users (3)");
     let list = |ui: &Ui| -> Vec<String> {
+        let top = ui.row_of("Users (").expect("the user list's title");
         ui.rows()
             .iter()
-            .skip(1)
+            .skip(top + 1)
             .take(5)
             .map(|r| {
                 r.chars()
@@ -437,4 +438,211 @@ fn esc_asks_before_quitting_and_quit_tells_the_others() {
     ui.finish();
     let line = bob.until("QUIT ");
     assert!(line.contains(" alice"), "{line}");
+}
+
+/// A server with history kept in memory, so joins replay and `HISTORY`
+/// answers.
+fn history_config() -> natter::Config {
+    natter::Config {
+        history: natter::store::HistoryMode::Memory,
+        rate: 0,
+        ..common::config()
+    }
+}
+
+/// The room list's rows: the right-hand column between its title and the
+/// user list's title, trimmed.
+fn room_list(rows: &[String]) -> Vec<String> {
+    let Some(top) = rows.iter().position(|r| r.contains("Rooms")) else {
+        return Vec::new();
+    };
+    let bottom = rows
+        .iter()
+        .position(|r| r.contains("Users ("))
+        .unwrap_or(top + 1);
+    rows[top + 1..bottom.saturating_sub(1).max(top + 1)]
+        .iter()
+        .map(|r| {
+            let cell: String = r.chars().skip(61).take(18).collect();
+            cell.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+/// The chat panel's rows, trimmed.
+fn chat_rows(rows: &[String]) -> Vec<String> {
+    rows.iter()
+        .skip(1)
+        .map(|r| chat_part(r).trim_end().to_owned())
+        .collect()
+}
+
+/// True if some chat panel row contains `text`.
+fn chat_shows(rows: &[String], text: &str) -> bool {
+    chat_rows(rows).iter().any(|r| r.contains(text))
+}
+
+#[test]
+fn the_room_list_counts_unread_lines_of_rooms_not_shown() {
+    // Story: while I read one room, the room list tells me how many lines came in the others.
+    let server = common::start(history_config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    ui.wait_for("bob joined #lobby");
+    assert_eq!(room_list(&ui.rows()), ["1 #lobby"]);
+    ui.type_text("/join #rust");
+    ui.key(Key::Enter);
+    ui.wait_for("alice joined #rust");
+    ui.until("both rooms listed", |rows| {
+        room_list(rows) == ["1 #lobby", "2 #rust"]
+    });
+    bob.send_line("one for the lobby");
+    bob.send_line("two for the lobby");
+    ui.until("an unread count of 2", |rows| {
+        room_list(rows) == ["1 #lobby 2", "2 #rust"]
+    });
+    assert!(!chat_shows(&ui.rows(), "for the lobby"), "{}", ui.text());
+    assert!(
+        ui.effects_at("1 #lobby").contains(&Effect::Bold),
+        "unread rooms stand out"
+    );
+    ui.send(Event::AltChar('1'));
+    ui.until("the lobby shown and read", |rows| {
+        chat_shows(rows, "<bob> two for the lobby") && room_list(rows) == ["1 #lobby", "2 #rust"]
+    });
+    assert!(ui.rows()[0].contains("#lobby"), "{}", ui.rows()[0]);
+    ui.finish();
+}
+
+#[test]
+fn switching_rooms_switches_the_panel_and_where_lines_go() {
+    // Story: Ctrl-N/Ctrl-P move between rooms; the panel shows that room and what I type goes there.
+    let server = common::start(history_config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    bob.send_line("JOIN #rust");
+    bob.until("HIST END #rust");
+    ui.type_text("/join #rust");
+    ui.key(Key::Enter);
+    ui.wait_for("alice joined #rust");
+    bob.send_line("MSG #rust in rust");
+    bob.send_line("MSG #lobby in the lobby");
+    ui.until("rust's line", |rows| chat_shows(rows, "<bob> in rust"));
+    ui.until("the lobby's count", |rows| {
+        room_list(rows)[0] == "1 #lobby 1"
+    });
+    assert!(!chat_shows(&ui.rows(), "in the lobby"));
+    ui.send(Event::CtrlChar('p'));
+    ui.until("the lobby", |rows| {
+        chat_shows(rows, "<bob> in the lobby") && !chat_shows(rows, "in rust")
+    });
+    ui.type_text("hello lobby");
+    ui.key(Key::Enter);
+    let line = bob.until("MSG ");
+    assert!(line.ends_with(" #lobby alice hello lobby"), "{line}");
+    ui.send(Event::CtrlChar('n'));
+    ui.until("rust again", |rows| {
+        chat_shows(rows, "<bob> in rust") && !chat_shows(rows, "hello lobby")
+    });
+    assert!(ui.rows()[0].contains("#rust"), "{}", ui.rows()[0]);
+    ui.type_text("hello rust");
+    ui.key(Key::Enter);
+    let line = bob.until("MSG ");
+    assert!(line.ends_with(" #rust alice hello rust"), "{line}");
+    // A click in the room list switches too.
+    let row = ui.row_of("1 #lobby").expect("the lobby in the list");
+    ui.send(Event::Mouse {
+        offset: Vec2::zero(),
+        position: Vec2::new(64, row),
+        event: cursive::event::MouseEvent::Press(cursive::event::MouseButton::Left),
+    });
+    ui.until("the lobby by mouse", |rows| {
+        chat_shows(rows, "<alice> hello lobby") && !chat_shows(rows, "hello rust")
+    });
+    ui.finish();
+}
+
+#[test]
+fn a_whisper_opens_a_private_pane() {
+    // Story: a private message gets its own entry in the room list and its own pane, where I answer privately.
+    let server = common::start(history_config());
+    let mut ui = Ui::connect(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    ui.wait_for("bob joined #lobby");
+    bob.send_line("WHISPER alice psst, a secret");
+    ui.until("bob's pane", |rows| {
+        room_list(rows) == ["1 #lobby", "2 *bob* 1"]
+    });
+    assert!(!chat_shows(&ui.rows(), "a secret"), "not in the lobby");
+    ui.send(Event::AltChar('2'));
+    ui.until("the private pane", |rows| {
+        chat_shows(rows, "*bob* psst, a secret")
+    });
+    assert!(ui.rows()[0].contains("bob (private)"), "{}", ui.rows()[0]);
+    ui.type_text("tell me");
+    ui.key(Key::Enter);
+    let line = bob.until("WHISPER ");
+    assert!(line.ends_with(" alice bob tell me"), "{line}");
+    ui.wait_for("-> *bob* tell me");
+    ui.type_text("/close");
+    ui.key(Key::Enter);
+    ui.until("the pane closed", |rows| room_list(rows) == ["1 #lobby"]);
+    ui.finish();
+}
+
+#[test]
+fn scrolling_past_the_top_fetches_older_history() {
+    // Story: PgUp past the oldest line shown fetches the messages before it, in order, without repeats.
+    let server = common::start(history_config());
+    let mut bob = Client::register(server.addr, "bob");
+    for i in 1..=120 {
+        bob.send_line(&format!("line {i:03}"));
+    }
+    bob.send_line("PING sync");
+    bob.until("PONG sync");
+    let mut ui = Ui::start(
+        Options {
+            server: Some(server.addr.to_string()),
+            nick: Some("alice".into()),
+            scrollback: 1000,
+        },
+        (80, 24),
+    );
+    ui.wait_for("line 120");
+    ui.wait_for("online");
+    // The replay on joining holds the last 50: line 071 to line 120.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    while !chat_shows(&ui.rows(), "line 001") {
+        assert!(
+            Instant::now() < deadline,
+            "never reached line 001; screen:\n{}",
+            ui.text()
+        );
+        seen.extend(chat_rows(&ui.rows()));
+        ui.key(Key::PageUp);
+        ui.settle();
+    }
+    seen.extend(chat_rows(&ui.rows()));
+    let mut numbers: Vec<u32> = seen
+        .iter()
+        .filter_map(|r| r.split("<bob> line ").nth(1))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(
+        numbers,
+        (1..=120).collect::<Vec<u32>>(),
+        "every line, fetched page by page"
+    );
+    // In order: each line sits right above the next.
+    let rows = chat_rows(&ui.rows());
+    let at = |text: &str| rows.iter().position(|r| r.contains(text));
+    assert_eq!(at("line 001").map(|i| i + 1), at("line 002"), "{rows:#?}");
+    for _ in 0..20 {
+        ui.key(Key::PageDown);
+    }
+    ui.wait_for("line 120");
+    ui.finish();
 }

@@ -3,18 +3,22 @@
 //!
 //! - [`connection`]: a TCP connection on its own thread. It registers the
 //!   nickname, turns server lines into [`Event`]s, sends [`Outgoing`] commands,
-//!   and when the connection drops it reconnects with back-off and registers
-//!   the nickname again.
-//! - [`model`]: a pure state machine fed those events: the bounded scrollback,
-//!   the sorted user list, your nickname, the connection state, input history,
-//!   Tab completion and mention detection. No IO, no clock (callers pass the
-//!   time), no terminal.
+//!   and when the connection drops it reconnects with back-off, registers
+//!   the nickname again and joins the same rooms.
+//! - [`model`]: a pure state machine fed those events: one [`Pane`] per room
+//!   and private conversation, which one is shown, your nickname, the
+//!   connection state, input history, Tab completion and mention detection.
+//!   It also says which history requests to send (after a reconnection, when
+//!   scrolling past the top). No IO, no clock (callers pass the time), no
+//!   terminal.
+//! - [`pane`]: one conversation's bounded scrollback, kept in message-id
+//!   order without duplicates, and its unread count.
 //!
-//! The terminal client ([`crate::tui`]) is a thin layer over these two; tests
+//! The terminal client ([`crate::tui`]) is a thin layer over these; tests
 //! drive them directly against a real server.
 //!
 //! ```no_run
-//! use natter::client::{Connection, Model, Settings};
+//! use natter::client::{Action, Connection, Model, Settings};
 //! use natter::protocol::Timestamp;
 //!
 //! let (tx, rx) = std::sync::mpsc::channel();
@@ -23,20 +27,24 @@
 //! })?;
 //! let mut model = Model::new("127.0.0.1:5555", "alice", 10_000);
 //! // Typing a line: the model decides what to send and echoes it locally.
-//! if let natter::client::Action::Send(out) = model.submit("hello", Timestamp::now()).action {
+//! if let Action::Send(out) = model.submit("hello", Timestamp::now()).action {
 //!     conn.send(out);
 //! }
 //! for event in rx.iter().take(3) {
-//!     model.apply(event, Timestamp::now());
+//!     // The model may ask for history on its own behalf.
+//!     for request in model.apply(event, Timestamp::now()).requests {
+//!         conn.send(request);
+//!     }
 //! }
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
 pub mod connection;
 pub mod model;
+pub mod pane;
 
 pub use connection::{Backoff, ConnState, Connection, Event, Outgoing, Settings};
 pub use model::{
-    Action, Changes, Entry, EntryKind, Model, NickPrompt, Scrollback, Submitted, SystemKind,
-    DEFAULT_SCROLLBACK,
+    Action, Changes, Model, NickPrompt, Submitted, DEFAULT_SCROLLBACK, MAX_PRIVATE, MAX_ROOMS,
 };
+pub use pane::{Entry, EntryKind, Pane, Scrollback, SystemKind, Target};

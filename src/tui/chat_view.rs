@@ -1,11 +1,13 @@
-//! The chat panel: the scrollback, wrapped to the panel's width, following
-//! new lines or held still while the user reads older ones.
+//! The chat panel: the shown conversation's scrollback, wrapped to the
+//! panel's width, following new lines or held still while the user reads
+//! older ones.
 //!
 //! It draws straight from the shared [`Model`], wrapping only the lines that
 //! are on screen, so a full 10,000-line scrollback costs nothing per frame.
-//! Its position is a line's sequence number (plus rows hidden below it), not
-//! a row count, so it stays on the same line while new lines arrive, old ones
-//! are dropped or the terminal is resized.
+//! Its position is a line's sequence number in one pane (plus rows hidden
+//! below it), not a row count, so it stays on the same line while new lines
+//! arrive below, older history is inserted above, old lines are dropped or
+//! the terminal is resized. Showing another pane follows its newest line.
 
 use cursive::event::{Event, EventResult, MouseEvent};
 use cursive::style::{BaseColor, Color, ColorStyle, Effect, Style};
@@ -18,27 +20,36 @@ use crate::client::{Entry, EntryKind, Model, SystemKind};
 use crate::protocol::Timestamp;
 
 /// Rows one mouse-wheel notch scrolls.
-const WHEEL_ROWS: usize = 3;
+pub const WHEEL_ROWS: usize = 3;
 
 /// Narrowest text column for a hanging indent; below it, continuation rows
 /// start at the left edge.
 const MIN_INDENTED_WIDTH: usize = 12;
 
-/// Where the view is: the bottom row on screen is the row `below` rows above
-/// the last row of line `seq`.
+/// Where the view is held: the bottom row on screen is the row `below` rows
+/// above the last row of line `seq` of pane `pane`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Anchor {
+    pane: u64,
+    seq: u64,
+    below: usize,
+}
+
+/// An anchor resolved in the shown pane: line `index` from the top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pos {
-    seq: u64,
+    index: usize,
     below: usize,
 }
 
 /// The chat panel's view.
 pub struct ChatView {
     model: Shared,
-    /// `None` while following the newest line.
-    anchor: Option<Pos>,
+    /// `None` while following the newest line (also when the anchor was
+    /// set in a pane no longer shown).
+    anchor: Option<Anchor>,
     /// The newest line when the user scrolled away from the bottom; lines
-    /// after it are counted as new in the marker.
+    /// below it are counted as new in the marker.
     seen: u64,
     /// The size at the last layout, for scrolling by pages.
     size: Vec2,
@@ -52,7 +63,7 @@ struct Row {
 }
 
 impl ChatView {
-    /// A view of `model`'s scrollback, following new lines.
+    /// A view of the shown pane of `model`, following new lines.
     pub fn new(model: Shared) -> Self {
         Self {
             model,
@@ -89,61 +100,100 @@ impl ChatView {
         }
     }
 
+    /// The anchor in the shown pane, or `None` when following.
+    fn pos(&self, model: &Model) -> Option<Pos> {
+        let anchor = self.anchor?;
+        if anchor.pane != model.shown().uid() {
+            return None;
+        }
+        // A line dropped off the top leaves the view at the top.
+        let index = model.scrollback().position(anchor.seq).unwrap_or(0);
+        Some(Pos {
+            index,
+            below: anchor.below,
+        })
+    }
+
+    fn anchor_at(model: &Model, pos: Pos) -> Option<Anchor> {
+        model.scrollback().at(pos.index).map(|e| Anchor {
+            pane: model.shown().uid(),
+            seq: e.seq,
+            below: pos.below,
+        })
+    }
+
+    /// True if the oldest line's first row is on screen: scrolling further
+    /// up should fetch older history.
+    pub fn at_top(&self) -> bool {
+        let model = lock(&self.model);
+        let len = model.scrollback().len();
+        if len == 0 {
+            return true;
+        }
+        let pos = self.pos(&model);
+        let height = self.text_height(pos.is_some());
+        if self.size.x == 0 || height == 0 {
+            return false;
+        }
+        let pos = pos.unwrap_or(Pos {
+            index: len - 1,
+            below: 0,
+        });
+        rows_through(&model, pos, self.size.x, height + 1) <= height
+    }
+
     /// Scrolls `n` rows towards older lines, never past the oldest line at
     /// the top of the screen.
     pub fn scroll_up(&mut self, n: usize) {
         let model = lock(&self.model);
-        let sb = model.scrollback();
-        let (Some(first), Some(last)) = (sb.first_seq(), sb.last_seq()) else {
-            return;
-        };
+        let len = model.scrollback().len();
         let width = self.size.x;
         let height = self.text_height(true);
-        if width == 0 || height == 0 {
+        if len == 0 || width == 0 || height == 0 {
             return;
         }
-        let start = self.anchor.unwrap_or(Pos {
-            seq: last,
+        let last = len - 1;
+        let held = self.pos(&model);
+        let start = held.unwrap_or(Pos {
+            index: last,
             below: 0,
         });
-        let mut seq = start.seq.clamp(first, last);
+        let mut index = start.index.min(last);
         let mut below = start.below + n;
         loop {
-            let rows = row_count(&model, seq, width);
+            let rows = row_count(&model, index, width);
             if below < rows {
                 break;
             }
-            if seq == first {
+            if index == 0 {
                 below = rows.saturating_sub(1);
                 break;
             }
             below -= rows;
-            seq -= 1;
+            index -= 1;
         }
         // Keep the screen full: the top row is at most the oldest line's first.
-        let pos = match rows_through(&model, first, Pos { seq, below }, width, height) {
-            n if n >= height => Some(Pos { seq, below }),
-            _ => pos_from_top(&model, first, last, height, width),
+        let pos = match rows_through(&model, Pos { index, below }, width, height) {
+            n if n >= height => Some(Pos { index, below }),
+            _ => pos_from_top(&model, height, width),
         };
-        if self.anchor.is_none() && pos.is_some() {
-            self.seen = last;
+        if held.is_none() && pos.is_some() {
+            self.seen = model.scrollback().last_seq().unwrap_or(0);
         }
-        self.anchor = pos;
+        self.anchor = pos.and_then(|pos| Self::anchor_at(&model, pos));
     }
 
     /// Scrolls `n` rows towards newer lines; reaching the bottom follows
     /// again.
     pub fn scroll_down(&mut self, mut n: usize) {
-        let Some(pos) = self.anchor else {
-            return;
-        };
         let model = lock(&self.model);
-        let sb = model.scrollback();
-        let (Some(first), Some(last)) = (sb.first_seq(), sb.last_seq()) else {
+        let len = model.scrollback().len();
+        let Some(pos) = self.pos(&model).filter(|_| len > 0) else {
             self.anchor = None;
             return;
         };
-        let mut seq = pos.seq.clamp(first, last);
+        let last = len - 1;
+        let mut index = pos.index.min(last);
         let mut below = pos.below;
         loop {
             if n <= below {
@@ -151,16 +201,16 @@ impl ChatView {
                 break;
             }
             n -= below + 1;
-            if seq >= last {
+            if index >= last {
                 below = 0;
                 break;
             }
-            seq += 1;
-            below = row_count(&model, seq, self.size.x).saturating_sub(1);
+            index += 1;
+            below = row_count(&model, index, self.size.x).saturating_sub(1);
         }
-        self.anchor = match (seq, below) {
-            (s, 0) if s >= last => None,
-            _ => Some(Pos { seq, below }),
+        self.anchor = match (index, below) {
+            (i, 0) if i >= last => None,
+            _ => Self::anchor_at(&model, Pos { index, below }),
         };
     }
 
@@ -168,11 +218,13 @@ impl ChatView {
     fn visible(&self, size: Vec2) -> (Vec<Row>, Option<String>) {
         let model = lock(&self.model);
         let sb = model.scrollback();
-        let (Some(first), Some(last)) = (sb.first_seq(), sb.last_seq()) else {
+        let len = sb.len();
+        if len == 0 {
             return (Vec::new(), None);
-        };
-        let marker = self.anchor.map(|_| {
-            let new = last.saturating_sub(self.seen.max(first.saturating_sub(1)));
+        }
+        let held = self.pos(&model);
+        let marker = held.map(|_| {
+            let new = sb.iter().rev().take_while(|e| e.seq > self.seen).count();
             match new {
                 0 => " -- more below: PgDn -- ".to_owned(),
                 1 => " -- 1 new line below: PgDn -- ".to_owned(),
@@ -183,16 +235,17 @@ impl ChatView {
             Some(_) => size.y.saturating_sub(1),
             None => size.y,
         };
-        let pos = self.anchor.unwrap_or(Pos {
-            seq: last,
+        let pos = held.unwrap_or(Pos {
+            index: len - 1,
             below: 0,
         });
-        let mut seq = pos.seq.clamp(first, last);
+        let pane = model.shown().name();
+        let mut index = pos.index.min(len - 1);
         let mut skip = pos.below;
         let mut rows = Vec::with_capacity(height);
         'lines: while rows.len() < height {
-            let Some(entry) = sb.get(seq) else { break };
-            let mut entry_rows = render(entry, size.x, model.room());
+            let Some(entry) = sb.at(index) else { break };
+            let mut entry_rows = render(entry, size.x, pane);
             let keep = entry_rows.len().saturating_sub(skip);
             skip = 0;
             entry_rows.truncate(keep);
@@ -202,10 +255,10 @@ impl ChatView {
                     break 'lines;
                 }
             }
-            if seq == first {
+            if index == 0 {
                 break;
             }
-            seq -= 1;
+            index -= 1;
         }
         rows.reverse();
         (rows, marker)
@@ -247,48 +300,55 @@ impl View for ChatView {
             Event::Mouse {
                 event: MouseEvent::WheelUp,
                 ..
-            } => self.scroll_up(WHEEL_ROWS),
+            } => {
+                self.scroll_up(WHEEL_ROWS);
+                EventResult::with_cb(super::fetch_older)
+            }
             Event::Mouse {
                 event: MouseEvent::WheelDown,
                 ..
-            } => self.scroll_down(WHEEL_ROWS),
-            _ => return EventResult::Ignored,
+            } => {
+                self.scroll_down(WHEEL_ROWS);
+                EventResult::Consumed(None)
+            }
+            _ => EventResult::Ignored,
         }
-        EventResult::Consumed(None)
     }
 }
 
-/// How many rows line `seq` takes at `width`.
-fn row_count(model: &Model, seq: u64, width: usize) -> usize {
+/// How many rows the shown pane's line `index` takes at `width`.
+fn row_count(model: &Model, index: usize, width: usize) -> usize {
     model
         .scrollback()
-        .get(seq)
-        .map_or(0, |e| render(e, width, model.room()).len())
+        .at(index)
+        .map_or(0, |e| render(e, width, model.shown().name()).len())
 }
 
-/// Rows from the top of line `first` down to `pos`, counting at most `cap`.
-fn rows_through(model: &Model, first: u64, pos: Pos, width: usize, cap: usize) -> usize {
-    let mut total = row_count(model, pos.seq, width).saturating_sub(pos.below);
-    let mut seq = pos.seq;
-    while total < cap && seq > first {
-        seq -= 1;
-        total += row_count(model, seq, width);
+/// Rows from the top of the oldest line down to `pos`, counting at most
+/// `cap`.
+fn rows_through(model: &Model, pos: Pos, width: usize, cap: usize) -> usize {
+    let mut total = row_count(model, pos.index, width).saturating_sub(pos.below);
+    let mut index = pos.index;
+    while total < cap && index > 0 {
+        index -= 1;
+        total += row_count(model, index, width);
     }
     total
 }
 
 /// The position that puts the oldest line's first row at the top of a
 /// screen `height` rows high, or `None` if everything fits.
-fn pos_from_top(model: &Model, first: u64, last: u64, height: usize, width: usize) -> Option<Pos> {
+fn pos_from_top(model: &Model, height: usize, width: usize) -> Option<Pos> {
+    let last = model.scrollback().len().checked_sub(1)?;
     let mut left = height;
-    for seq in first..=last {
-        let rows = row_count(model, seq, width);
+    for index in 0..=last {
+        let rows = row_count(model, index, width);
         if left <= rows {
             let pos = Pos {
-                seq,
+                index,
                 below: rows - left,
             };
-            return (seq != last || pos.below != 0).then_some(pos);
+            return (index != last || pos.below != 0).then_some(pos);
         }
         left -= rows;
     }
@@ -342,8 +402,8 @@ pub fn nick_style(nick: &str) -> Style {
 }
 
 /// Splits an entry into its prefix (time, sender or marker) and its text,
-/// styled. `current` is the current room, whose name lines need not repeat.
-fn parts(entry: &Entry, current: &str) -> (StyledString, StyledString) {
+/// styled. `pane` is the shown pane's name: its own room need not be repeated.
+fn parts(entry: &Entry, pane: &str) -> (StyledString, StyledString) {
     let dim = dim();
     let mut prefix = StyledString::styled(clock(entry.time), dim);
     prefix.append_plain(" ");
@@ -356,7 +416,7 @@ fn parts(entry: &Entry, current: &str) -> (StyledString, StyledString) {
             own,
             mention,
         } => {
-            if !room.eq_ignore_ascii_case(current) {
+            if !room.eq_ignore_ascii_case(pane) {
                 prefix.append_styled(format!("{room} "), dim);
             }
             let mut style = nick_style(nick);

@@ -3,8 +3,16 @@
 //! The network runs on the [`Connection`]'s threads; each event reaches the
 //! UI thread as a closure sent through Cursive's callback sink, where it is
 //! applied to the shared [`Model`]. The UI thread never touches a socket:
-//! sending is a channel send. The chat panel and the status line draw
-//! straight from the model, so only the user list needs updating by hand.
+//! sending is a channel send. The chat panel, the room list and the status
+//! line draw straight from the model, so only the user list and the chat
+//! panel's title need updating by hand. History requests the model makes
+//! (after a reconnection, when scrolling past the top) are sent the same way
+//! as typed commands.
+//!
+//! The screen: the chat panel shows one conversation, a room or a private
+//! one; the room list beside it numbers them all with their unread counts.
+//! Ctrl-N/Ctrl-P (or Alt-Right/Alt-Left), Alt-1..9 and a click in the list
+//! switch the chat panel to another conversation.
 //!
 //! Idle, nothing runs but the event loop waiting on the terminal, waking
 //! about seven times a second to pick up network callbacks: the connection
@@ -24,7 +32,9 @@ use cursive::theme::Theme;
 use cursive::views::{EditView, TextView};
 use cursive::Cursive;
 
-use crate::client::{Action, Changes, Connection, Model, NickPrompt, Settings, DEFAULT_SCROLLBACK};
+use crate::client::{
+    Action, Changes, Connection, Model, NickPrompt, Outgoing, Settings, DEFAULT_SCROLLBACK,
+};
 use crate::names;
 use crate::protocol::Timestamp;
 
@@ -207,8 +217,19 @@ fn on_network(s: &mut Cursive, event: crate::client::Event) {
     show(s, &model, changes);
 }
 
-/// Updates what does not draw itself from the model.
+/// Sends `out` on the connection, if there is one.
+fn send(s: &mut Cursive, out: Outgoing) {
+    if let Some(connection) = s.user_data::<App>().and_then(|app| app.connection.as_ref()) {
+        connection.send(out);
+    }
+}
+
+/// Updates what does not draw itself from the model, and sends the
+/// requests the model made.
 fn show(s: &mut Cursive, model: &Shared, changes: Changes) {
+    for request in changes.requests {
+        send(s, request);
+    }
     if changes.users {
         views::refresh_users(s, &lock(model));
     }
@@ -229,16 +250,36 @@ fn on_submit(s: &mut Cursive, text: &str) {
     }
     match submitted.action {
         Action::None => {}
-        Action::Send(out) => {
-            if let Some(connection) = s.user_data::<App>().and_then(|app| app.connection.as_ref()) {
-                connection.send(out);
-            }
-        }
+        Action::Send(out) => send(s, out),
         Action::Quit(reason) => return request_quit(s, &reason),
     }
     // Whatever the user did, they want to see its outcome.
     views::on_chat(s, |chat| chat.follow());
     show(s, &model, submitted.changes);
+}
+
+/// Shows another conversation (`f` picks it), following its newest line.
+fn switch(s: &mut Cursive, f: impl FnOnce(&mut Model) -> Changes) {
+    let Some(model) = model(s) else { return };
+    let changes = f(&mut lock(&model));
+    if changes.scrollback {
+        views::on_chat(s, |chat| chat.follow());
+    }
+    show(s, &model, changes);
+}
+
+/// If the chat panel shows the top of its conversation, asks the server
+/// for the messages before it (the model says whether there is anything to
+/// ask). Called after scrolling up.
+fn fetch_older(s: &mut Cursive) {
+    if !views::chat_at_top(s) {
+        return;
+    }
+    let Some(model) = model(s) else { return };
+    let request = lock(&model).older();
+    if let Some(out) = request {
+        send(s, out);
+    }
 }
 
 /// Shows the nickname prompt, replacing an older one.

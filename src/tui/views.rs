@@ -2,7 +2,9 @@
 //! and the quit confirmation. Each `build_*` function returns a view; the
 //! callbacks they wire up live in the parent module.
 
-use cursive::event::{Event, EventResult, EventTrigger, Key, MouseEvent};
+use std::sync::{Arc, Mutex};
+
+use cursive::event::{Event, EventResult, EventTrigger, Key, MouseButton, MouseEvent};
 use cursive::style::{BaseColor, Color, ColorStyle, Effect, Style};
 use cursive::traits::{Nameable, Resizable};
 use cursive::utils::markup::StyledString;
@@ -11,13 +13,13 @@ use cursive::views::{
 };
 use cursive::{Cursive, Printer, Vec2, View};
 
-use super::chat_view::{nick_style, ChatView};
+use super::chat_view::{nick_style, ChatView, WHEEL_ROWS};
 use super::{lock, Shared};
-use crate::client::{ConnState, Model, NickPrompt};
+use crate::client::{ConnState, Model, NickPrompt, Target};
 
 /// The chat panel.
 pub const CHAT: &str = "chat";
-/// The chat panel's frame, whose title names the current room.
+/// The chat panel's frame, whose title names the shown conversation.
 pub const CHAT_PANEL: &str = "chat_panel";
 /// The user list's text.
 pub const USERS: &str = "users";
@@ -47,52 +49,92 @@ pub type ChatPanel = Panel<NamedView<ChatView>>;
 /// The user list panel's concrete type, for `call_on_name`.
 pub type UsersPanel = Panel<ScrollView<NamedView<TextView>>>;
 
-/// The main screen: chat and users side by side, the status line, the
+/// The main screen: chat on the left; on the right the conversations
+/// (rooms and private) above the shown one's users; the status line; the
 /// input line. Scrolling keys and the mouse wheel reach the chat panel
-/// whichever view has the focus.
+/// whichever view has the focus, and so do the keys that switch
+/// conversations.
 pub fn build_main(model: Shared) -> impl View {
     let title = chat_title(&lock(&model));
     let chat = Panel::new(ChatView::new(model.clone()).with_name(CHAT))
         .title(title)
         .with_name(CHAT_PANEL)
         .full_screen();
+    let geometry = Arc::new(Mutex::new(ListGeometry::default()));
+    let rooms = Panel::new(RoomList {
+        model: model.clone(),
+        geometry: geometry.clone(),
+    })
+    .title("Rooms");
     let users = Panel::new(ScrollView::new(TextView::empty().with_name(USERS)))
         .title("Users")
         .with_name(USERS_PANEL)
-        .fixed_width(USERS_WIDTH)
         .full_height();
+    let side = LinearLayout::vertical()
+        .child(rooms)
+        .child(users)
+        .fixed_width(USERS_WIDTH);
     let input = LinearLayout::horizontal()
         .child(TextView::new("> "))
         .child(build_input(model.clone()).full_width());
     let layout = LinearLayout::vertical()
-        .child(LinearLayout::horizontal().child(chat).child(users))
+        .child(LinearLayout::horizontal().child(chat).child(side))
         .child(StatusBar { model }.fixed_height(1))
         .child(input);
-    OnEventView::new(layout)
-        .on_pre_event(Key::PageUp, |s| on_chat(s, ChatView::page_up))
-        .on_pre_event(Key::PageDown, |s| on_chat(s, ChatView::page_down))
-        .on_pre_event_inner(EventTrigger::mouse(), |_, event| {
-            let up = match event {
-                Event::Mouse {
-                    event: MouseEvent::WheelUp,
-                    ..
-                } => true,
-                Event::Mouse {
-                    event: MouseEvent::WheelDown,
-                    ..
-                } => false,
-                _ => return None,
-            };
-            Some(EventResult::with_cb(move |s| match up {
-                true => on_chat(s, |c| c.scroll_up(3)),
-                false => on_chat(s, |c| c.scroll_down(3)),
-            }))
+    let mut view = OnEventView::new(layout)
+        .on_pre_event(Key::PageUp, |s| {
+            on_chat(s, ChatView::page_up);
+            super::fetch_older(s);
         })
+        .on_pre_event(Key::PageDown, |s| on_chat(s, ChatView::page_down))
+        .on_pre_event(Event::CtrlChar('n'), |s| super::switch(s, Model::show_next))
+        .on_pre_event(Event::CtrlChar('p'), |s| super::switch(s, Model::show_prev))
+        .on_pre_event(Event::Alt(Key::Right), |s| {
+            super::switch(s, Model::show_next)
+        })
+        .on_pre_event(Event::Alt(Key::Left), |s| {
+            super::switch(s, Model::show_prev)
+        });
+    for (n, digit) in ('1'..='9').enumerate() {
+        view = view.on_pre_event(Event::AltChar(digit), move |s| {
+            super::switch(s, |m| m.show(n))
+        });
+    }
+    view.on_pre_event_inner(EventTrigger::mouse(), move |_, event| {
+        let Event::Mouse {
+            event, position, ..
+        } = event
+        else {
+            return None;
+        };
+        match event {
+            MouseEvent::WheelUp => Some(EventResult::with_cb(|s| {
+                on_chat(s, |c| c.scroll_up(WHEEL_ROWS));
+                super::fetch_older(s);
+            })),
+            MouseEvent::WheelDown => Some(EventResult::with_cb(|s| {
+                on_chat(s, |c| c.scroll_down(WHEEL_ROWS))
+            })),
+            MouseEvent::Press(MouseButton::Left) => {
+                let index = lock_geometry(&geometry).pane_at(*position)?;
+                Some(EventResult::with_cb(move |s| {
+                    super::switch(s, |m| m.show(index))
+                }))
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Runs `f` on the chat panel.
 pub fn on_chat(s: &mut Cursive, f: impl FnOnce(&mut ChatView)) {
     s.call_on_name(CHAT, f);
+}
+
+/// True if the chat panel shows the top of its conversation.
+pub fn chat_at_top(s: &mut Cursive) -> bool {
+    s.call_on_name(CHAT, |c: &mut ChatView| c.at_top())
+        .unwrap_or(false)
 }
 
 /// The input line: Enter sends, Up/Down walk the history, Tab completes.
@@ -133,21 +175,27 @@ fn build_input(model: Shared) -> impl View {
         })
 }
 
-/// The chat panel's title: the current room and its topic.
+/// The chat panel's title: the shown room and its topic, or whom the
+/// private conversation is with.
 fn chat_title(model: &Model) -> String {
-    match model.topic() {
-        "" => model.room().to_owned(),
-        topic => format!("{}: {topic}", model.room()),
+    let pane = model.shown();
+    match (&pane.target(), pane.topic()) {
+        (Target::Private(nick), _) => format!("{nick} (private)"),
+        (Target::Room(room), _) if !pane.joined() && *model.state() == ConnState::Online => {
+            format!("{room} (not in it)")
+        }
+        (Target::Room(room), "") => room.clone(),
+        (Target::Room(room), topic) => format!("{room}: {topic}"),
     }
 }
 
-/// Shows the current room and its topic in the chat panel's title.
+/// Shows the shown conversation and its topic in the chat panel's title.
 pub fn refresh_title(s: &mut Cursive, model: &Model) {
     let title = chat_title(model);
     s.call_on_name(CHAT_PANEL, |p: &mut ChatPanel| p.set_title(title));
 }
 
-/// Shows the current room members and their count.
+/// Shows the shown conversation's members and their count.
 pub fn refresh_users(s: &mut Cursive, model: &Model) {
     let mut text = StyledString::new();
     for nick in model.users() {
@@ -164,6 +212,124 @@ pub fn refresh_users(s: &mut Cursive, model: &Model) {
     let title = format!("Users ({})", model.users().len());
     s.call_on_name(USERS, |v: &mut TextView| v.set_content(text));
     s.call_on_name(USERS_PANEL, |p: &mut UsersPanel| p.set_title(title));
+}
+
+/// Where the room list was drawn, for mouse clicks.
+#[derive(Debug, Clone, Copy, Default)]
+struct ListGeometry {
+    /// The screen position of its first row.
+    origin: Vec2,
+    /// Its size on screen.
+    size: Vec2,
+    /// The pane on its first row.
+    first: usize,
+    /// How many panes it showed.
+    shown: usize,
+}
+
+impl ListGeometry {
+    /// The pane listed at screen position `at`, if any.
+    fn pane_at(&self, at: Vec2) -> Option<usize> {
+        let x = at.x.checked_sub(self.origin.x)?;
+        let y = at.y.checked_sub(self.origin.y)?;
+        (x < self.size.x && y < self.shown).then_some(self.first + y)
+    }
+}
+
+fn lock_geometry(g: &Mutex<ListGeometry>) -> std::sync::MutexGuard<'_, ListGeometry> {
+    g.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The most rows the room list takes; with more conversations it scrolls
+/// to keep the shown one in view.
+const LIST_ROWS: usize = 10;
+
+/// The room list: every conversation, numbered for Alt-1..9, with its
+/// unread count; the shown one reversed, unread ones bold, ones that
+/// mention us or are private and unread in yellow. It reads the model when
+/// drawn, so it needs no updating.
+struct RoomList {
+    model: Shared,
+    geometry: Arc<Mutex<ListGeometry>>,
+}
+
+impl View for RoomList {
+    fn draw(&self, printer: &Printer<'_, '_>) {
+        let model = lock(&self.model);
+        let panes = model.panes();
+        let rows = printer.size.y;
+        let width = printer.size.x;
+        let shown = model.shown_index();
+        let first = match panes.len() <= rows {
+            true => 0,
+            false => shown
+                .saturating_sub(rows / 2)
+                .min(panes.len().saturating_sub(rows)),
+        };
+        let mut drawn = 0;
+        for (y, (index, pane)) in panes.iter().enumerate().skip(first).take(rows).enumerate() {
+            let number = match index {
+                0..=8 => format!("{} ", index + 1),
+                _ => "  ".to_owned(),
+            };
+            let name = match pane.is_private() {
+                true => format!("*{}*", pane.name()),
+                false => pane.name().to_owned(),
+            };
+            let count = match pane.unread() {
+                0 => String::new(),
+                n if n > 999 => " 999+".to_owned(),
+                n => format!(" {n}"),
+            };
+            let room = width.saturating_sub(number.len() + count.len());
+            let name = fit(&name, room);
+            let pad = room.saturating_sub(StyledString::plain(name.as_str()).width());
+            let text = format!("{number}{name}{}{count}", " ".repeat(pad));
+            let mut style = match (pane.alert(), pane.unread() > 0) {
+                (true, _) => Style::from(ColorStyle::front(Color::Light(BaseColor::Yellow)))
+                    .combine(Effect::Bold),
+                (false, true) => Style::from(Effect::Bold),
+                (false, false) if !pane.joined() => super::chat_view::dim(),
+                (false, false) => Style::default(),
+            };
+            if index == shown {
+                style = style.combine(Effect::Reverse);
+            }
+            printer.with_style(style, |p| p.print((0, y), &text));
+            drawn += 1;
+        }
+        *lock_geometry(&self.geometry) = ListGeometry {
+            origin: printer.offset,
+            size: printer.size,
+            first,
+            shown: drawn,
+        };
+    }
+
+    fn required_size(&mut self, constraint: Vec2) -> Vec2 {
+        let n = lock(&self.model).panes().len();
+        Vec2::new(constraint.x, n.clamp(1, LIST_ROWS))
+    }
+}
+
+/// `text` cut to `width` columns, with an ellipsis if cut.
+fn fit(text: &str, width: usize) -> String {
+    let styled = StyledString::plain(text);
+    if styled.width() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = StyledString::plain(c.to_string()).width();
+        if used + w + 1 > width {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
 }
 
 /// The status line: server, nickname, connection state. It reads the model
