@@ -2,7 +2,7 @@
 //! terminal client for it.
 //!
 //! # Layout
-//! - [`bench`]: `natter bench`, a load generator: many real clients against
+//! - [`mod@bench`]: `natter bench`, a load generator: many real clients against
 //!   a server in this process or another, measuring throughput, latency,
 //!   memory per connection and churn.
 //! - [`client`]: the chat client without a UI: a self-healing connection on

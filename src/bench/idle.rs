@@ -86,7 +86,9 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
 
     // The clients' own memory per connection.
     let client_cost = if target.in_process() {
-        calibrate(pool, count.min(CALIBRATION))
+        // Two descriptors per calibration connection, from what is spare.
+        let spare = super::fd_limit().saturating_sub(2 * count as u64 + 100) / 2;
+        calibrate(pool, count.min(CALIBRATION).min(spare as usize))
     } else {
         delta(generator_before, generator_after).map(|d| d / registered as f64)
     };
@@ -119,6 +121,12 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
     }
     if target.rss().is_none() {
         warnings.push("the server's memory is unknown: pass --server-pid".into());
+    } else if target.in_process() && client_cost.is_none() {
+        warnings.push(
+            "no descriptors were spare to measure the clients' own memory; the figure per \
+             connection includes it"
+                .into(),
+        );
     }
     let mut summary = String::new();
     let _ = writeln!(
@@ -233,6 +241,9 @@ impl LineSink for JoinCounter<'_> {
 /// The resident memory of `count` more clients like the idle ones, per
 /// connection, measured against a listener that only holds sockets.
 fn calibrate(pool: &Pool, count: usize) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
     let addr = listener.local_addr().ok()?;
     listener.set_nonblocking(true).ok()?;
