@@ -4,7 +4,7 @@
 # Fails on any crash or property failure, leaving the input in
 # fuzz/artifacts/<target>/. See FUZZING.md.
 #
-#   FUZZ_SECONDS  seconds of fuzzing per target (default 45)
+#   FUZZ_SECONDS  seconds of fuzzing per target (default 40)
 #   FUZZ_TARGETS  which targets (default: all four)
 #
 # Runs on stable Rust, so without a sanitizer (`--sanitizer none`): Rust code
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")"
-seconds="${FUZZ_SECONDS:-45}"
+seconds="${FUZZ_SECONDS:-40}"
 targets="${FUZZ_TARGETS:-decoder command server_line hub}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -39,7 +39,7 @@ run() {
         echo "fuzz: FUZZING.md says how to minimise it and add a regression" >&2
         exit 1
     fi
-    grep -E '^#[0-9]+ +(INITED|DONE)' "$log" | tail -n 1 || true
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" | tail -n 1 || true
 }
 
 for target in $targets; do

@@ -146,6 +146,8 @@ fn a_line_break_in_a_word_does_not_split_the_line() {
 fn join_with_an_invalid_room_name_creates_no_room() {
     hub::run(&Script {
         register_timeout: 78,
+        max_rooms: 3,
+        history: false,
         ops: vec![
             Op::Connect {
                 slot: 0,
@@ -172,6 +174,8 @@ fn join_with_an_invalid_room_name_creates_no_room() {
 fn a_refused_line_removes_the_client_on_every_path() {
     hub::run(&Script {
         register_timeout: 78,
+        max_rooms: 3,
+        history: false,
         ops: vec![
             Op::Connect {
                 slot: 3,

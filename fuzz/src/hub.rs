@@ -30,9 +30,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use natter::hub::{encode, ClientId, Hub, Line, Outbox, Rejected};
+use natter::hub::{encode, ClientId, Hub, HubConfig, Line, Outbox, Rejected};
 use natter::names::{self, fold};
-use natter::protocol::{parse_command, Command, ErrorCode, ServerLine, Timestamp};
+use natter::protocol::{parse_command, Command, ErrorCode, ServerLine, Timestamp, LOBBY};
 
 /// How many clients a script can address; ops name one with `slot % SLOTS`.
 pub const SLOTS: usize = 6;
@@ -68,11 +68,15 @@ pub const ROOMS: [&str; 7] = [
 pub const START: i64 = 1_795_000_000;
 
 /// One fuzz input: a hub configuration and what happens to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Script {
     /// Seconds a connection may stay without a nickname.
     pub register_timeout: u8,
+    /// The most rooms a client may be in: `1 + max_rooms % 4`.
+    pub max_rooms: u8,
+    /// Whether the hub records messages and queues history requests.
+    pub history: bool,
     /// The steps, in order.
     pub ops: Vec<Op>,
 }
@@ -174,6 +178,8 @@ pub enum Op {
         /// Its text.
         text: String,
     },
+    /// The server stops: everyone is told and every outbox closed.
+    Shutdown,
 }
 
 /// A room as one client sees it.
@@ -433,6 +439,10 @@ struct World {
     slots: [Option<Rc<RefCell<Peer>>>; SLOTS],
     /// Every client ever connected.
     all: Vec<Rc<RefCell<Peer>>>,
+    /// The id of the last message recorded for the store.
+    last_record: u64,
+    /// Whether the hub keeps history.
+    history: bool,
 }
 
 fn room_name(index: u8) -> String {
@@ -446,12 +456,19 @@ fn time(secs: i64) -> Timestamp {
 /// Runs a script, checking every invariant after every step.
 pub fn run(script: &Script) {
     let mut world = World {
-        hub: Hub::new(u64::from(script.register_timeout)),
+        hub: Hub::with_config(HubConfig {
+            register_timeout_secs: u64::from(script.register_timeout),
+            max_rooms: 1 + usize::from(script.max_rooms % 4),
+            history: script.history,
+            ..HubConfig::default()
+        }),
         timeout: i64::from(script.register_timeout),
         now: START,
         next_id: 0,
         slots: Default::default(),
         all: Vec::new(),
+        last_record: 0,
+        history: script.history,
     };
     for op in &script.ops {
         world.step(op);
@@ -595,6 +612,21 @@ impl World {
                     self.hub.reply(id, &line, now);
                 }
             }
+            Op::Shutdown => {
+                self.hub.shutdown("The server is stopping.");
+                for peer in &self.all {
+                    let peer = peer.borrow();
+                    assert!(peer.closed, "client {}: still open after shutdown", peer.id);
+                }
+                assert!(
+                    self.hub.nicknames().next().is_none(),
+                    "nicks after shutdown"
+                );
+                assert!(
+                    self.hub.members(LOBBY).is_empty(),
+                    "lobby members after shutdown"
+                );
+            }
         }
     }
 
@@ -697,6 +729,33 @@ impl World {
                     );
                 }
             }
+        }
+        // What the hub hands the store: only with history on, ids growing,
+        // and history fetched only for registered clients.
+        let records = self.hub.take_records();
+        let fetches = self.hub.take_fetches();
+        if !self.history {
+            assert!(records.is_empty(), "records with history off");
+            assert!(fetches.is_empty(), "fetches with history off");
+        }
+        for record in records {
+            assert!(record.id > self.last_record, "record ids went back");
+            assert_eq!(
+                names::check_nick(&record.nick),
+                Ok(()),
+                "record by {:?}",
+                record.nick
+            );
+            self.last_record = record.id;
+        }
+        for fetch in fetches {
+            let asker = self.all.iter().find(|p| p.borrow().id == fetch.client);
+            let asker = asker.expect("fetches are for known clients").borrow();
+            assert!(
+                asker.closed || self.hub.nick(asker.id).is_some(),
+                "history fetched for unregistered client {}",
+                asker.id
+            );
         }
     }
 }
