@@ -149,7 +149,8 @@ impl LineDecoder {
     pub fn new(max_line: usize) -> Self {
         Self {
             max_line,
-            line: Vec::with_capacity(max_line.min(DEFAULT_MAX_LINE)),
+            // Grown on first use: an idle connection holds no line buffer.
+            line: Vec::new(),
             telnet: Telnet::Data,
             after_cr: false,
             discarding: false,

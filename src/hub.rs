@@ -173,7 +173,8 @@ pub struct Hub<O> {
     /// broadcast is done.
     dropped: Vec<(ClientId, Rejected)>,
     /// Connections in the order they came, with the Unix second by which
-    /// they must have a nickname; deadlines only grow, so expiry pops the front.
+    /// they must have a nickname; deadlines only grow, so expiry pops the
+    /// front. `tick` drops the entries of clients no longer waiting.
     deadlines: VecDeque<(i64, ClientId)>,
     /// Messages to store, taken by [`Hub::take_records`].
     records: Vec<Record>,
@@ -254,6 +255,16 @@ impl<O: Outbox> Hub<O> {
                 &ServerLine::Bye("Come back when you have a nickname.".into()),
             );
             self.remove(id, "registration timeout", now);
+        }
+        // Entries of clients that registered or left stay until their
+        // deadline; under churn that is a minute of connections. Drop them
+        // once they outnumber the waiting ones, and give the memory back.
+        let waiting = self.clients.len().saturating_sub(self.nicks.len());
+        if self.deadlines.len() > 2 * waiting + 64 {
+            let clients = &self.clients;
+            self.deadlines
+                .retain(|(_, id)| clients.get(id).is_some_and(|c| c.nick.is_none()));
+            self.deadlines.shrink_to(2 * self.deadlines.len() + 64);
         }
         self.settle(now);
     }
@@ -391,6 +402,20 @@ impl<O: Outbox> Hub<O> {
         let Some(room) = self.rooms.get(&names::fold(room)) else {
             return Vec::new();
         };
+        // A big room (the lobby holds everyone) is listed by walking the
+        // nicknames, which are already sorted by folded name: no sort and
+        // no folding per member on every join.
+        if room.members.len() * 4 >= self.nicks.len() {
+            let nicks: Vec<&str> = self
+                .nicks
+                .values()
+                .filter(|id| room.members.contains_key(id))
+                .map(|id| self.nick_of(*id))
+                .collect();
+            if nicks.len() == room.members.len() {
+                return nicks;
+            }
+        }
         let mut nicks: Vec<&str> = room.members.keys().map(|id| self.nick_of(*id)).collect();
         nicks.sort_by_cached_key(|n| names::fold(n));
         nicks

@@ -6,14 +6,16 @@
 //! bounded outbox, which that session's writer drains. A client that stops
 //! reading fills only its own outbox and is then disconnected.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
+use async_channel::Receiver;
 use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
@@ -60,47 +62,147 @@ pub(crate) enum Event {
 
 /// Lines waiting for a session's writer, and the signal that tells the
 /// session the hub is done with it.
+///
+/// A plain queue under a mutex, with one stored waker for the writer and one
+/// for the session: a push wakes the writer only when the queue goes from
+/// empty to non-empty, and the writer takes everything queued in one go. The
+/// hub pays a lock and an append per delivery, and an idle connection holds
+/// one small allocation.
 #[derive(Clone)]
 pub(crate) struct SessionOutbox {
-    /// Drained by the writer; bounded by `limit`, checked on every push.
-    lines: Sender<Line>,
-    /// The most lines `lines` may hold.
+    shared: Arc<Shared>,
+}
+
+/// What the hub's end and the session's end of an outbox share.
+struct Shared {
+    /// The most lines the queue may hold.
     limit: usize,
-    /// Never carries a value; closing it wakes the session.
-    closed: Sender<()>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Lines not yet taken by the writer; never more than `limit`.
+    lines: VecDeque<Line>,
+    /// Set by the hub's `close` or when the session ends: nothing more is
+    /// queued, and the writer ends once `lines` is empty.
+    closed: bool,
+    /// The writer, parked on an empty queue.
+    writer: Option<Waker>,
+    /// The session, waiting for `closed`.
+    session: Option<Waker>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock, but a poisoned queue is
+        // still a valid queue.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl SessionOutbox {
-    /// A new outbox for `limit` lines, with the writer's and the session's
-    /// ends of it.
-    pub(crate) fn new(limit: usize) -> (Self, Receiver<Line>, Receiver<()>) {
-        // Unbounded underneath, bounded by the length check in `push`: a
-        // bounded channel would allocate all `limit` slots up front, for
-        // every idle connection.
-        let (lines, lines_rx) = async_channel::unbounded();
-        let (closed, closed_rx) = async_channel::bounded(1);
-        let outbox = Self {
-            lines,
+    /// A new outbox for `limit` lines, with the session's end of it.
+    pub(crate) fn new(limit: usize) -> (Self, OutboxReader) {
+        let shared = Arc::new(Shared {
             limit,
-            closed,
+            state: Mutex::new(State::default()),
+        });
+        let reader = OutboxReader {
+            shared: Arc::clone(&shared),
         };
-        (outbox, lines_rx, closed_rx)
+        (Self { shared }, reader)
     }
 }
 
 impl Outbox for SessionOutbox {
     fn push(&mut self, line: &Line) -> Result<(), Rejected> {
-        if self.lines.len() >= self.limit {
-            return Err(Rejected::Full);
+        let waker = {
+            let mut state = self.shared.state();
+            if state.closed {
+                return Err(Rejected::Closed);
+            }
+            if state.lines.len() >= self.shared.limit {
+                return Err(Rejected::Full);
+            }
+            state.lines.push_back(Line::clone(line));
+            if state.lines.len() == 1 {
+                state.writer.take()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        self.lines
-            .try_send(Line::clone(line))
-            .map_err(|_| Rejected::Closed)
+        Ok(())
     }
 
     fn close(&mut self) {
-        self.lines.close();
-        self.closed.close();
+        let (writer, session) = {
+            let mut state = self.shared.state();
+            state.closed = true;
+            (state.writer.take(), state.session.take())
+        };
+        for waker in [writer, session].into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
+/// The session's end of an outbox: the writer takes lines from it, and the
+/// session learns from it when the hub has closed it. Dropping it closes the
+/// outbox, so the hub's next push says [`Rejected::Closed`].
+pub(crate) struct OutboxReader {
+    shared: Arc<Shared>,
+}
+
+impl OutboxReader {
+    /// Waits for lines and takes all that are queued; `None` once the outbox
+    /// is closed and empty. `batch` must be empty; it is swapped with the queue.
+    pub(crate) async fn take(&self, batch: &mut VecDeque<Line>) -> Option<()> {
+        future::poll_fn(|cx| {
+            let mut state = self.shared.state();
+            if !state.lines.is_empty() {
+                std::mem::swap(&mut state.lines, batch);
+                return Poll::Ready(Some(()));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            match &mut state.writer {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Waits until the hub closes the outbox.
+    pub(crate) async fn closed(&self) {
+        future::poll_fn(|cx| {
+            let mut state = self.shared.state();
+            if state.closed {
+                return Poll::Ready(());
+            }
+            match &mut state.session {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for OutboxReader {
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        state.closed = true;
+        state.lines = VecDeque::new();
+        state.writer = None;
+        state.session = None;
     }
 }
 
@@ -252,11 +354,43 @@ async fn run(
     Ok(())
 }
 
+/// How long the hub waits, in all, for the history store to make room
+/// for one message before giving up on storing it.
+const STORE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Gives the store what the hub queued: messages to keep, and history to
 /// fetch, whose answer goes straight into the asking client's outbox.
-fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store) {
+///
+/// When the disk falls behind, the hub waits for it (up to
+/// [`STORE_PATIENCE`] per message) instead of dropping history: meanwhile
+/// its bounded inbox fills and the senders slow down to the disk's pace.
+///
+/// `stalled` remembers that the disk did not move for a whole
+/// [`STORE_PATIENCE`]: until it takes a message again, messages it has no
+/// room for are dropped at once (and logged), so a hung disk slows the chat
+/// for one second, not for a second per message.
+async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled: &mut bool) {
     for record in hub.take_records() {
-        store.append(record);
+        let mut record = record;
+        let mut waited = Duration::ZERO;
+        loop {
+            match store.try_append(record) {
+                Ok(()) => {
+                    *stalled = false;
+                    break;
+                }
+                Err(back) if *stalled || waited >= STORE_PATIENCE => {
+                    *stalled = true;
+                    store.drop_record(back);
+                    break;
+                }
+                Err(back) => {
+                    Timer::after(Duration::from_millis(1)).await;
+                    waited += Duration::from_millis(1);
+                    record = back;
+                }
+            }
+        }
     }
     for fetch in hub.take_fetches() {
         let Some(outbox) = hub.outbox(fetch.client).cloned() else {
@@ -338,6 +472,9 @@ async fn run_hub(
     shutdown: Receiver<()>,
 ) {
     let mut tick = Timer::interval(Duration::from_secs(1));
+    // Whether the history store has stopped taking messages; see
+    // `hand_to_store`.
+    let mut store_stalled = false;
     enum Wake {
         Event(Event),
         Tick,
@@ -382,7 +519,7 @@ async fn run_hub(
             }
         }
         if let Some(store) = &mut store {
-            hand_to_store(&mut hub, store);
+            hand_to_store(&mut hub, store, &mut store_stalled).await;
         }
     }
 }

@@ -6,20 +6,21 @@
 //! here waits on another client: the only shared things are the hub's inbox
 //! (bounded, so a flood slows its sender) and this connection's own outbox.
 
-use std::io::{self, Read};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_channel::{Receiver, Sender};
-use futures_lite::{future, AsyncWriteExt};
+use async_channel::Sender;
+use futures_lite::future;
 use smol::{Async, Timer};
 
 use crate::config::Config;
 use crate::decoder::{Frame, LineDecoder};
 use crate::hub::{encode, ClientId, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
-use crate::server::{Event, SessionOutbox};
+use crate::server::{Event, OutboxReader, SessionOutbox};
 
 /// How a session ended, before the final flush.
 enum End {
@@ -44,16 +45,16 @@ pub(crate) async fn run(
     // Chat lines are small and latency matters more than packet count; the
     // writer already coalesces what is queued into one write.
     let _ = stream.get_ref().set_nodelay(true);
-    let (outbox, lines, closed) = SessionOutbox::new(config.outbox);
+    let (outbox, reader) = SessionOutbox::new(config.outbox);
     if events.send(Event::Connect { id, outbox }).await.is_err() {
         return "server shutting down".into();
     }
-    let mut writer = Box::pin(write_lines(&stream, lines));
+    let mut writer = Box::pin(write_lines(&stream, &reader));
     let end = future::or(
         future::or(
             async { End::Reader(read_lines(id, &stream, config, &events).await) },
             async {
-                let _ = closed.recv().await;
+                reader.closed().await;
                 End::Closed
             },
         ),
@@ -196,27 +197,75 @@ fn read_now(stream: &Async<TcpStream>) -> io::Result<Vec<u8>> {
     Ok(buf.get(..n).unwrap_or_default().to_vec())
 }
 
-/// Drains the outbox into the socket until the hub closes it, coalescing
-/// whatever is queued into one write.
-async fn write_lines(stream: &Async<TcpStream>, lines: Receiver<Line>) -> io::Result<()> {
-    const BATCH: usize = 64 * 1024;
-    let mut writer = stream;
-    while let Ok(first) = lines.recv().await {
-        if lines.is_empty() {
-            writer.write_all(&first).await?;
-            continue;
-        }
-        let mut buf = Vec::with_capacity(BATCH);
-        buf.extend_from_slice(&first);
-        while buf.len() < BATCH {
-            match lines.try_recv() {
-                Ok(line) => buf.extend_from_slice(&line),
-                Err(_) => break,
+/// How many lines one write hands to the kernel at most.
+const WRITE_LINES: usize = 64;
+
+/// The most queue capacity, in lines, that a writer keeps between batches.
+const KEEP_LINES: usize = 4;
+
+/// Drains the outbox into the socket until the hub closes it: each wake-up
+/// takes everything queued and writes it with as few vectored writes as it
+/// can, straight from the shared lines (no copy, no buffer).
+async fn write_lines(stream: &Async<TcpStream>, reader: &OutboxReader) -> io::Result<()> {
+    let mut batch = VecDeque::new();
+    while reader.take(&mut batch).await.is_some() {
+        // Bytes of the front line already written.
+        let mut written = 0;
+        loop {
+            // Lines are never empty (each ends in CRLF), but a write of
+            // nothing would look like a closed socket: skip any.
+            while batch.front().is_some_and(|line| line.len() <= written) {
+                batch.pop_front();
+                written = 0;
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_LINES];
+            let mut count = 0;
+            for (slot, line) in slices.iter_mut().zip(batch.iter()) {
+                let bytes: &[u8] = line;
+                *slot = IoSlice::new(if count == 0 {
+                    bytes.get(written..).unwrap_or_default()
+                } else {
+                    bytes
+                });
+                count += 1;
+            }
+            let sent = match stream
+                .get_ref()
+                .write_vectored(slices.get(..count).unwrap_or_default())
+            {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    stream.writable().await?;
+                    continue;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            // Drop the lines written in full; remember how far into the
+            // next one the write got.
+            let mut left = written + sent;
+            written = 0;
+            while let Some(line) = batch.front() {
+                if left < line.len() {
+                    written = left;
+                    break;
+                }
+                left -= line.len();
+                batch.pop_front();
             }
         }
-        writer.write_all(&buf).await?;
+        // The next take swaps this empty queue in for the hub to fill: keep
+        // a small one, so a line at a time costs no allocation, but not the
+        // memory of a backlog (a burst of announcements) while idle.
+        if batch.capacity() > KEEP_LINES {
+            batch = VecDeque::new();
+        }
     }
-    writer.flush().await
+    Ok(())
 }
 
 /// Paces a client's commands: `burst` at once, then `rate` per second.

@@ -1,16 +1,19 @@
 //! Chat history: every room and private message, kept in SQLite (or in
 //! memory), written in batches on a thread of its own.
 //!
-//! The hub never waits for the disk. It hands each message to [`Store::append`],
-//! which only queues it; the store's thread writes what has queued in one
-//! transaction at least every [`BATCH_WINDOW`]. A crash (even `kill -9`) loses
-//! at most the batch being collected, and SQLite's write-ahead log keeps the
+//! The hub does not wait for the disk while it keeps up. It hands each message
+//! to [`Store::try_append`], which only queues it; the store's thread writes
+//! what has queued in one transaction at least every [`BATCH_WINDOW`]. When the
+//! queue is full the server's hub task waits a little (a bounded time) for the
+//! disk, which slows the senders to the disk's pace: the queue is kept short so
+//! that a crash (even `kill -9`) loses at most the batch being collected and
+//! what is queued behind it, and SQLite's write-ahead log keeps the
 //! database consistent. Reads ([`Store::fetch`]) go through the same thread,
 //! after any queued writes, so a client always sees what was said before it
 //! asked; the answer comes back through a callback, never by blocking the hub.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,12 +21,18 @@ use std::time::{Duration, Instant};
 /// lose, plus the time one write takes.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
+/// How long the store thread lets messages gather after the first of a
+/// batch before it writes them.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// The most messages written in one transaction.
 const BATCH_MAX: usize = 4096;
 
-/// Messages queued for the store thread before new ones are dropped (and
-/// logged): the hub never blocks on a slow disk.
-const QUEUE: usize = 65_536;
+/// Messages queued for the store thread before [`Store::try_append`] says
+/// "full": about a tenth of a second of SQLite's pace on a small machine, so
+/// a crash loses little more than a batch (and the channel, allocated up
+/// front, stays small).
+const QUEUE: usize = 8192;
 
 /// How often retention limits are applied.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -192,17 +201,39 @@ impl Store {
     /// so far behind that the queue is full, the message is not stored (and
     /// that is logged).
     pub fn append(&mut self, record: Record) {
+        if let Err(record) = self.try_append(record) {
+            self.drop_record(record);
+        }
+    }
+
+    /// Queues a message to be written, or gives it back if the queue is
+    /// full, so the caller can wait for the disk (and slow the chat down to
+    /// its pace) before trying again or giving up with
+    /// [`Store::drop_record`].
+    pub fn try_append(&mut self, record: Record) -> Result<(), Record> {
         let Some(requests) = &self.requests else {
-            return;
+            return Ok(());
         };
         match requests.try_send(Request::Append(record)) {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Request::Append(record))) => Err(record),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped += 1;
-                if self.dropped.is_power_of_two() {
-                    tracing::warn!(dropped = self.dropped, "history store is behind");
-                }
+                self.count_dropped();
+                Ok(())
             }
+        }
+    }
+
+    /// Gives up on storing a message the queue had no room for (and logs it).
+    pub fn drop_record(&mut self, record: Record) {
+        drop(record);
+        self.count_dropped();
+    }
+
+    fn count_dropped(&mut self) {
+        self.dropped += 1;
+        if self.dropped.is_power_of_two() {
+            tracing::warn!(dropped = self.dropped, "history store is behind");
         }
     }
 
@@ -251,23 +282,31 @@ fn now() -> i64 {
 /// writing what came before them, prunes now and then.
 fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Request>, retention: Retention) {
     let mut batch: Vec<Record> = Vec::new();
-    let mut batch_started = Instant::now();
     let mut last_prune = Instant::now();
     loop {
-        let wait = if batch.is_empty() {
-            PRUNE_EVERY
+        // Park only with nothing to write: a batch is written as soon as
+        // the queue is drained, so a parked thread (which every send would
+        // have to wake, a system call per message) never holds a batch.
+        let request = if batch.is_empty() {
+            inbox.recv_timeout(PRUNE_EVERY)
         } else {
-            BATCH_WINDOW.saturating_sub(batch_started.elapsed())
+            inbox.try_recv().map_err(|err| match err {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
         };
-        match inbox.recv_timeout(wait) {
+        match request {
             Ok(Request::Append(record)) => {
-                if batch.is_empty() {
-                    batch_started = Instant::now();
-                }
+                let first = batch.is_empty();
                 batch.push(record);
                 if batch.len() >= BATCH_MAX {
                     backend.append(&batch);
                     batch.clear();
+                } else if first {
+                    // Let a burst gather without waking this thread for
+                    // each message; it is written within `GATHER` (well
+                    // inside `BATCH_WINDOW`).
+                    std::thread::sleep(GATHER);
                 }
             }
             Ok(Request::Fetch {

@@ -149,7 +149,7 @@ impl Conn {
     /// keeps the rest.
     fn split(&mut self, data: &[u8], sink: &mut impl LineSink) -> Flow {
         let mut rest = data;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             let (head, tail) = (rest.get(..end).unwrap_or_default(), rest.get(end + 1..));
             rest = tail.unwrap_or_default();
             let flow = if self.line.is_empty() && !self.skipping {
