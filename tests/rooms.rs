@@ -76,16 +76,22 @@ fn chat(client: &mut Client, listener: &mut Client, room: &str, n: usize) -> Vec
         .collect()
 }
 
+/// alice, bob and carol registered, each having read the others' joins.
+fn three_in_the_lobby(server: &common::Server) -> [Client; 3] {
+    let mut alice = Client::register(server.addr, "alice");
+    let mut bob = Client::register(server.addr, "bob");
+    let carol = Client::register(server.addr, "carol");
+    alice.until("JOIN ");
+    alice.until("JOIN ");
+    bob.until("JOIN ");
+    [alice, bob, carol]
+}
+
 #[test]
 fn rooms_route_messages_to_their_members_only() {
     // Story: people make a room for a topic, and only its members hear it.
     let server = start(common::config());
-    let mut alice = Client::register(server.addr, "alice");
-    let mut bob = Client::register(server.addr, "bob");
-    let mut carol = Client::register(server.addr, "carol");
-    alice.until("JOIN ");
-    alice.until("JOIN ");
-    bob.until("JOIN ");
+    let [mut alice, mut bob, mut carol] = three_in_the_lobby(&server);
 
     alice.send_line("/join Rust");
     let join = alice.expect("JOIN ");
@@ -150,12 +156,7 @@ fn rooms_route_messages_to_their_members_only() {
 fn whispers_reach_only_their_recipient() {
     // Story: a private word reaches one person and nobody else ever sees it.
     let server = start(common::config());
-    let mut alice = Client::register(server.addr, "alice");
-    let mut bob = Client::register(server.addr, "bob");
-    let mut carol = Client::register(server.addr, "carol");
-    alice.until("JOIN ");
-    alice.until("JOIN ");
-    bob.until("JOIN ");
+    let [mut alice, mut bob, mut carol] = three_in_the_lobby(&server);
 
     alice.send_line("/w Bob meet me at five");
     let whisper = bob.expect("WHISPER ");
