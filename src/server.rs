@@ -358,6 +358,20 @@ async fn run(
 /// for one message before giving up on storing it.
 const STORE_PATIENCE: Duration = Duration::from_secs(1);
 
+/// The most queued events a tick applies before expiring registrations; with
+/// more than this queued, expiry waits for a later tick.
+const TICK_BACKLOG: usize = 64;
+
+/// Applies one session event to the hub.
+fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
+    match event {
+        Event::Connect { id, outbox } => hub.connect(id, outbox, now),
+        Event::Command { id, command } => hub.command(id, command, now),
+        Event::Reply { id, line } => hub.reply(id, &line, now),
+        Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
+    }
+}
+
 /// Gives the store what the hub queued: messages to keep, and history to
 /// fetch, whose answer goes straight into the asking client's outbox.
 ///
@@ -504,11 +518,21 @@ async fn run_hub(
         .await;
         let now = Timestamp::now();
         match wake {
-            Wake::Event(Event::Connect { id, outbox }) => hub.connect(id, outbox, now),
-            Wake::Event(Event::Command { id, command }) => hub.command(id, command, now),
-            Wake::Event(Event::Reply { id, line }) => hub.reply(id, &line, now),
-            Wake::Event(Event::Disconnect { id, reason }) => hub.disconnect(id, &reason, now),
-            Wake::Tick => hub.tick(now),
+            Wake::Event(event) => apply(&mut hub, event, now),
+            // Registration deadlines judge clients, not the server: while the
+            // hub is behind on its inbox (a registration storm), a NICK may be
+            // waiting in it, so expiry waits for a calmer tick, and what is
+            // queued is applied before anyone is timed out.
+            Wake::Tick if inbox.len() > TICK_BACKLOG => {}
+            Wake::Tick => {
+                for _ in 0..TICK_BACKLOG {
+                    match inbox.try_recv() {
+                        Ok(event) => apply(&mut hub, event, now),
+                        Err(_) => break,
+                    }
+                }
+                hub.tick(now);
+            }
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");
                 if let Some(store) = store {
