@@ -488,19 +488,26 @@ impl<O: Outbox> Hub<O> {
             .get(&key)
             .map_or(LOBBY, |r| r.name.as_str())
             .to_owned();
-        let line = encode(&ServerLine::Msg {
+        let msg = ServerLine::Msg {
             time: now,
             id: msg_id,
-            room: name.clone(),
-            nick: nick.clone(),
-            text: text.clone(),
-        });
-        self.broadcast_room(&key, &line, Some(id));
-        if self.config.history {
+            room: name,
+            nick,
+            text,
+        };
+        self.broadcast_room(&key, &encode(&msg), Some(id));
+        // The line is encoded; its fields move into the record, no copies.
+        if let (
+            true,
+            ServerLine::Msg {
+                room, nick, text, ..
+            },
+        ) = (self.config.history, msg)
+        {
             self.records.push(Record {
                 id: msg_id,
                 time: now.unix(),
-                place: Place::Room(name),
+                place: Place::Room(room),
                 nick,
                 text,
             });
@@ -525,17 +532,15 @@ impl<O: Outbox> Hub<O> {
         let msg_id = self.next_id();
         let from = self.nick_of(id).to_owned();
         let to = self.nick_of(target).to_owned();
-        self.send(
-            target,
-            &ServerLine::Whisper {
-                time: now,
-                id: msg_id,
-                from: from.clone(),
-                to: to.clone(),
-                text: text.clone(),
-            },
-        );
-        if self.config.history {
+        let whisper = ServerLine::Whisper {
+            time: now,
+            id: msg_id,
+            from,
+            to,
+            text,
+        };
+        self.send(target, &whisper);
+        if let (true, ServerLine::Whisper { from, to, text, .. }) = (self.config.history, whisper) {
             self.records.push(Record {
                 id: msg_id,
                 time: now.unix(),
