@@ -20,6 +20,8 @@
 //! - `session`: one connection's reader and writer.
 //! - [`store`]: chat history in SQLite or memory, written in batches on its
 //!   own thread.
+//! - `tls`: certificate fingerprints, PEM loading and self-signed
+//!   certificates, for the TLS listener and clients (feature `tls`).
 //! - [`tui`]: the Cursive terminal client (feature `tui`, on by default).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
@@ -37,5 +39,7 @@ pub mod protocol;
 pub mod server;
 mod session;
 pub mod store;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "tui")]
 pub mod tui;

@@ -32,6 +32,8 @@ pub(crate) enum Event {
     Connect {
         /// The connection.
         id: ClientId,
+        /// Where it comes from: bans and failed-login limits go by address.
+        addr: std::net::IpAddr,
         /// Where its lines go.
         outbox: SessionOutbox,
     },
@@ -310,7 +312,7 @@ async fn run(
                     tracing::info!(id, %peer, "connected");
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
-                    let session = AssertUnwindSafe(session::run(id, stream, &config, events));
+                    let session = AssertUnwindSafe(session::run(id, peer, stream, &config, events));
                     match session.catch_unwind().await {
                         Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
                         Err(_) => {
@@ -365,7 +367,11 @@ const TICK_BACKLOG: usize = 64;
 /// Applies one session event to the hub.
 fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
     match event {
-        Event::Connect { id, outbox } => hub.connect(id, outbox, now),
+        Event::Connect {
+            id,
+            addr: _,
+            outbox,
+        } => hub.connect(id, outbox, now),
         Event::Command { id, command } => hub.command(id, command, now),
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),

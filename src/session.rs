@@ -38,6 +38,7 @@ enum End {
 /// Serves connection `id` until it ends, and returns why, for the log.
 pub(crate) async fn run(
     id: ClientId,
+    peer: std::net::SocketAddr,
     stream: Arc<Async<TcpStream>>,
     config: &Config,
     events: Sender<Event>,
@@ -46,7 +47,15 @@ pub(crate) async fn run(
     // writer already coalesces what is queued into one write.
     let _ = stream.get_ref().set_nodelay(true);
     let (outbox, reader) = SessionOutbox::new(config.outbox);
-    if events.send(Event::Connect { id, outbox }).await.is_err() {
+    if events
+        .send(Event::Connect {
+            id,
+            addr: peer.ip(),
+            outbox,
+        })
+        .await
+        .is_err()
+    {
         return "server shutting down".into();
     }
     let mut writer = Box::pin(write_lines(&stream, &reader));
