@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::accounts::AccountsMode;
 use crate::store::{HistoryMode, Retention};
 
 /// How a server behaves under load and abuse. `Config::default()` is what
@@ -41,6 +42,14 @@ pub struct Config {
     pub retention: Retention,
     /// How many earlier messages a client is sent on joining a room.
     pub replay: usize,
+    /// Where registered nicknames and bans are kept. The default here is
+    /// memory (tests write no files); `natter serve` defaults to SQLite in
+    /// its data directory.
+    pub accounts: AccountsMode,
+    /// How long a `MUTE` without a duration lasts.
+    pub mute_default: Duration,
+    /// How long a `BAN` without a duration lasts.
+    pub ban_default: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +67,9 @@ impl Default for Config {
             history: HistoryMode::Off,
             retention: Retention::default(),
             replay: 50,
+            accounts: AccountsMode::Memory,
+            mute_default: Duration::from_secs(10 * 60),
+            ban_default: Duration::from_secs(24 * 3600),
         }
     }
 }

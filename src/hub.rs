@@ -18,8 +18,11 @@
 //!   announced once, and nobody else waits for it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
+use crate::limiter::Limiter;
 use crate::names::{self, NickError};
 use crate::protocol::{
     Command, ErrorCode, HistoryQuery, ServerLine, Timestamp, LOBBY, PROTOCOL_VERSION,
@@ -99,6 +102,9 @@ pub fn history_line(record: &Record) -> ServerLine {
     ServerLine::History(Box::new(live))
 }
 
+mod accounts;
+mod moderation;
+
 struct Client<O> {
     /// `None` until the client picks a nickname.
     nick: Option<String>,
@@ -108,8 +114,17 @@ struct Client<O> {
     rooms: Vec<String>,
     /// The last message id when the client took its nickname: a guest may
     /// read only private history newer than that, so a nickname's next owner
-    /// never reads the last one's whispers.
+    /// never reads the last one's whispers. For an account's owner, the id
+    /// when the account was registered.
     since: u64,
+    /// Where the connection comes from: bans and login limits go by it.
+    addr: IpAddr,
+    /// The folded nickname of the account it logged in to, if any.
+    account: Option<String>,
+    /// Whether that account is an operator.
+    operator: bool,
+    /// A password check for it is under way: one at a time.
+    pending: bool,
 }
 
 struct Topic {
@@ -141,6 +156,10 @@ pub struct HubConfig {
     /// The largest message id already used (from the store), so ids keep
     /// growing across restarts.
     pub last_msg_id: u64,
+    /// Seconds a `MUTE` without a duration lasts.
+    pub mute_default_secs: u64,
+    /// Seconds a `BAN` without a duration lasts.
+    pub ban_default_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -151,6 +170,8 @@ impl Default for HubConfig {
             history: false,
             replay: 50,
             last_msg_id: 0,
+            mute_default_secs: 10 * 60,
+            ban_default_secs: 24 * 3600,
         }
     }
 }
@@ -180,6 +201,18 @@ pub struct Hub<O> {
     records: Vec<Record>,
     /// History requests for the store, taken by [`Hub::take_fetches`].
     fetches: Vec<Fetch>,
+    /// Registered nicknames by folded name.
+    registered: HashMap<String, AccountInfo>,
+    /// Bans by target; expired ones are dropped by `tick`.
+    bans: HashMap<BanTarget, Ban>,
+    /// Muted folded nicknames: until when, and by whom.
+    mutes: HashMap<String, (i64, String)>,
+    /// Failed logins per address.
+    failed_by_addr: Limiter<IpAddr>,
+    /// Failed logins per account (folded nickname).
+    failed_by_account: Limiter<String>,
+    /// Work for the accounts thread, taken by [`Hub::take_requests`].
+    requests: Vec<Request>,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -213,19 +246,43 @@ impl<O: Outbox> Hub<O> {
             deadlines: VecDeque::new(),
             records: Vec::new(),
             fetches: Vec::new(),
+            registered: HashMap::new(),
+            bans: HashMap::new(),
+            mutes: HashMap::new(),
+            failed_by_addr: Limiter::default(),
+            failed_by_account: Limiter::default(),
+            requests: Vec::new(),
         }
     }
 
-    /// A new connection at `now`: greets it. It must register with `NICK` to
-    /// chat.
+    /// A new connection at `now`, from an unknown address: see
+    /// [`Hub::connect_from`].
     pub fn connect(&mut self, id: ClientId, outbox: O, now: Timestamp) {
+        self.connect_from(id, outbox, IpAddr::V4(Ipv4Addr::UNSPECIFIED), now);
+    }
+
+    /// A new connection from `addr` at `now`: greets it, or turns it away if
+    /// the address is banned. It must register with `NICK` (or `LOGIN`) to
+    /// chat.
+    pub fn connect_from(&mut self, id: ClientId, outbox: O, addr: IpAddr, now: Timestamp) {
         let client = Client {
             nick: None,
             outbox,
             rooms: Vec::new(),
             since: 0,
+            addr: addr.to_canonical(),
+            account: None,
+            operator: false,
+            pending: false,
         };
         self.clients.insert(id, client);
+        if let Some(ban) = self.ban_on(&BanTarget::Addr(addr.to_canonical()), now) {
+            let text = moderation::ban_text(&ban, now);
+            self.error(id, ErrorCode::Banned, text);
+            self.send(id, &ServerLine::Bye("Goodbye.".into()));
+            self.remove(id, "banned address", now);
+            return self.settle(now);
+        }
         let timeout = i64::try_from(self.config.register_timeout_secs).unwrap_or(i64::MAX);
         self.deadlines
             .push_back((now.unix().saturating_add(timeout), id));
@@ -266,6 +323,7 @@ impl<O: Outbox> Hub<O> {
                 .retain(|(_, id)| clients.get(id).is_some_and(|c| c.nick.is_none()));
             self.deadlines.shrink_to(2 * self.deadlines.len() + 64);
         }
+        self.expire_sanctions(now);
         self.settle(now);
     }
 
@@ -287,6 +345,7 @@ impl<O: Outbox> Hub<O> {
                 self.send(id, &ServerLine::Bye("Goodbye!".to_owned()));
                 self.remove(id, &reason, now);
             }
+            Command::Login { nick, password } => self.login(id, nick, password, now),
             _ if !registered => self.error(
                 id,
                 ErrorCode::NotRegistered,
@@ -313,6 +372,13 @@ impl<O: Outbox> Hub<O> {
             }
             Command::Whisper { nick, text } => self.whisper(id, &nick, text, now),
             Command::History { target, query } => self.history(id, &target, query),
+            Command::Register(password) => self.register(id, password),
+            Command::Password { old, new } => self.change_password(id, old, new, now),
+            Command::Kick { .. }
+            | Command::Mute { .. }
+            | Command::Unmute(_)
+            | Command::Ban { .. }
+            | Command::Unban(_) => self.moderate(id, command, now),
         }
         self.settle(now);
     }
@@ -348,6 +414,11 @@ impl<O: Outbox> Hub<O> {
         });
     }
 
+    /// Work for the accounts thread queued since the last call.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.requests)
+    }
+
     /// Messages said since the last call, for the store.
     pub fn take_records(&mut self) -> Vec<Record> {
         std::mem::take(&mut self.records)
@@ -381,6 +452,21 @@ impl<O: Outbox> Hub<O> {
     /// The nickname of client `id`, if it has one.
     pub fn nick(&self, id: ClientId) -> Option<&str> {
         self.clients.get(&id)?.nick.as_deref()
+    }
+
+    /// The folded nickname of the account client `id` is logged in to.
+    pub fn account_of(&self, id: ClientId) -> Option<&str> {
+        self.clients.get(&id)?.account.as_deref()
+    }
+
+    /// True if `nick` (any case) is a registered nickname.
+    pub fn is_registered(&self, nick: &str) -> bool {
+        self.registered.contains_key(&names::fold(nick))
+    }
+
+    /// True if client `id` is logged in to an operator account.
+    pub fn is_operator(&self, id: ClientId) -> bool {
+        self.clients.get(&id).is_some_and(|c| c.operator)
     }
 
     /// The rooms client `id` is in, as their names are shown, in the order
@@ -478,6 +564,9 @@ impl<O: Outbox> Hub<O> {
     }
 
     fn say(&mut self, id: ClientId, room: Option<&str>, text: String, now: Timestamp) {
+        if let Some(why) = self.muted(id, now) {
+            return self.error(id, ErrorCode::Muted, why);
+        }
         let Some(key) = self.member_room(id, room) else {
             return;
         };
@@ -515,6 +604,9 @@ impl<O: Outbox> Hub<O> {
     }
 
     fn whisper(&mut self, id: ClientId, to: &str, text: String, now: Timestamp) {
+        if let Some(why) = self.muted(id, now) {
+            return self.error(id, ErrorCode::Muted, why);
+        }
         let Some(&target) = self.nicks.get(&names::fold(to)) else {
             return self.error(
                 id,
@@ -739,6 +831,12 @@ impl<O: Outbox> Hub<O> {
             };
             return self.send(id, &line);
         }
+        if let Some(why) = self.muted(id, now) {
+            return self.error(id, ErrorCode::Muted, why);
+        }
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         let line = encode(&ServerLine::Topic {
             time: now,
             room: room.name.clone(),
@@ -802,10 +900,11 @@ impl<O: Outbox> Hub<O> {
     fn set_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
         let folded = names::fold(wanted);
         let holder = self.nicks.get(&folded).copied();
+        let own = self.clients.get(&id).and_then(|c| c.account.clone());
         let taken = |n: &str| {
-            self.nicks
-                .get(&names::fold(n))
-                .is_some_and(|&holder| holder != id)
+            let key = names::fold(n);
+            self.nicks.get(&key).is_some_and(|&holder| holder != id)
+                || (self.registered.contains_key(&key) && own.as_ref() != Some(&key))
         };
         if let Err(err) = names::check_nick(wanted) {
             let suggestion = names::suggest_nick(wanted, taken);
@@ -829,7 +928,41 @@ impl<O: Outbox> Hub<O> {
                 format!("Someone already uses the nickname {wanted}; try {suggestion}"),
             );
         }
-        let since = self.last_msg_id;
+        if let Some(ban) = self.ban_on(&BanTarget::Nick(folded.clone()), now) {
+            let text = moderation::ban_text(&ban, now);
+            return self.error(id, ErrorCode::Banned, text);
+        }
+        if let Some(text) = self.muted(id, now) {
+            return self.error(id, ErrorCode::Muted, text);
+        }
+        let owner = self.clients.get(&id).and_then(|c| c.account.as_deref()) == Some(&folded);
+        if self.registered.contains_key(&folded) && !owner {
+            let suggestion = self.guest_nick(id);
+            return self.error(
+                id,
+                ErrorCode::NickRegistered,
+                format!(
+                    "{wanted} is a registered nickname: if it is yours, LOGIN {wanted} \
+                     <password>; otherwise pick another, such as {suggestion}"
+                ),
+            );
+        }
+        self.assign_nick(id, wanted, now);
+    }
+
+    /// Gives client `id` the nickname `wanted`, which it may take: registers
+    /// the connection, or renames it and tells everyone concerned.
+    fn assign_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
+        let folded = names::fold(wanted);
+        // The owner of an account reads its private history from the
+        // account's registration on; anyone else from now on.
+        let since = match self.clients.get(&id).and_then(|c| c.account.as_ref()) {
+            Some(account) if *account == folded => self
+                .registered
+                .get(&folded)
+                .map_or(self.last_msg_id, |a| a.since),
+            _ => self.last_msg_id,
+        };
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -856,7 +989,7 @@ impl<O: Outbox> Hub<O> {
                 }
                 if names::fold(&old) != folded {
                     // A new name, not just new capitals: private history
-                    // under it starts now.
+                    // under it starts now (or at its account's start).
                     client.since = since;
                 }
                 self.nicks.remove(&names::fold(&old));
@@ -986,7 +1119,7 @@ fn greeting() -> ServerLine {
 }
 
 /// The `HELP` text, one `INFO` line each.
-const HELP: [&str; 15] = [
+const HELP: [&str; 19] = [
     "Commands (the /slash forms work in any case):",
     "  NICK <name>               pick or change your nickname     /nick <name>",
     "  MSG [#room] <text>        say something                    (any line that is not a command)",
@@ -998,6 +1131,10 @@ const HELP: [&str; 15] = [
     "  USERS [#room]             who is in the room               /users",
     "  HISTORY <#room|nick> [n | before <id> | since <id>]        /history",
     "  PING [token]              check the connection             /ping",
+    "  REGISTER <password>       keep your nickname (8+ characters) /register",
+    "  LOGIN <nick> <password>   take your registered nickname    /login",
+    "  PASSWORD <old> <new>      change your password             /password",
+    "  Operators: KICK <nick> [reason], MUTE <nick> [10m] [reason], UNMUTE <nick>, BAN <nick|address> [1d] [reason], UNBAN <nick|address>",
     "  QUIT [reason]             leave the chat                   /quit, /exit",
     "  HELP                      this list                        /help",
     "Messages without a #room go to the room you joined last.",

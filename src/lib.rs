@@ -2,6 +2,8 @@
 //! terminal client for it.
 //!
 //! # Layout
+//! - [`accounts`]: registered nicknames (argon2id password hashes) and bans
+//!   in SQLite or memory, on a thread of their own, and `natter admin`.
 //! - [`mod@bench`]: `natter bench`, a load generator: many real clients against
 //!   a server in this process or another, measuring throughput, latency,
 //!   memory per connection and churn.
@@ -12,6 +14,7 @@
 //!   limits. No IO.
 //! - [`hub`]: the one owner of the chat's state: clients, nicknames, who
 //!   hears what. A state machine without IO, fed events by the server.
+//! - [`limiter`]: failed-login limits per address and per account. No IO.
 //! - [`names`]: what a valid nickname or room name is, and suggestions.
 //! - [`protocol`]: the line protocol as pure values: parse client lines, encode
 //!   and parse server lines. No IO.
@@ -29,11 +32,13 @@
 pub use config::Config;
 pub use server::serve;
 
+pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod config;
 pub mod decoder;
 pub mod hub;
+pub mod limiter;
 pub mod names;
 pub mod protocol;
 pub mod server;

@@ -17,6 +17,7 @@ struct Args {
 #[argh(subcommand)]
 enum Subcommand {
     Serve(Serve),
+    Admin(Admin),
     Bench(Bench),
     #[cfg(feature = "tui")]
     Tui(Tui),
@@ -74,6 +75,99 @@ struct Serve {
     /// earlier messages sent on joining a room (default 50)
     #[argh(option, default = "natter::Config::default().replay")]
     replay: usize,
+    /// where to keep registered nicknames and bans: sqlite (in the data
+    /// directory) or memory (default sqlite)
+    #[argh(option, default = "String::from(\"sqlite\")")]
+    accounts: String,
+}
+
+/// Manage accounts and bans in the server's database (works while the
+/// server runs; it picks changes up within a second). Passwords are read
+/// from standard input, never from the command line.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "admin")]
+struct Admin {
+    /// directory of the database (default $XDG_DATA_HOME/natter, or
+    /// ~/.local/share/natter)
+    #[argh(option)]
+    data_dir: Option<std::path::PathBuf>,
+    #[argh(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum AdminAction {
+    List(AdminList),
+    Create(AdminCreate),
+    Passwd(AdminPasswd),
+    Op(AdminOp),
+    Deop(AdminDeop),
+    Delete(AdminDelete),
+    Unban(AdminUnban),
+}
+
+/// List the accounts and the bans in force.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct AdminList {}
+
+/// Create an account (the password is read from standard input).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+struct AdminCreate {
+    /// the nickname
+    #[argh(positional)]
+    nick: String,
+    /// make it an operator
+    #[argh(switch)]
+    op: bool,
+}
+
+/// Set a new password for an account (read from standard input); the old
+/// one is not needed.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "passwd")]
+struct AdminPasswd {
+    /// the nickname
+    #[argh(positional)]
+    nick: String,
+}
+
+/// Make an account an operator.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "op")]
+struct AdminOp {
+    /// the nickname
+    #[argh(positional)]
+    nick: String,
+}
+
+/// Take operator rights away from an account.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "deop")]
+struct AdminDeop {
+    /// the nickname
+    #[argh(positional)]
+    nick: String,
+}
+
+/// Delete an account; its nickname is free again.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "delete")]
+struct AdminDelete {
+    /// the nickname
+    #[argh(positional)]
+    nick: String,
+}
+
+/// Lift a ban on a nickname or an IP address.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "unban")]
+struct AdminUnban {
+    /// a nickname or an IP address
+    #[argh(positional)]
+    target: String,
 }
 
 /// Load a natter server with many real clients and measure it: fanout
@@ -152,6 +246,7 @@ fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let result = match args.command {
         Subcommand::Serve(serve) => run_server(serve),
+        Subcommand::Admin(admin) => run_admin(admin),
         Subcommand::Bench(bench) => natter::bench::run(natter::bench::Options {
             scenario: bench.scenario,
             server: bench.server,
@@ -208,12 +303,22 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let history = match args.history.as_str() {
-        "sqlite" => natter::store::HistoryMode::Sqlite(args.data_dir.unwrap_or_else(data_dir)),
+        "sqlite" => {
+            natter::store::HistoryMode::Sqlite(args.data_dir.clone().unwrap_or_else(data_dir))
+        }
         "memory" => natter::store::HistoryMode::Memory,
         "off" => natter::store::HistoryMode::Off,
         other => return Err(format!("--history is sqlite, memory or off, not {other}").into()),
     };
+    let accounts = match args.accounts.as_str() {
+        "sqlite" => {
+            natter::accounts::AccountsMode::Sqlite(args.data_dir.clone().unwrap_or_else(data_dir))
+        }
+        "memory" => natter::accounts::AccountsMode::Memory,
+        other => return Err(format!("--accounts is sqlite or memory, not {other}").into()),
+    };
     let config = natter::Config {
+        accounts,
         max_clients: args.max_clients,
         max_line: args.max_line,
         outbox: args.outbox,
@@ -245,4 +350,140 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
         natter::serve(listener, config, shutdown).await?;
         Ok(())
     })
+}
+
+fn run_admin(args: Admin) -> Result<(), Box<dyn std::error::Error>> {
+    use natter::accounts::BanTarget;
+    let dir = args.data_dir.unwrap_or_else(data_dir);
+    let mut admin = natter::accounts::Admin::open(&dir)?;
+    match args.action {
+        AdminAction::List(_) => {
+            let snapshot = admin.snapshot()?;
+            println!(
+                "{} account(s) in {}",
+                snapshot.accounts.len(),
+                dir.display()
+            );
+            for account in &snapshot.accounts {
+                let role = if account.operator { "  operator" } else { "" };
+                println!("  {}{role}", account.nick);
+            }
+            let now = chrono::Utc::now().timestamp();
+            let bans: Vec<_> = snapshot.bans.iter().filter(|b| b.until > now).collect();
+            println!("{} ban(s) in force", bans.len());
+            for ban in bans {
+                let what = match &ban.target {
+                    BanTarget::Nick(_) => "nick",
+                    BanTarget::Addr(_) => "address",
+                };
+                let until = natter::protocol::Timestamp::from_unix(ban.until)
+                    .map_or_else(|| "forever".to_owned(), |t| t.to_string());
+                println!(
+                    "  {what} {} until {until} by {}: {}",
+                    ban.target, ban.by, ban.reason
+                );
+            }
+        }
+        AdminAction::Create(create) => {
+            let password = read_password(&format!("Password for {}: ", create.nick))?;
+            admin.create(&create.nick, &password, create.op)?;
+            let role = if create.op { " (operator)" } else { "" };
+            println!("{} is registered{role}.", create.nick);
+        }
+        AdminAction::Passwd(passwd) => {
+            let password = read_password(&format!("New password for {}: ", passwd.nick))?;
+            admin.set_password(&passwd.nick, &password)?;
+            println!("The password of {} is changed.", passwd.nick);
+        }
+        AdminAction::Op(op) => {
+            admin.set_operator(&op.nick, true)?;
+            println!("{} is an operator.", op.nick);
+        }
+        AdminAction::Deop(deop) => {
+            admin.set_operator(&deop.nick, false)?;
+            println!("{} is no longer an operator.", deop.nick);
+        }
+        AdminAction::Delete(delete) => {
+            admin.delete(&delete.nick)?;
+            println!("{} is deleted; the nickname is free.", delete.nick);
+        }
+        AdminAction::Unban(unban) => {
+            if admin.unban(&unban.target)? {
+                println!("The ban on {} is lifted.", unban.target);
+            } else {
+                println!("{} was not banned.", unban.target);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a password from standard input: one line. At a terminal it asks,
+/// with echo off, and asks twice to catch typos.
+fn read_password(prompt: &str) -> Result<natter::protocol::Secret, Box<dyn std::error::Error>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let read = || -> std::io::Result<String> {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    if !stdin.is_terminal() {
+        return Ok(natter::protocol::Secret::new(read()?));
+    }
+    let ask = |prompt: &str| -> std::io::Result<String> {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+        let echo = EchoOff::new();
+        let line = read();
+        drop(echo);
+        eprintln!();
+        line
+    };
+    let first = ask(prompt)?;
+    if ask("Again: ")? != first {
+        return Err("the two passwords differ".into());
+    }
+    Ok(natter::protocol::Secret::new(first))
+}
+
+/// Turns the terminal's echo off until dropped.
+struct EchoOff {
+    #[cfg(unix)]
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl EchoOff {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let stdin = std::io::stdin();
+            let saved = rustix::termios::tcgetattr(&stdin).ok();
+            if let Some(saved) = &saved {
+                let mut quiet = saved.clone();
+                quiet.local_modes &= !rustix::termios::LocalModes::ECHO;
+                let _ = rustix::termios::tcsetattr(
+                    &stdin,
+                    rustix::termios::OptionalActions::Now,
+                    &quiet,
+                );
+            }
+            Self { saved }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = &self.saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
+        }
+    }
 }

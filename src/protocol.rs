@@ -130,6 +130,79 @@ pub enum Command {
         /// Which messages.
         query: HistoryQuery,
     },
+    /// `REGISTER <password>`: make the nickname you hold an account that
+    /// only this password can take.
+    Register(Secret),
+    /// `LOGIN <nick> <password>`: prove you own a registered nickname, and
+    /// take it (registering the connection if it had no nickname yet).
+    Login {
+        /// The account's nickname.
+        nick: String,
+        /// Its password.
+        password: Secret,
+    },
+    /// `PASSWORD <old> <new>`: change your account's password.
+    Password {
+        /// The current password.
+        old: Secret,
+        /// The new one.
+        new: Secret,
+    },
+    /// `KICK <nick> [reason]` (operators): disconnect a user.
+    Kick {
+        /// Who.
+        nick: String,
+        /// Why, shown to everyone concerned; may be empty.
+        reason: String,
+    },
+    /// `MUTE <nick> [duration] [reason]` (operators): stop a user from
+    /// talking for a while.
+    Mute {
+        /// Who.
+        nick: String,
+        /// For how many seconds; the server's default if absent.
+        secs: Option<u64>,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// `UNMUTE <nick>` (operators): lift a mute early.
+    Unmute(String),
+    /// `BAN <nick|address> [duration] [reason]` (operators): keep a
+    /// nickname or an IP address out for a while.
+    Ban {
+        /// A nickname or an IP address.
+        target: String,
+        /// For how many seconds; the server's default if absent.
+        secs: Option<u64>,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// `UNBAN <nick|address>` (operators): lift a ban early.
+    Unban(String),
+}
+
+/// A password as it arrived: kept out of `Debug` output, so it cannot reach
+/// a log or a panic message by accident.
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself, for hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Which stored messages a `HISTORY` command asks for; at most
@@ -176,9 +249,9 @@ pub enum CommandError {
 }
 
 /// The verbs a client may send, in canonical (capital) form.
-pub const VERBS: [&str; 12] = [
+pub const VERBS: [&str; 20] = [
     "NICK", "MSG", "USERS", "QUIT", "HELP", "PING", "JOIN", "PART", "ROOMS", "TOPIC", "WHISPER",
-    "HISTORY",
+    "HISTORY", "REGISTER", "LOGIN", "PASSWORD", "KICK", "MUTE", "UNMUTE", "BAN", "UNBAN",
 ];
 
 /// Parses one decoded client line.
@@ -303,6 +376,84 @@ fn command(verb: &'static str, arg: &str) -> Result<Command, CommandError> {
                 text: text.to_owned(),
             })
         }
+        "REGISTER" if arg.is_empty() => missing("a password, as in REGISTER <password>"),
+        "REGISTER" => Ok(Command::Register(password(arg)?)),
+        "LOGIN" => {
+            let (nick, secret) = split_word(arg);
+            if nick.is_empty() || secret.is_empty() {
+                return missing("a nickname and a password, as in LOGIN alice <password>");
+            }
+            Ok(Command::Login {
+                nick: nick.to_owned(),
+                password: password(secret)?,
+            })
+        }
+        "PASSWORD" => {
+            let (old, new) = split_word(arg);
+            if old.is_empty() || new.is_empty() {
+                return missing("the old and the new password, as in PASSWORD <old> <new>");
+            }
+            Ok(Command::Password {
+                old: password(old)?,
+                new: password(new)?,
+            })
+        }
+        "KICK" => {
+            let (nick, reason) = split_word(arg);
+            if nick.is_empty() {
+                return missing("a nickname, as in KICK bob flooding");
+            }
+            Ok(Command::Kick {
+                nick: nick.to_owned(),
+                reason: reason.to_owned(),
+            })
+        }
+        "MUTE" | "BAN" => {
+            let (target, rest) = split_word(arg);
+            if target.is_empty() {
+                return missing(if verb == "MUTE" {
+                    "a nickname, as in MUTE bob 10m flooding"
+                } else {
+                    "a nickname or an address, as in BAN bob 1d spam"
+                });
+            }
+            let (first, after) = split_word(rest);
+            let (secs, reason) = match parse_duration(first) {
+                Some(Ok(secs)) => (Some(secs), after),
+                Some(Err(())) => {
+                    return Err(CommandError::BadArgument(
+                        "a duration is a positive number and a unit, as in 30s, 10m, 2h or 7d"
+                            .into(),
+                    ))
+                }
+                None => (None, rest),
+            };
+            let (target, reason) = (target.to_owned(), reason.to_owned());
+            Ok(if verb == "MUTE" {
+                Command::Mute {
+                    nick: target,
+                    secs,
+                    reason,
+                }
+            } else {
+                Command::Ban {
+                    target,
+                    secs,
+                    reason,
+                }
+            })
+        }
+        "UNMUTE" | "UNBAN" => {
+            let (target, rest) = split_word(arg);
+            if target.is_empty() || !rest.is_empty() {
+                return missing("one nickname (or, for UNBAN, an address)");
+            }
+            Ok(if verb == "UNMUTE" {
+                Command::Unmute(target.to_owned())
+            } else {
+                Command::Unban(target.to_owned())
+            })
+        }
         _ => {
             let (target, query) = split_word(arg);
             if target.is_empty() {
@@ -319,6 +470,47 @@ fn command(verb: &'static str, arg: &str) -> Result<Command, CommandError> {
             })
         }
     }
+}
+
+/// A password argument: one word (so `PASSWORD <old> <new>` can be told
+/// apart). How long it must be is the server's policy, not syntax.
+fn password(word: &str) -> Result<Secret, CommandError> {
+    if word.contains(' ') {
+        return Err(CommandError::BadArgument(
+            "a password is one word, without spaces".into(),
+        ));
+    }
+    Ok(Secret::new(word))
+}
+
+/// The longest duration a `MUTE` or `BAN` may name: ten years.
+const DURATION_MAX: u64 = 10 * 366 * 24 * 3600;
+
+/// Reads a duration word (`30s`, `10m`, `2h`, `7d`, `1w`) as seconds:
+/// `None` if the word is not shaped like one (so it starts the reason),
+/// `Some(Err)` if it is but is zero or too long.
+pub fn parse_duration(word: &str) -> Option<Result<u64, ()>> {
+    let split = word.len().checked_sub(1)?;
+    let (digits, unit) = (word.get(..split)?, word.get(split..)?);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        "w" => 7 * 24 * 3600,
+        _ => return None,
+    };
+    let secs = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale));
+    Some(match secs {
+        Some(secs) if (1..=DURATION_MAX).contains(&secs) => Ok(secs),
+        _ => Err(()),
+    })
 }
 
 /// Splits an optional leading `#room` off an argument.
@@ -392,6 +584,22 @@ impl Command {
                 HistoryQuery::Before(id) => format!("HISTORY {target} before {id}"),
                 HistoryQuery::Since(id) => format!("HISTORY {target} since {id}"),
             },
+            Command::Register(password) => format!("REGISTER {}", password.expose()),
+            Command::Login { nick, password } => format!("LOGIN {nick} {}", password.expose()),
+            Command::Password { old, new } => {
+                format!("PASSWORD {} {}", old.expose(), new.expose())
+            }
+            Command::Kick { nick, reason } => with_arg("KICK", &join_words(Some(nick), reason)),
+            Command::Mute { nick, secs, reason } => {
+                with_arg("MUTE", &sanction_args(nick, *secs, reason))
+            }
+            Command::Unmute(nick) => format!("UNMUTE {nick}"),
+            Command::Ban {
+                target,
+                secs,
+                reason,
+            } => with_arg("BAN", &sanction_args(target, *secs, reason)),
+            Command::Unban(target) => format!("UNBAN {target}"),
         }
     }
 
@@ -400,6 +608,8 @@ impl Command {
     /// of leading or trailing spaces, and names are names.
     pub fn is_wire_safe(&self) -> bool {
         let arg = |s: &str| is_clean(s) && s.trim_matches(' ') == s;
+        let word = |s: &str| !s.is_empty() && !s.contains(' ') && is_clean(s);
+        let secret = |s: &Secret| word(s.expose());
         match self {
             Command::Nick(nick) => !nick.is_empty() && arg(nick),
             Command::Msg { room, text } => {
@@ -432,7 +642,38 @@ impl Command {
                         HistoryQuery::Before(_) | HistoryQuery::Since(_) => true,
                     }
             }
+            Command::Register(password) => secret(password),
+            Command::Login { nick, password } => word(nick) && secret(password),
+            Command::Password { old, new } => secret(old) && secret(new),
+            Command::Kick { nick, reason } => word(nick) && arg(reason),
+            Command::Mute {
+                nick: target,
+                secs,
+                reason,
+            }
+            | Command::Ban {
+                target,
+                secs,
+                reason,
+            } => {
+                word(target)
+                    && arg(reason)
+                    && match secs {
+                        Some(secs) => (1..=DURATION_MAX).contains(secs),
+                        // A reason that starts like a duration would be read as one.
+                        None => parse_duration(split_word(reason).0).is_none(),
+                    }
+            }
+            Command::Unmute(target) | Command::Unban(target) => word(target),
         }
+    }
+}
+
+/// `"target [<secs>s] [reason]"`.
+fn sanction_args(target: &str, secs: Option<u64>, reason: &str) -> String {
+    match secs {
+        Some(secs) => join_words(Some(&format!("{target} {secs}s")), reason),
+        None => join_words(Some(target), reason),
     }
 }
 
@@ -487,11 +728,29 @@ pub enum ErrorCode {
     HistoryOff,
     /// The client is in as many rooms as one may be.
     TooManyRooms,
+    /// The nickname is registered: `LOGIN` takes it; the last word is a free guest nickname.
+    NickRegistered,
+    /// `LOGIN` or `PASSWORD` with a wrong password, or a nickname that is not registered.
+    LoginFailed,
+    /// Too many failed logins from this address or for this account; the text says when to try again.
+    LoginThrottled,
+    /// `PASSWORD` without being logged in.
+    NotLoggedIn,
+    /// An operator command from someone who is not an operator.
+    NotOperator,
+    /// Talking while muted by an operator; the text says until when.
+    Muted,
+    /// The nickname or address is banned; the text says until when.
+    Banned,
+    /// An operator disconnected you.
+    Kicked,
+    /// The server cannot check a password right now (or is still checking your last one).
+    Busy,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -508,6 +767,15 @@ impl ErrorCode {
         ErrorCode::BadArgument,
         ErrorCode::HistoryOff,
         ErrorCode::TooManyRooms,
+        ErrorCode::NickRegistered,
+        ErrorCode::LoginFailed,
+        ErrorCode::LoginThrottled,
+        ErrorCode::NotLoggedIn,
+        ErrorCode::NotOperator,
+        ErrorCode::Muted,
+        ErrorCode::Banned,
+        ErrorCode::Kicked,
+        ErrorCode::Busy,
     ];
 
     /// The code as it appears on the wire.
@@ -529,6 +797,15 @@ impl ErrorCode {
             ErrorCode::BadArgument => "bad-argument",
             ErrorCode::HistoryOff => "history-off",
             ErrorCode::TooManyRooms => "too-many-rooms",
+            ErrorCode::NickRegistered => "nick-registered",
+            ErrorCode::LoginFailed => "login-failed",
+            ErrorCode::LoginThrottled => "login-throttled",
+            ErrorCode::NotLoggedIn => "not-logged-in",
+            ErrorCode::NotOperator => "not-operator",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Kicked => "kicked",
+            ErrorCode::Busy => "busy",
         }
     }
 
@@ -680,6 +957,75 @@ pub enum ServerLine {
         /// How many `HIST` lines came.
         count: u32,
     },
+    /// `ACCOUNT <nick> <user|op> <text>`: this connection is now logged in
+    /// to the account `nick` (after `REGISTER` or `LOGIN`).
+    Account {
+        /// The account's nickname.
+        nick: String,
+        /// Whether the account is an operator.
+        operator: bool,
+        /// Words for a person.
+        text: String,
+    },
+    /// `MOD <time> <room> <op> <action> <target> <until|-> <text>`: an
+    /// operator acted; sent to the rooms concerned.
+    Mod {
+        /// When.
+        time: Timestamp,
+        /// The room told.
+        room: String,
+        /// The operator.
+        by: String,
+        /// What was done.
+        action: ModAction,
+        /// To whom: a nickname.
+        target: String,
+        /// When a mute or ban ends; `None` for the others.
+        until: Option<Timestamp>,
+        /// The operator's reason; may be empty.
+        reason: String,
+    },
+}
+
+/// What an operator did, as the `MOD` line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum ModAction {
+    /// Disconnected a user.
+    Kick,
+    /// Silenced a user until a time.
+    Mute,
+    /// Lifted a mute.
+    Unmute,
+    /// Kept a nickname or address out until a time.
+    Ban,
+    /// Lifted a ban.
+    Unban,
+}
+
+impl ModAction {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModAction::Kick => "kick",
+            ModAction::Mute => "mute",
+            ModAction::Unmute => "unmute",
+            ModAction::Ban => "ban",
+            ModAction::Unban => "unban",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            ModAction::Kick,
+            ModAction::Mute,
+            ModAction::Unmute,
+            ModAction::Ban,
+            ModAction::Unban,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
 }
 
 /// Why a server line could not be parsed.
@@ -775,6 +1121,25 @@ impl ServerLine {
             } => write!(out, "WHISPER {time} {id} {from} {to} "),
             ServerLine::HistoryEnd { target, count } => write!(out, "HIST END {target} {count}"),
             ServerLine::History(_) => Ok(()),
+            ServerLine::Account { nick, operator, .. } => {
+                let role = if *operator { "op" } else { "user" };
+                write!(out, "ACCOUNT {nick} {role} ")
+            }
+            ServerLine::Mod {
+                time,
+                room,
+                by,
+                action,
+                target,
+                until,
+                ..
+            } => {
+                let action = action.as_str();
+                match until {
+                    Some(until) => write!(out, "MOD {time} {room} {by} {action} {target} {until} "),
+                    None => write!(out, "MOD {time} {room} {by} {action} {target} - "),
+                }
+            }
         };
         match self {
             ServerLine::Hello { text, .. }
@@ -788,7 +1153,9 @@ impl ServerLine {
             | ServerLine::Part { reason: text, .. }
             | ServerLine::Topic { text, .. }
             | ServerLine::Room { topic: text, .. }
-            | ServerLine::Whisper { text, .. } => {
+            | ServerLine::Whisper { text, .. }
+            | ServerLine::Account { text, .. }
+            | ServerLine::Mod { reason: text, .. } => {
                 if text.is_empty() {
                     // "PONG" rather than "PONG ", for tidy transcripts.
                     if out.last() == Some(&b' ') {
@@ -898,6 +1265,28 @@ impl ServerLine {
                 to: fields.word("WHISPER")?,
                 text: fields.rest(),
             },
+            "ACCOUNT" => ServerLine::Account {
+                nick: fields.word("ACCOUNT")?,
+                operator: match fields.word("ACCOUNT")?.as_str() {
+                    "op" => true,
+                    "user" => false,
+                    _ => return Err(ServerLineError::Malformed("ACCOUNT")),
+                },
+                text: fields.rest(),
+            },
+            "MOD" => ServerLine::Mod {
+                time: fields.time("MOD")?,
+                room: fields.word("MOD")?,
+                by: fields.word("MOD")?,
+                action: ModAction::parse(&fields.word("MOD")?)
+                    .ok_or(ServerLineError::Malformed("MOD"))?,
+                target: fields.word("MOD")?,
+                until: match fields.word("MOD")?.as_str() {
+                    "-" => None,
+                    time => Some(Timestamp::parse(time).ok_or(ServerLineError::Malformed("MOD"))?),
+                },
+                reason: fields.rest(),
+            },
             "HIST" if rest.starts_with("END ") => {
                 fields.word("HIST")?;
                 ServerLine::HistoryEnd {
@@ -966,6 +1355,14 @@ impl ServerLine {
                     && line.is_wire_safe()
             }
             ServerLine::HistoryEnd { target, .. } => room(target) || nick(target),
+            ServerLine::Account { nick: n, text, .. } => nick(n) && is_clean(text),
+            ServerLine::Mod {
+                room: r,
+                by,
+                target,
+                reason,
+                ..
+            } => room(r) && nick(by) && nick(target) && is_clean(reason),
         }
     }
 }
@@ -1359,7 +1756,52 @@ mod tests {
             ),
             (prop_oneof![room(), nick()], any::<u32>())
                 .prop_map(|(target, count)| ServerLine::HistoryEnd { target, count }),
+            (nick(), any::<bool>(), text()).prop_map(|(nick, operator, text)| {
+                ServerLine::Account {
+                    nick,
+                    operator,
+                    text,
+                }
+            }),
+            (
+                time(),
+                room(),
+                nick(),
+                prop::sample::select(vec![
+                    ModAction::Kick,
+                    ModAction::Mute,
+                    ModAction::Unmute,
+                    ModAction::Ban,
+                    ModAction::Unban
+                ]),
+                nick(),
+                proptest::option::of(time()),
+                text()
+            )
+                .prop_map(|(time, room, by, action, target, until, reason)| {
+                    ServerLine::Mod {
+                        time,
+                        room,
+                        by,
+                        action,
+                        target,
+                        until,
+                        reason,
+                    }
+                }),
         ]
+    }
+
+    /// A password: one word of visible characters.
+    fn secret() -> impl Strategy<Value = Secret> {
+        "[!-~]{1,20}".prop_map(Secret::new)
+    }
+
+    fn sanction() -> impl Strategy<Value = (String, Option<u64>, String)> {
+        (nick(), proptest::option::of(1..=DURATION_MAX), arg()).prop_filter(
+            "a reason starting like a duration would be read as one",
+            |(_, secs, reason)| secs.is_some() || parse_duration(split_word(reason).0).is_none(),
+        )
     }
 
     /// An argument as a parsed command holds it: no outer spaces.
@@ -1401,7 +1843,77 @@ mod tests {
                 ]
             )
                 .prop_map(|(target, query)| Command::History { target, query }),
+            secret().prop_map(Command::Register),
+            (nick(), secret()).prop_map(|(nick, password)| Command::Login { nick, password }),
+            (secret(), secret()).prop_map(|(old, new)| Command::Password { old, new }),
+            (nick(), arg()).prop_map(|(nick, reason)| Command::Kick { nick, reason }),
+            sanction().prop_map(|(nick, secs, reason)| Command::Mute { nick, secs, reason }),
+            sanction().prop_map(|(target, secs, reason)| Command::Ban {
+                target,
+                secs,
+                reason
+            }),
+            nick().prop_map(Command::Unmute),
+            nick().prop_map(Command::Unban),
         ]
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_fit() {
+        assert_eq!(parse_duration("30s"), Some(Ok(30)));
+        assert_eq!(parse_duration("10m"), Some(Ok(600)));
+        assert_eq!(parse_duration("2h"), Some(Ok(7200)));
+        assert_eq!(parse_duration("7d"), Some(Ok(7 * 86400)));
+        assert_eq!(parse_duration("0m"), Some(Err(())));
+        assert_eq!(parse_duration("99999999999999999999d"), Some(Err(())));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("spam"), None);
+        assert_eq!(parse_duration("é"), None);
+        assert_eq!(
+            parse_command("/mute bob 10m stop flooding"),
+            Ok(Command::Mute {
+                nick: "bob".into(),
+                secs: Some(600),
+                reason: "stop flooding".into()
+            })
+        );
+        assert_eq!(
+            parse_command("BAN 192.0.2.7 spam bots"),
+            Ok(Command::Ban {
+                target: "192.0.2.7".into(),
+                secs: None,
+                reason: "spam bots".into()
+            })
+        );
+        assert!(matches!(
+            parse_command("MUTE bob 0s"),
+            Err(CommandError::BadArgument(_))
+        ));
+    }
+
+    #[test]
+    fn passwords_are_one_word_and_never_printed() {
+        assert_eq!(
+            parse_command("/login alice s3cret-pass"),
+            Ok(Command::Login {
+                nick: "alice".into(),
+                password: Secret::new("s3cret-pass")
+            })
+        );
+        assert!(matches!(
+            parse_command("REGISTER two words"),
+            Err(CommandError::BadArgument(_))
+        ));
+        assert!(matches!(
+            parse_command("LOGIN alice"),
+            Err(CommandError::MissingArgument { .. })
+        ));
+        let debug = format!("{:?}", parse_command("PASSWORD old-one new-one"));
+        assert!(
+            !debug.contains("old-one") && !debug.contains("new-one"),
+            "{debug}"
+        );
     }
 
     proptest! {

@@ -20,6 +20,7 @@ use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
 
+use crate::accounts::{Accounts, Reply};
 use crate::config::Config;
 use crate::hub::{self, ClientId, Fetch, Hub, HubConfig, Line, Outbox, Rejected};
 use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp};
@@ -60,6 +61,8 @@ pub(crate) enum Event {
         /// Why, in words.
         reason: String,
     },
+    /// The accounts thread answered (a password check, a reload).
+    Account(Reply),
 }
 
 /// Lines waiting for a session's writer, and the signal that tells the
@@ -243,6 +246,8 @@ pub async fn serve(
         history: store.is_some(),
         replay: config.replay,
         last_msg_id,
+        mute_default_secs: config.mute_default.as_secs(),
+        ban_default_secs: config.ban_default.as_secs(),
     });
     let result = run(&executor, listener, config, hub, store, shutdown).await;
     drop(stop);
@@ -256,15 +261,30 @@ async fn run(
     executor: &Arc<Executor<'static>>,
     listener: TcpListener,
     config: Config,
-    hub: Hub<SessionOutbox>,
+    mut hub: Hub<SessionOutbox>,
     store: Option<Store>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = Arc::new(config);
     tracing::info!(address = %listener.local_addr()?, "listening");
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
+    let (accounts, snapshot) = {
+        let events = events.clone();
+        Accounts::open(&config.accounts, move |reply| {
+            // Blocks this thread (not the hub) while the hub is behind;
+            // fails at once after shutdown.
+            let _ = events.send_blocking(Event::Account(reply));
+        })
+        .map_err(io::Error::other)?
+    };
+    tracing::info!(
+        accounts = snapshot.accounts.len(),
+        bans = snapshot.bans.len(),
+        "accounts loaded"
+    );
+    hub.load(snapshot, Timestamp::now());
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(hub, store, inbox, shutdown_signal));
+    let hub = executor.spawn(run_hub(hub, store, accounts, inbox, shutdown_signal));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
@@ -367,14 +387,21 @@ const TICK_BACKLOG: usize = 64;
 /// Applies one session event to the hub.
 fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
     match event {
-        Event::Connect {
-            id,
-            addr: _,
-            outbox,
-        } => hub.connect(id, outbox, now),
+        Event::Connect { id, addr, outbox } => hub.connect_from(id, outbox, addr, now),
         Event::Command { id, command } => hub.command(id, command, now),
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
+        Event::Account(reply) => hub.account(reply, now),
+    }
+}
+
+/// Gives the accounts thread what the hub queued for it; a request its full
+/// queue refuses is answered "busy" at once.
+fn hand_to_accounts(hub: &mut Hub<SessionOutbox>, accounts: &Accounts, now: Timestamp) {
+    for request in hub.take_requests() {
+        if let Err(request) = accounts.try_send(request) {
+            hub.refused(request, now);
+        }
     }
 }
 
@@ -488,6 +515,7 @@ async fn refuse(stream: Arc<Async<std::net::TcpStream>>, max: usize) {
 async fn run_hub(
     mut hub: Hub<SessionOutbox>,
     mut store: Option<Store>,
+    accounts: Accounts,
     inbox: Receiver<Event>,
     shutdown: Receiver<()>,
 ) {
@@ -541,6 +569,12 @@ async fn run_hub(
             }
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");
+                // The accounts thread may be waiting to hand the hub an
+                // answer: closing the inbox releases it, and it then stores
+                // the last ban changes and stops.
+                inbox.close();
+                hand_to_accounts(&mut hub, &accounts, now);
+                accounts.close();
                 if let Some(store) = store {
                     // Writes the last batch before the process ends.
                     store.close();
@@ -548,6 +582,7 @@ async fn run_hub(
                 return;
             }
         }
+        hand_to_accounts(&mut hub, &accounts, now);
         if let Some(store) = &mut store {
             hand_to_store(&mut hub, store, &mut store_stalled).await;
         }

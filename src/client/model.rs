@@ -37,8 +37,8 @@ use super::connection::{ConnState, Event, Outgoing};
 use super::pane::{Added, Batch, EntryKind, Pane, Scrollback, SystemKind, Target};
 use crate::names;
 use crate::protocol::{
-    parse_command, Command, CommandError, ErrorCode, HistoryQuery, ServerLine, Timestamp,
-    HISTORY_DEFAULT, LOBBY,
+    parse_command, Command, CommandError, ErrorCode, HistoryQuery, ModAction, ServerLine,
+    Timestamp, HISTORY_DEFAULT, LOBBY,
 };
 
 /// A conversation's scrollback's default capacity, in lines.
@@ -638,7 +638,10 @@ impl Model {
                 }
                 self.switch_to = None;
                 let registering = self.nick.is_none();
-                let nick_refused = matches!(code, ErrorCode::NickTaken | ErrorCode::NickInvalid);
+                let nick_refused = matches!(
+                    code,
+                    ErrorCode::NickTaken | ErrorCode::NickInvalid | ErrorCode::NickRegistered
+                );
                 let mut changes = self.system(now, SystemKind::Error, text.clone());
                 if nick_refused && registering {
                     changes.nick_prompt = Some(NickPrompt {
@@ -674,6 +677,43 @@ impl Model {
                 SystemKind::Info,
                 format!("{count} rooms listed; /join #room to enter one."),
             ),
+            ServerLine::Account { text, .. } => {
+                let mut changes = self.system(now, SystemKind::Info, text);
+                changes.status = true;
+                changes
+            }
+            ServerLine::Mod {
+                time,
+                room,
+                by,
+                action,
+                target,
+                until,
+                reason,
+            } => {
+                let until = until.map_or_else(String::new, |t| {
+                    format!(
+                        " until {}",
+                        t.datetime().with_timezone(&chrono::Local).format("%H:%M")
+                    )
+                });
+                let reason = match reason.as_str() {
+                    "" => String::new(),
+                    reason => format!(" ({reason})"),
+                };
+                let verb = match action {
+                    ModAction::Kick => "kicked",
+                    ModAction::Mute => "muted",
+                    ModAction::Unmute => "unmuted",
+                    ModAction::Ban => "banned",
+                    ModAction::Unban => "unbanned",
+                };
+                let text = format!("{by} {verb} {target}{until}{reason}");
+                match self.room_index(&room) {
+                    Some(i) => self.line_to(i, time, SystemKind::Error, text),
+                    None => self.system(time, SystemKind::Error, text),
+                }
+            }
         }
     }
 

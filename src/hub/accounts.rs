@@ -1,0 +1,423 @@
+//! Registered nicknames in the hub: `REGISTER`, `LOGIN`, `PASSWORD`, and
+//! the accounts thread's answers.
+//!
+//! The hub never hashes a password. It checks what it can at once (the
+//! nickname, failed-login limits, one check at a time per connection),
+//! queues a [`Request`] for the accounts thread and marks the connection
+//! pending; [`Hub::account`] applies the answer when it comes.
+
+use std::net::IpAddr;
+
+use super::{ClientId, Hub, Outbox};
+use crate::accounts::{password_problem, AccountInfo, BanTarget, Reply, Request, Snapshot};
+use crate::limiter::address_key;
+use crate::names;
+use crate::protocol::{ErrorCode, Secret, ServerLine, Timestamp};
+
+impl<O: Outbox> Hub<O> {
+    /// Loads what the accounts database holds: at start-up, and again
+    /// whenever another process (`natter admin`) changed it.
+    pub fn load(&mut self, snapshot: Snapshot, now: Timestamp) {
+        self.registered = snapshot
+            .accounts
+            .into_iter()
+            .map(|a| (names::fold(&a.nick), a))
+            .collect();
+        self.bans = snapshot
+            .bans
+            .into_iter()
+            .filter(|b| b.until > now.unix())
+            .map(|b| (b.target.clone(), b))
+            .collect();
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            // Operator flags follow the database; a deleted account logs
+            // its users out.
+            match client.account.as_ref().map(|key| self.registered.get(key)) {
+                Some(Some(account)) => client.operator = account.operator,
+                Some(None) => {
+                    client.account = None;
+                    client.operator = false;
+                }
+                None => {}
+            }
+            self.evict_if_unowned(id, now);
+        }
+        self.settle(now);
+    }
+
+    /// Applies the accounts thread's answer.
+    pub fn account(&mut self, reply: Reply, now: Timestamp) {
+        match reply {
+            Reply::Registered { client, account } => {
+                let key = names::fold(&account.nick);
+                let nick = account.nick.clone();
+                self.registered.insert(key.clone(), account);
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.pending = false;
+                    c.account = Some(key.clone());
+                    c.operator = false;
+                    self.send(
+                        client,
+                        &ServerLine::Account {
+                            nick: nick.clone(),
+                            operator: false,
+                            text: format!(
+                                "{nick} is now registered to you. Next time, LOGIN {nick} \
+                                 <password> (or /login {nick} <password>) to take it."
+                            ),
+                        },
+                    );
+                }
+                // Someone else may have taken the name while it was hashed.
+                if let Some(&holder) = self.nicks.get(&key) {
+                    self.evict_if_unowned(holder, now);
+                }
+            }
+            Reply::Taken { client, nick } => {
+                self.done(client);
+                self.error(
+                    client,
+                    ErrorCode::NickRegistered,
+                    format!("{nick} is registered already."),
+                );
+            }
+            Reply::LoggedIn { client, account } => self.logged_in(client, account, now),
+            Reply::WrongPassword { client, nick } => {
+                self.done(client);
+                let key = names::fold(&nick);
+                let t = now.unix();
+                let addr = self.clients.get(&client).map(|c| address_key(c.addr));
+                let by_addr = addr.and_then(|a| self.failed_by_addr.fail(&a, t));
+                let by_account = self.failed_by_account.fail(&key, t);
+                let mut text = format!("Wrong password for {nick}.");
+                if let Some(until) = by_addr.max(by_account) {
+                    text.push_str(&format!(
+                        " Too many failed logins: try again in {} s.",
+                        until - t
+                    ));
+                }
+                tracing::info!(client, account = %key, "failed login");
+                self.error(client, ErrorCode::LoginFailed, text);
+            }
+            Reply::PasswordChanged { client } => {
+                self.done(client);
+                self.send(
+                    client,
+                    &ServerLine::Info("Your password is changed.".into()),
+                );
+            }
+            Reply::Failed { client } => {
+                self.done(client);
+                self.error(
+                    client,
+                    ErrorCode::Busy,
+                    "The account database had a problem; please try again later.".into(),
+                );
+            }
+            Reply::Reloaded(snapshot) => self.load(snapshot, now),
+        }
+        self.settle(now);
+    }
+
+    /// The accounts thread's queue was full: the request is dropped and its
+    /// client told to try again.
+    pub fn refused(&mut self, request: Request, now: Timestamp) {
+        match request {
+            Request::Register { client, .. }
+            | Request::Login { client, .. }
+            | Request::ChangePassword { client, .. } => {
+                self.done(client);
+                self.error(
+                    client,
+                    ErrorCode::Busy,
+                    "The server is checking many passwords right now; try again in a few \
+                     seconds."
+                        .into(),
+                );
+            }
+            Request::SaveBan(_) | Request::RemoveBan(_) => {
+                tracing::error!("the accounts thread is behind; a ban change is not stored");
+            }
+        }
+        self.settle(now);
+    }
+
+    pub(super) fn register(&mut self, id: ClientId, password: Secret) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(nick) = client.nick.clone() else {
+            return;
+        };
+        if client.pending {
+            return self.still_checking(id);
+        }
+        let key = names::fold(&nick);
+        if client.account.as_ref() == Some(&key) {
+            return self.error(
+                id,
+                ErrorCode::NickRegistered,
+                format!(
+                    "{nick} is registered already, and you are logged in to it; PASSWORD <old> \
+                     <new> changes its password."
+                ),
+            );
+        }
+        if self.registered.contains_key(&key) {
+            return self.error(
+                id,
+                ErrorCode::NickRegistered,
+                format!("{nick} is registered already."),
+            );
+        }
+        if let Some(problem) = password_problem(&password) {
+            return self.error(id, ErrorCode::BadArgument, format!("{problem}."));
+        }
+        let since = client.since;
+        self.start(
+            id,
+            Request::Register {
+                client: id,
+                nick,
+                password,
+                since,
+            },
+        );
+    }
+
+    pub(super) fn login(&mut self, id: ClientId, nick: String, password: Secret, now: Timestamp) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if client.pending {
+            return self.still_checking(id);
+        }
+        if names::check_nick(&nick).is_err() {
+            return self.error(
+                id,
+                ErrorCode::LoginFailed,
+                format!("{nick} is not a nickname, so it cannot be an account."),
+            );
+        }
+        let key = names::fold(&nick);
+        if client.account.as_ref() == Some(&key)
+            && client.nick.as_deref().map(names::fold) == Some(key.clone())
+        {
+            return self.send(
+                id,
+                &ServerLine::Info(format!("You are logged in as {nick} already.")),
+            );
+        }
+        let addr = address_key(client.addr);
+        if let Some(ban) = self.ban_on(&BanTarget::Nick(key.clone()), now) {
+            let text = super::moderation::ban_text(&ban, now);
+            return self.error(id, ErrorCode::Banned, text);
+        }
+        if let Some(text) = self.throttled(addr, &key, &nick, now) {
+            return self.error(id, ErrorCode::LoginThrottled, text);
+        }
+        if !self.registered.contains_key(&key) {
+            return self.error(
+                id,
+                ErrorCode::LoginFailed,
+                format!(
+                    "{nick} is not registered. NICK {nick} takes it; REGISTER <password> then \
+                     keeps it yours."
+                ),
+            );
+        }
+        self.start(
+            id,
+            Request::Login {
+                client: id,
+                nick,
+                password,
+            },
+        );
+    }
+
+    pub(super) fn change_password(
+        &mut self,
+        id: ClientId,
+        old: Secret,
+        new: Secret,
+        now: Timestamp,
+    ) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if client.pending {
+            return self.still_checking(id);
+        }
+        let Some(account) = client.account.as_ref().and_then(|k| self.registered.get(k)) else {
+            return self.error(
+                id,
+                ErrorCode::NotLoggedIn,
+                "Log in first (LOGIN <nick> <password>); PASSWORD changes the password of the \
+                 account you are logged in to."
+                    .into(),
+            );
+        };
+        let nick = account.nick.clone();
+        if let Some(text) =
+            self.throttled(address_key(client.addr), &names::fold(&nick), &nick, now)
+        {
+            return self.error(id, ErrorCode::LoginThrottled, text);
+        }
+        if let Some(problem) = password_problem(&new) {
+            return self.error(id, ErrorCode::BadArgument, format!("{problem}."));
+        }
+        self.start(
+            id,
+            Request::ChangePassword {
+                client: id,
+                nick,
+                old,
+                new,
+            },
+        );
+    }
+
+    /// Why a login for `key` from `addr` must wait, if it must.
+    fn throttled(&self, addr: IpAddr, key: &str, nick: &str, now: Timestamp) -> Option<String> {
+        let t = now.unix();
+        let (until, whose) = match (
+            self.failed_by_addr.locked(&addr, t),
+            self.failed_by_account.locked(&key.to_owned(), t),
+        ) {
+            (Some(a), Some(b)) => (
+                a.max(b),
+                "from your address and for this account".to_owned(),
+            ),
+            (Some(a), None) => (a, "from your address".to_owned()),
+            (None, Some(b)) => (b, format!("for {nick}")),
+            (None, None) => return None,
+        };
+        let at = Timestamp::from_unix(until).map_or_else(String::new, |t| format!(" (at {t})"));
+        Some(format!(
+            "Too many failed logins {whose}; try again in {} s{at}.",
+            until - t
+        ))
+    }
+
+    fn start(&mut self, id: ClientId, request: Request) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.pending = true;
+            self.requests.push(request);
+        }
+    }
+
+    fn done(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.pending = false;
+        }
+    }
+
+    fn still_checking(&mut self, id: ClientId) {
+        self.error(
+            id,
+            ErrorCode::Busy,
+            "Still checking your last password; wait for its answer.".into(),
+        );
+    }
+
+    fn logged_in(&mut self, id: ClientId, account: AccountInfo, now: Timestamp) {
+        let key = names::fold(&account.nick);
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.pending = false;
+        let addr = address_key(client.addr);
+        self.failed_by_addr.succeed(&addr);
+        self.failed_by_account.succeed(&key);
+        // Whoever holds the nickname now gives it up: the owner's other
+        // connection is closed, anyone else becomes a guest.
+        if let Some(&holder) = self.nicks.get(&key) {
+            if holder != id {
+                let same_owner = self
+                    .clients
+                    .get(&holder)
+                    .is_some_and(|c| c.account.as_ref() == Some(&key));
+                if same_owner {
+                    self.send(
+                        holder,
+                        &ServerLine::Bye("You logged in from another connection.".into()),
+                    );
+                    self.remove(holder, "logged in from another connection", now);
+                } else {
+                    self.make_guest(holder, now);
+                }
+            }
+        }
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.account = Some(key.clone());
+            client.operator = account.operator;
+        }
+        self.registered.insert(key, account.clone());
+        let nick = account.nick.clone();
+        if self.nick(id) != Some(nick.as_str()) {
+            self.assign_nick(id, &nick, now);
+        } else if let Some(client) = self.clients.get_mut(&id) {
+            client.since = account.since;
+        }
+        let role = if account.operator {
+            " You are an operator: KICK, MUTE, UNMUTE, BAN and UNBAN are yours."
+        } else {
+            ""
+        };
+        tracing::info!(id, account = %nick, operator = account.operator, "logged in");
+        self.send(
+            id,
+            &ServerLine::Account {
+                nick: nick.clone(),
+                operator: account.operator,
+                text: format!("You are logged in as {nick}.{role}"),
+            },
+        );
+    }
+
+    /// If client `id` holds a registered nickname that is not its own,
+    /// renames it to a guest nickname.
+    fn evict_if_unowned(&mut self, id: ClientId, now: Timestamp) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(key) = client.nick.as_deref().map(names::fold) else {
+            return;
+        };
+        if self.registered.contains_key(&key) && client.account.as_ref() != Some(&key) {
+            self.make_guest(id, now);
+        }
+    }
+
+    /// Renames client `id` to a free guest nickname, telling it why.
+    fn make_guest(&mut self, id: ClientId, now: Timestamp) {
+        let Some(old) = self.nick(id).map(str::to_owned) else {
+            return;
+        };
+        let guest = self.guest_nick(id);
+        self.error(
+            id,
+            ErrorCode::NickRegistered,
+            format!("{old} is a registered nickname and its owner logged in; you are now {guest}"),
+        );
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.account = None;
+            client.operator = false;
+        }
+        self.assign_nick(id, &guest, now);
+    }
+
+    /// A free nickname for a guest: neither held nor registered.
+    pub(super) fn guest_nick(&self, id: ClientId) -> String {
+        names::suggest_nick("guest", |n| {
+            let key = names::fold(n);
+            self.nicks.get(&key).is_some_and(|&holder| holder != id)
+                || self.registered.contains_key(&key)
+        })
+    }
+}

@@ -1,0 +1,336 @@
+//! Operators' tools: `KICK`, `MUTE`, `UNMUTE`, `BAN` and `UNBAN`.
+//!
+//! Every action is announced with a `MOD` line to each room its target is
+//! in and to the operator's current room, and logged. Mutes live in the hub
+//! (they are short); bans are also kept by the accounts thread, so they
+//! outlast a restart. An address ban is announced by the nicknames it
+//! closed, never by the address: other users do not learn each other's
+//! addresses.
+
+use super::{encode, ClientId, Hub, Outbox};
+use crate::accounts::{Ban, BanTarget, Request};
+use crate::names;
+use crate::protocol::{Command, ErrorCode, ModAction, ServerLine, Timestamp};
+
+impl<O: Outbox> Hub<O> {
+    pub(super) fn moderate(&mut self, id: ClientId, command: Command, now: Timestamp) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if !client.operator {
+            return self.error(
+                id,
+                ErrorCode::NotOperator,
+                "Only operators can do that; an operator is an account flagged by the server's \
+                 administrator."
+                    .into(),
+            );
+        }
+        let op = client.nick.clone().unwrap_or_default();
+        match command {
+            Command::Kick { nick, reason } => {
+                let Some(target) = self.online(id, &nick) else {
+                    return;
+                };
+                let name = self.nick_of(target).to_owned();
+                self.announce(id, Some(target), ModAction::Kick, &name, None, &reason, now);
+                self.error(
+                    target,
+                    ErrorCode::Kicked,
+                    format!("You were kicked by {op}{}", because(&reason)),
+                );
+                self.send(target, &ServerLine::Bye("Goodbye.".into()));
+                self.remove(target, &format!("kicked by {op}{}", because(&reason)), now);
+            }
+            Command::Mute { nick, secs, reason } => {
+                if names::check_nick(&nick).is_err() {
+                    return self.not_a_nick(id, &nick);
+                }
+                let key = names::fold(&nick);
+                let target = self.nicks.get(&key).copied();
+                if target == Some(id) {
+                    return self.not_yourself(id);
+                }
+                let secs = secs.unwrap_or(self.config.mute_default_secs);
+                let until = now
+                    .unix()
+                    .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
+                self.mutes.insert(key, (until, op));
+                let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
+                let until = Timestamp::from_unix(until);
+                self.announce(id, target, ModAction::Mute, &name, until, &reason, now);
+            }
+            Command::Unmute(nick) => {
+                let key = names::fold(&nick);
+                if self.mutes.remove(&key).is_none() {
+                    return self.send(id, &ServerLine::Info(format!("{nick} is not muted.")));
+                }
+                let target = self.nicks.get(&key).copied();
+                let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
+                self.announce(id, target, ModAction::Unmute, &name, None, "", now);
+            }
+            Command::Ban {
+                target,
+                secs,
+                reason,
+            } => self.ban(id, &op, &target, secs, reason, now),
+            Command::Unban(target) => {
+                let parsed = BanTarget::parse(&target);
+                if let BanTarget::Nick(_) = parsed {
+                    if names::check_nick(&target).is_err() {
+                        return self.not_a_nick(id, &target);
+                    }
+                }
+                if self.bans.remove(&parsed).is_none() {
+                    return self.send(id, &ServerLine::Info(format!("{target} is not banned.")));
+                }
+                self.requests.push(Request::RemoveBan(parsed.clone()));
+                tracing::info!(op = %op, action = "unban", target = %parsed, "moderation");
+                match parsed {
+                    BanTarget::Nick(_) => {
+                        self.announce(id, None, ModAction::Unban, &target, None, "", now);
+                    }
+                    BanTarget::Addr(addr) => self.send(
+                        id,
+                        &ServerLine::Info(format!("The ban on {addr} is lifted.")),
+                    ),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn ban(
+        &mut self,
+        id: ClientId,
+        op: &str,
+        target: &str,
+        secs: Option<u64>,
+        reason: String,
+        now: Timestamp,
+    ) {
+        let parsed = BanTarget::parse(target);
+        let victims: Vec<ClientId> = match &parsed {
+            BanTarget::Nick(key) => {
+                if names::check_nick(target).is_err() {
+                    return self.not_a_nick(id, target);
+                }
+                self.nicks.get(key).copied().into_iter().collect()
+            }
+            BanTarget::Addr(addr) => self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.addr == *addr)
+                .map(|(&cid, _)| cid)
+                .collect(),
+        };
+        if victims.contains(&id) {
+            return self.not_yourself(id);
+        }
+        let secs = secs.unwrap_or(self.config.ban_default_secs);
+        let until = now
+            .unix()
+            .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
+        let ban = Ban {
+            target: parsed.clone(),
+            until,
+            by: op.to_owned(),
+            reason: reason.clone(),
+        };
+        self.bans.insert(parsed.clone(), ban.clone());
+        self.requests.push(Request::SaveBan(ban.clone()));
+        let until_time = Timestamp::from_unix(until);
+        let text = ban_text(&ban, now);
+        let mut closed = 0;
+        for victim in &victims {
+            if let Some(name) = self.nick(*victim).map(str::to_owned) {
+                self.announce(
+                    id,
+                    Some(*victim),
+                    ModAction::Ban,
+                    &name,
+                    until_time,
+                    &reason,
+                    now,
+                );
+            }
+            self.error(*victim, ErrorCode::Banned, text.clone());
+            self.send(*victim, &ServerLine::Bye("Goodbye.".into()));
+            self.remove(*victim, &format!("banned by {op}{}", because(&reason)), now);
+            closed += 1;
+        }
+        match parsed {
+            BanTarget::Nick(_) if victims.is_empty() => {
+                self.announce(id, None, ModAction::Ban, target, until_time, &reason, now);
+            }
+            BanTarget::Nick(_) => {}
+            BanTarget::Addr(addr) => {
+                tracing::info!(op = %op, action = "ban", target = %addr, until, "moderation");
+                let until = until_time.map_or_else(String::new, |t| format!(" until {t}"));
+                self.send(
+                    id,
+                    &ServerLine::Info(format!(
+                        "{addr} is banned{until}; {closed} connection(s) closed."
+                    )),
+                );
+            }
+        }
+    }
+
+    /// The connection holding `nick`, or an error to `id` and `None`.
+    fn online(&mut self, id: ClientId, nick: &str) -> Option<ClientId> {
+        match self.nicks.get(&names::fold(nick)).copied() {
+            Some(target) if target == id => {
+                self.not_yourself(id);
+                None
+            }
+            Some(target) => Some(target),
+            None => {
+                self.error(
+                    id,
+                    ErrorCode::NoSuchNick,
+                    format!("Nobody called {nick} is online."),
+                );
+                None
+            }
+        }
+    }
+
+    fn not_yourself(&mut self, id: ClientId) {
+        self.error(
+            id,
+            ErrorCode::BadArgument,
+            "Operators cannot do that to themselves.".into(),
+        );
+    }
+
+    fn not_a_nick(&mut self, id: ClientId, text: &str) {
+        self.error(
+            id,
+            ErrorCode::BadArgument,
+            format!("{text} is neither a nickname nor an IP address."),
+        );
+    }
+
+    /// Sends the `MOD` line to the rooms of `target` (if online) and to the
+    /// operator's current room, once per room, and logs the action.
+    #[allow(clippy::too_many_arguments)]
+    fn announce(
+        &mut self,
+        op: ClientId,
+        target: Option<ClientId>,
+        action: ModAction,
+        name: &str,
+        until: Option<Timestamp>,
+        reason: &str,
+        now: Timestamp,
+    ) {
+        let by = self.nick_of(op).to_owned();
+        tracing::info!(
+            op = %by,
+            action = action.as_str(),
+            target = %name,
+            until = ?until.map(|t| t.to_string()),
+            "moderation"
+        );
+        let mut rooms: Vec<String> = target
+            .and_then(|t| self.clients.get(&t))
+            .map(|c| c.rooms.clone())
+            .unwrap_or_default();
+        if let Some(current) = self.clients.get(&op).and_then(|c| c.rooms.last()) {
+            if !rooms.contains(current) {
+                rooms.push(current.clone());
+            }
+        }
+        if rooms.is_empty() {
+            // An operator in no room still hears what it did.
+            let line = ServerLine::Info(format!(
+                "{} {name}{}.",
+                action.as_str(),
+                until.map_or_else(String::new, |t| format!(" until {t}"))
+            ));
+            return self.send(op, &line);
+        }
+        for key in rooms {
+            let Some(room) = self.rooms.get(&key).map(|r| r.name.clone()) else {
+                continue;
+            };
+            let line = encode(&ServerLine::Mod {
+                time: now,
+                room,
+                by: by.clone(),
+                action,
+                target: name.to_owned(),
+                until,
+                reason: reason.to_owned(),
+            });
+            self.broadcast_room(&key, &line, None);
+        }
+    }
+
+    /// Why client `id` may not talk now, if it is muted.
+    pub(super) fn muted(&mut self, id: ClientId, now: Timestamp) -> Option<String> {
+        let key = names::fold(self.nick(id)?);
+        let (until, by) = self.mutes.get(&key)?.clone();
+        if until <= now.unix() {
+            self.mutes.remove(&key);
+            return None;
+        }
+        Some(format!(
+            "You are muted by {by} until {} ({} left).",
+            Timestamp::from_unix(until).map_or_else(String::new, |t| t.to_string()),
+            left(until - now.unix())
+        ))
+    }
+
+    /// The ban on `target` in force at `now`, if any.
+    pub(super) fn ban_on(&self, target: &BanTarget, now: Timestamp) -> Option<Ban> {
+        self.bans
+            .get(target)
+            .filter(|ban| ban.until > now.unix())
+            .cloned()
+    }
+
+    /// Drops mutes and bans that have run out, and old login failures.
+    pub(super) fn expire_sanctions(&mut self, now: Timestamp) {
+        let t = now.unix();
+        self.mutes.retain(|_, (until, _)| *until > t);
+        self.bans.retain(|_, ban| ban.until > t);
+        self.failed_by_addr.prune(t);
+        self.failed_by_account.prune(t);
+    }
+}
+
+/// The sentence a banned user is told.
+pub(super) fn ban_text(ban: &Ban, now: Timestamp) -> String {
+    let what = match &ban.target {
+        BanTarget::Nick(nick) => format!("The nickname {nick} is"),
+        BanTarget::Addr(_) => "Your address is".to_owned(),
+    };
+    format!(
+        "{what} banned by {} until {} ({} left){}.",
+        ban.by,
+        Timestamp::from_unix(ban.until).map_or_else(String::new, |t| t.to_string()),
+        left(ban.until - now.unix()),
+        because(&ban.reason)
+    )
+}
+
+/// ": reason", or nothing.
+fn because(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}
+
+/// A duration in words: "42 s", "10 min", "3 h", "2 d".
+fn left(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86400),
+    }
+}
