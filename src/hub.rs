@@ -1144,6 +1144,7 @@ const HELP: [&str; 19] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::Reply;
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -1187,6 +1188,182 @@ mod tests {
 
     fn t() -> Timestamp {
         Timestamp::from_unix(1_795_000_000).unwrap()
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(t().unix() + secs).unwrap()
+    }
+
+    fn account(nick: &str, operator: bool) -> AccountInfo {
+        AccountInfo {
+            nick: nick.into(),
+            operator,
+            since: 0,
+        }
+    }
+
+    fn login(nick: &str) -> Command {
+        Command::Login {
+            nick: nick.into(),
+            password: crate::protocol::Secret::new("whatever-it-is"),
+        }
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address_and_per_account() {
+        let mut hub: Hub<Inbox> = Hub::new(60);
+        let snapshot = crate::accounts::Snapshot {
+            accounts: vec![account("alice", false), account("bob", false)],
+            bans: Vec::new(),
+        };
+        hub.load(snapshot, t());
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let two: IpAddr = "192.0.2.2".parse().unwrap();
+        let thief = Inbox::new(100);
+        hub.connect_from(1, thief.clone(), one, t());
+        for _ in 0..6 {
+            hub.command(1, login("alice"), t());
+            assert_eq!(hub.take_requests().len(), 1, "{:?}", thief.take());
+            hub.account(
+                Reply::WrongPassword {
+                    client: 1,
+                    nick: "alice".into(),
+                },
+                t(),
+            );
+        }
+        assert!(thief.take().last().unwrap().ends_with("try again in 30 s."));
+        // The address is locked, for every account...
+        hub.command(1, login("bob"), t());
+        assert!(hub.take_requests().is_empty());
+        let err = thief.take().pop().unwrap();
+        assert!(
+            err.starts_with(
+                "ERR login-throttled Too many failed logins from your address and for this account"
+            ) || err.starts_with("ERR login-throttled Too many failed logins from your address;"),
+            "{err}"
+        );
+        // ...and the account, from every address; other accounts are fine.
+        let other = Inbox::new(100);
+        hub.connect_from(2, other.clone(), two, t());
+        other.take();
+        hub.command(2, login("ALICE"), t());
+        assert!(hub.take_requests().is_empty());
+        let err = other.take().pop().unwrap();
+        assert!(err.contains("for ALICE; try again in 30 s"), "{err}");
+        hub.command(2, login("bob"), t());
+        assert_eq!(hub.take_requests().len(), 1);
+        hub.account(
+            Reply::LoggedIn {
+                client: 2,
+                account: account("bob", false),
+            },
+            t(),
+        );
+        assert!(other
+            .take()
+            .iter()
+            .any(|l| l.starts_with("ACCOUNT bob user ")));
+        // The lock runs out.
+        hub.command(1, login("alice"), at(31));
+        assert_eq!(hub.take_requests().len(), 1);
+    }
+
+    #[test]
+    fn one_password_check_at_a_time_and_busy_when_the_queue_is_full() {
+        let mut hub: Hub<Inbox> = Hub::new(60);
+        hub.load(
+            crate::accounts::Snapshot {
+                accounts: vec![account("alice", false)],
+                bans: Vec::new(),
+            },
+            t(),
+        );
+        let c = Inbox::new(100);
+        hub.connect(1, c.clone(), t());
+        c.take();
+        hub.command(1, login("alice"), t());
+        hub.command(1, login("alice"), t());
+        assert!(c
+            .take()
+            .pop()
+            .unwrap()
+            .starts_with("ERR busy Still checking"));
+        let requests = hub.take_requests();
+        assert_eq!(requests.len(), 1);
+        for request in requests {
+            hub.refused(request, t());
+        }
+        assert!(c
+            .take()
+            .pop()
+            .unwrap()
+            .starts_with("ERR busy The server is checking many"));
+        // Not pending any more: it may try again.
+        hub.command(1, login("alice"), t());
+        assert_eq!(hub.take_requests().len(), 1);
+    }
+
+    #[test]
+    fn an_owner_reads_private_history_from_the_account_start() {
+        let mut hub: Hub<Inbox> = Hub::with_config(HubConfig {
+            history: true,
+            ..HubConfig::default()
+        });
+        hub.load(
+            crate::accounts::Snapshot {
+                accounts: vec![AccountInfo {
+                    nick: "alice".into(),
+                    operator: false,
+                    since: 7,
+                }],
+                bans: Vec::new(),
+            },
+            t(),
+        );
+        let guest = join(&mut hub, 1, "bob");
+        guest.take();
+        hub.command(
+            1,
+            Command::History {
+                target: "alice".into(),
+                query: HistoryQuery::Last(10),
+            },
+            t(),
+        );
+        let c = Inbox::new(100);
+        hub.connect(2, c.clone(), t());
+        hub.command(2, login("alice"), t());
+        hub.take_requests();
+        hub.account(
+            Reply::LoggedIn {
+                client: 2,
+                account: AccountInfo {
+                    nick: "alice".into(),
+                    operator: false,
+                    since: 7,
+                },
+            },
+            t(),
+        );
+        hub.command(
+            2,
+            Command::History {
+                target: "bob".into(),
+                query: HistoryQuery::Last(10),
+            },
+            t(),
+        );
+        let fetches = hub.take_fetches();
+        let afters: Vec<u64> = fetches
+            .iter()
+            .filter_map(|f| match f.scope {
+                Scope::Private { after, .. } => Some(after),
+                _ => None,
+            })
+            .collect();
+        // bob took his nickname at message 0; alice's account began at 7.
+        assert_eq!(afters, [0, 7]);
     }
 
     fn join(hub: &mut Hub<Inbox>, id: ClientId, nick: &str) -> Inbox {

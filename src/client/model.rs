@@ -1024,7 +1024,14 @@ impl Model {
         if line.is_empty() {
             return self.done(Action::None, true, Changes::default());
         }
-        self.history.push(line);
+        // Lines with a password are never kept for Up to bring back.
+        let secret = matches!(
+            parse_command(line),
+            Ok(Command::Register(_) | Command::Login { .. } | Command::Password { .. })
+        );
+        if !secret {
+            self.history.push(line);
+        }
         if let Some(submitted) = self.local(line, now) {
             return submitted;
         }
@@ -1121,7 +1128,8 @@ impl Model {
             // USERS, PING, PART, ROOMS, TOPIC, HISTORY and what comes next:
             // sent as parsed, shown when the server answers.
             other => {
-                let needs_nick = !matches!(other, Command::Ping(_));
+                // LOGIN is a way to register, so it needs no nickname.
+                let needs_nick = !matches!(other, Command::Ping(_) | Command::Login { .. });
                 self.send_if(Outgoing::Command(other), needs_nick, now)
             }
         }
@@ -2009,6 +2017,29 @@ mod tests {
         assert_eq!(refused.action, Action::None);
         assert!(!refused.clear_input);
         assert!(texts(&m).last().is_some_and(|l| l.contains("Not sent")));
+    }
+
+    #[test]
+    fn passwords_stay_out_of_the_input_history() {
+        // Story: /login and /register go to the server, and Up never brings a password back.
+        let mut m = online();
+        assert_eq!(
+            m.submit("/register secret-pass", t(1)).action,
+            send(Command::Register(crate::protocol::Secret::new(
+                "secret-pass"
+            )))
+        );
+        m.submit("hello", t(1));
+        m.submit("/login alice other-secret", t(1));
+        m.submit("/password old-secret new-secret", t(1));
+        let mut seen = Vec::new();
+        while let Some(line) = m.history_up("") {
+            if seen.last() == Some(&line) {
+                break;
+            }
+            seen.push(line);
+        }
+        assert_eq!(seen, ["hello"]);
     }
 
     #[test]

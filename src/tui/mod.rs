@@ -297,6 +297,10 @@ fn on_nick_prompt_submit(s: &mut Cursive, nick: &str) {
         return;
     }
     s.pop_layer();
+    // A registered nickname's owner may answer with `/login nick password`.
+    if nick.starts_with('/') {
+        return on_submit(s, nick);
+    }
     on_submit(s, &format!("/nick {nick}"));
 }
 
