@@ -23,7 +23,15 @@ impl ServerProcess {
     fn start(addr: SocketAddr) -> ServerProcess {
         let child = Command::new(BIN)
             // In memory: a test must not write to the user's data directory.
-            .args(["serve", "--bind", &addr.to_string(), "--history", "memory"])
+            .args([
+                "serve",
+                "--bind",
+                &addr.to_string(),
+                "--history",
+                "memory",
+                "--accounts",
+                "memory",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

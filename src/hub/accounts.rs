@@ -55,6 +55,7 @@ impl<O: Outbox> Hub<O> {
             Reply::Registered { client, account } => {
                 let key = names::fold(&account.nick);
                 let nick = account.nick.clone();
+                tracing::info!(id = client, account = %nick, "registered");
                 self.registered.insert(key.clone(), account);
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.pending = false;
@@ -100,7 +101,7 @@ impl<O: Outbox> Hub<O> {
                         until - t
                     ));
                 }
-                tracing::info!(client, account = %key, "failed login");
+                tracing::info!(id = client, account = %key, "failed login");
                 self.error(client, ErrorCode::LoginFailed, text);
             }
             Reply::PasswordChanged { client } => {

@@ -165,7 +165,7 @@ impl<O: Outbox> Hub<O> {
             }
             BanTarget::Nick(_) => {}
             BanTarget::Addr(addr) => {
-                tracing::info!(op = %op, action = "ban", target = %addr, until, "moderation");
+                tracing::info!(op = %op, action = "ban", target = %addr, until, reason, "moderation");
                 let until = until_time.map_or_else(String::new, |t| format!(" until {t}"));
                 self.send(
                     id,
@@ -230,7 +230,8 @@ impl<O: Outbox> Hub<O> {
             op = %by,
             action = action.as_str(),
             target = %name,
-            until = ?until.map(|t| t.to_string()),
+            until = %until.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            reason,
             "moderation"
         );
         let mut rooms: Vec<String> = target
