@@ -78,6 +78,12 @@ impl Cert {
     }
 }
 
+impl Drop for Cert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pem);
+    }
+}
+
 type TlsLines = BufReader<StreamOwned<ServerConnection, Tee>>;
 
 /// A listener whose connections are recorded raw.
@@ -420,4 +426,122 @@ fn a_plain_client_on_the_tls_port_is_told_to_use_tls() {
         "{reason}"
     );
     assert!(conn.wait(TIMEOUT));
+}
+
+/// The terminal client in Cursive's puppet backend: the screen as rows.
+#[cfg(feature = "tui")]
+mod screen {
+    use super::*;
+    use cursive::backends::puppet::observed::{GraphemePart, ObservedScreen};
+    use cursive::backends::puppet::Backend;
+    use cursive::{Cursive, CursiveRunner, Vec2};
+    use natter::tui::{self, Options};
+
+    pub struct Ui {
+        runner: CursiveRunner<Cursive>,
+        frames: cursive::reexports::crossbeam_channel::Receiver<ObservedScreen>,
+        screen: Option<ObservedScreen>,
+    }
+
+    impl Ui {
+        pub fn start(server: String, tls: TlsOptions) -> Ui {
+            let backend = Backend::init(Some(Vec2::new(100, 24)));
+            let frames = backend.stream();
+            let mut siv = Cursive::new();
+            tui::build(
+                &mut siv,
+                Options {
+                    server: Some(server),
+                    nick: Some("alice".into()),
+                    scrollback: 100,
+                    tls: Some(tls),
+                },
+            );
+            let mut runner = siv.into_runner(backend);
+            runner.refresh();
+            Ui {
+                runner,
+                frames,
+                screen: None,
+            }
+        }
+
+        fn rows(&self) -> Vec<String> {
+            let Some(screen) = &self.screen else {
+                return Vec::new();
+            };
+            let size = screen.size();
+            (0..size.y)
+                .map(|y| {
+                    (0..size.x)
+                        .filter_map(|x| match &screen[Vec2::new(x, y)] {
+                            Some(cell) => match &cell.letter {
+                                GraphemePart::Begin(s) => Some(s.clone()),
+                                GraphemePart::Continuation => None,
+                            },
+                            None => Some(" ".to_owned()),
+                        })
+                        .collect::<String>()
+                })
+                .collect()
+        }
+
+        /// Steps the event loop until a row contains `text`.
+        pub fn wait_for(&mut self, text: &str) -> String {
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                self.runner.step();
+                while let Ok(frame) = self.frames.try_recv() {
+                    self.screen = Some(frame);
+                }
+                if let Some(row) = self.rows().into_iter().find(|r| r.contains(text)) {
+                    return row;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {text}; screen:\n{}",
+                    self.rows().join("\n")
+                );
+            }
+        }
+
+        pub fn finish(mut self) {
+            tui::finish(&mut self.runner);
+        }
+    }
+}
+
+#[cfg(feature = "tui")]
+#[test]
+fn the_status_line_says_the_connection_is_encrypted() {
+    // Story: a person can see at a glance that their chat goes over TLS.
+    let cert = Cert::new(&["localhost"], "status.pem");
+    let fake = Fake::new();
+    let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
+    let server = format!("localhost:{}", fake.addr.port());
+    let mut ui = screen::Ui::start(server.clone(), tls);
+    let mut conn = fake.accept_tls(&cert);
+    send(&mut conn, b"HELLO natter/1 hi\r\n");
+    assert_eq!(read_line(&mut conn), "NICK alice\r\n");
+    send(&mut conn, b"WELCOME alice hi\r\n");
+    let status = ui.wait_for("online");
+    assert!(status.contains(&format!("{server} [TLS]")), "{status}");
+    ui.finish();
+}
+
+#[cfg(feature = "tui")]
+#[test]
+fn a_refused_certificate_is_shown_in_the_chat() {
+    // Story: when the certificate does not match the pin, the chat says so in words and the client stops.
+    let cert = Cert::new(&["localhost"], "shown.pem");
+    let pinned = Cert::new(&["localhost"], "shown-pin.pem");
+    let fake = Fake::new();
+    let tls = TlsOptions::from_flags(None, Some(&pinned.fingerprint())).expect("a pin");
+    let mut ui = screen::Ui::start(fake.addr.to_string(), tls);
+    let mut conn = fake.accept_tls(&cert);
+    let mut line = String::new();
+    assert!(conn.read_line(&mut line).is_err(), "no session");
+    ui.wait_for("closed");
+    ui.wait_for("Connection closed: TLS: the server's certificate");
+    ui.finish();
 }
