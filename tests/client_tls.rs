@@ -545,3 +545,30 @@ fn a_refused_certificate_is_shown_in_the_chat() {
     ui.wait_for("Connection closed: TLS: the server's certificate");
     ui.finish();
 }
+
+#[test]
+fn a_tls_connection_cut_short_reconnects() {
+    // Story: a TLS server that vanishes mid-session is a network failure: the client says so and comes back.
+    let cert = Cert::new(&["localhost"], "cut.pem");
+    let fake = Fake::new();
+    let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
+    let mut alice = Driver::start(format!("localhost:{}", fake.addr.port()), tls);
+    let mut server = fake.accept_tls(&cert);
+    assert_eq!(read_line(&mut server), "NICK alice\r\n");
+    send(&mut server, b"WELCOME alice hi\r\n");
+    alice.until("online", |e| *e == Event::State(ConnState::Online));
+    // Half a line, then the socket closes without a TLS close_notify.
+    send(&mut server, b"INFO half a li");
+    drop(server);
+    let offline = alice.until("offline", |e| {
+        matches!(e, Event::State(ConnState::Offline { .. }))
+    });
+    assert!(
+        matches!(&offline, Event::State(ConnState::Offline { reason, .. })
+            if reason.contains("without ending TLS")),
+        "{offline:?}"
+    );
+    assert!(!alice.shows("half a li"), "a cut line is not shown");
+    let mut again = fake.accept_tls(&cert);
+    assert_eq!(read_line(&mut again), "NICK alice\r\n");
+}

@@ -611,6 +611,13 @@ impl TlsReader {
         }
         match conn.reader().read(out) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            // rustls' own words for this end with a link to its docs.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection without ending TLS",
+                )))
+            }
             done => return Some(done),
         }
         // At the end of the stream rustls has already said how it ended
