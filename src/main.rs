@@ -231,7 +231,8 @@ struct Bench {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "tui")]
 struct Tui {
-    /// server as host:port (asked for when absent; default 127.0.0.1:5555)
+    /// server as host:port (asked for when absent; default 127.0.0.1:5555;
+    /// without a port: 5555, or 5556 with TLS)
     #[argh(option)]
     server: Option<String>,
     /// nickname (asked for when absent)
@@ -240,6 +241,17 @@ struct Tui {
     /// chat lines kept for scrolling back (default 10000)
     #[argh(option, default = "10_000")]
     scrollback: usize,
+    /// connect with TLS, trusting the system's certificate authorities
+    #[argh(switch)]
+    tls: bool,
+    /// PEM file of the certificate authorities to trust instead of the
+    /// system's (implies --tls)
+    #[argh(option)]
+    ca: Option<std::path::PathBuf>,
+    /// trust exactly the server certificate with this SHA-256 fingerprint,
+    /// as `natter serve` prints it, with or without colons (implies --tls)
+    #[argh(option)]
+    fingerprint: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -265,11 +277,7 @@ fn main() -> ExitCode {
             json: bench.json,
         }),
         #[cfg(feature = "tui")]
-        Subcommand::Tui(tui) => natter::tui::run(natter::tui::Options {
-            server: tui.server,
-            nick: tui.nick,
-            scrollback: tui.scrollback,
-        }),
+        Subcommand::Tui(tui) => run_tui(tui),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,6 +286,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts the terminal client. `--ca` and `--fingerprint` say how to trust
+/// a TLS server, so either one implies `--tls` rather than being an error.
+#[cfg(feature = "tui")]
+fn run_tui(args: Tui) -> Result<(), Box<dyn std::error::Error>> {
+    let tls = args.tls || args.ca.is_some() || args.fingerprint.is_some();
+    #[cfg(feature = "tls")]
+    let tls = match tls {
+        true => Some(natter::client::TlsOptions::from_flags(
+            args.ca.as_deref(),
+            args.fingerprint.as_deref(),
+        )?),
+        false => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if tls {
+        return Err("this natter was built without TLS (the `tls` feature)".into());
+    }
+    natter::tui::run(natter::tui::Options {
+        server: args.server,
+        nick: args.nick,
+        scrollback: args.scrollback,
+        #[cfg(feature = "tls")]
+        tls,
+    })
 }
 
 /// Where history lives unless --data-dir says otherwise: the XDG data

@@ -48,6 +48,7 @@ impl Ui {
                 server: Some(addr.to_string()),
                 nick: Some(nick.to_owned()),
                 scrollback: 1000,
+                ..Options::default()
             },
             (80, 24),
         );
@@ -363,6 +364,7 @@ fn a_taken_nick_reprompts_with_the_suggestion() {
             server: Some(server.addr.to_string()),
             nick: Some("bob".into()),
             scrollback: 0,
+            ..Options::default()
         },
         (80, 24),
     );
@@ -605,6 +607,7 @@ fn scrolling_past_the_top_fetches_older_history() {
             server: Some(server.addr.to_string()),
             nick: Some("alice".into()),
             scrollback: 1000,
+            ..Options::default()
         },
         (80, 24),
     );

@@ -12,6 +12,16 @@
 //! it can reconnect, with exponential back-off, register the same nickname
 //! and join the same rooms again without the user doing anything.
 //!
+//! With [`Settings::tls`] (feature `tls`) each connection starts with a TLS
+//! handshake on the manager thread, and both threads then go through one
+//! rustls connection (see [`super::tls`]). A handshake that fails because of
+//! what the server is, not because of the network (a certificate this
+//! client does not trust, a plain-text port), ends the connection for good
+//! with the reason instead of retrying: a certificate does not fix itself,
+//! retrying would bury the reason under reconnection messages, and there is
+//! never a fallback to plain text. The same holds for a plain connection
+//! the server refuses with `ERR not-tls` (it reached a TLS port).
+//!
 //! Invariants:
 //! - nothing received from the server can panic this code: lines are read with
 //!   a length cap, decoded lossily and parsed by [`ServerLine::parse`]; lines it
@@ -84,7 +94,9 @@ pub enum ConnState {
         /// How long until the next attempt.
         retry_in: Duration,
     },
-    /// Stopped for good: the user quit, or the connection thread failed.
+    /// Stopped for good: the user quit, the connection thread failed, or
+    /// the server cannot be used as it is (a TLS certificate this client
+    /// does not trust, TLS on one side only); the reason says which.
     Closed {
         /// Why, in words.
         reason: String,
@@ -170,6 +182,10 @@ pub struct Settings {
     /// How long to wait, after sending `QUIT`, for the server to close, so
     /// the quit reason reaches the others.
     pub quit_grace: Duration,
+    /// Connect with TLS, trusting what these options say; `None` is plain
+    /// TCP.
+    #[cfg(feature = "tls")]
+    pub tls: Option<super::tls::TlsOptions>,
 }
 
 impl Settings {
@@ -182,6 +198,8 @@ impl Settings {
             connect_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(60),
             quit_grace: Duration::from_secs(1),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -282,6 +300,9 @@ enum End {
         /// True if the server had welcomed us, so the back-off starts over.
         registered: bool,
     },
+    /// The server cannot be used as it is (see the module's doc): stop for
+    /// good and say why.
+    Refused { reason: String },
 }
 
 struct Manager {
@@ -328,6 +349,7 @@ impl Manager {
             };
             let reason = match end {
                 End::Quit => return "you quit".to_owned(),
+                End::Refused { reason } => return format!("{reason}; not retrying"),
                 End::Lost { reason, registered } => {
                     failures = if registered { 1 } else { failures + 1 };
                     reason
@@ -371,14 +393,45 @@ impl Manager {
         if let Err(err) = stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
             return lost(err);
         }
+        #[cfg(feature = "tls")]
+        let tls = match &self.settings.tls {
+            None => None,
+            Some(options) => match super::tls::handshake(
+                options,
+                &self.settings.server,
+                &stream,
+                self.settings.connect_timeout,
+            ) {
+                Ok(tls) => Some(tls),
+                Err(failure) => {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return match failure.fatal {
+                        true => End::Refused {
+                            reason: failure.reason,
+                        },
+                        false => End::Lost {
+                            reason: failure.reason,
+                            registered: false,
+                        },
+                    };
+                }
+            },
+        };
         let reader = match stream.try_clone() {
             Ok(reader) => reader,
             Err(err) => return lost(err),
         };
+        #[cfg(feature = "tls")]
+        let source: Box<dyn io::Read + Send> = match &tls {
+            Some(tls) => Box::new(super::tls::TlsReader::new(tls.clone(), reader)),
+            None => Box::new(reader),
+        };
+        #[cfg(not(feature = "tls"))]
+        let source = reader;
         let readers = self.readers.clone();
         let spawned = thread::Builder::new()
             .name("natter-reader".into())
-            .spawn(move || read_lines(generation, reader, &readers));
+            .spawn(move || read_lines(generation, source, &readers));
         if let Err(err) = spawned {
             return lost(err);
         }
@@ -386,8 +439,15 @@ impl Manager {
             stream,
             generation,
             registered: false,
+            refused: None,
+            #[cfg(feature = "tls")]
+            tls,
         };
         let end = self.converse(&mut session);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &session.tls {
+            super::tls::close(tls, &session.stream);
+        }
         // Unblocks the reader thread, which then ends.
         let _ = session.stream.shutdown(Shutdown::Both);
         end
@@ -431,6 +491,9 @@ impl Manager {
                         heard = Instant::now();
                         ping_sent = false;
                         self.receive(session, &line);
+                        if let Some(reason) = session.refused.take() {
+                            return End::Refused { reason };
+                        }
                     }
                     Read::TooLong(start) => {
                         heard = Instant::now();
@@ -465,6 +528,12 @@ impl Manager {
     /// Handles one line from the server: keeps track of our nickname and
     /// reports the line.
     fn receive(&mut self, session: &mut Session, line: &str) {
+        if line.starts_with("ERR not-tls") && !session.encrypted() {
+            session.refused = Some(format!(
+                "the server says this port is for TLS clients; use natter's TLS option (--tls) \
+                 or the plain port ({line})"
+            ));
+        }
         let parsed = match ServerLine::parse(line) {
             Ok(parsed) => parsed,
             // PROTOCOL.md: later versions add keywords; clients ignore them.
@@ -576,6 +645,12 @@ struct Session {
     generation: u64,
     /// The server has welcomed us on this connection.
     registered: bool,
+    /// Set when the server said something that means this connection can
+    /// never work (see [`End::Refused`]).
+    refused: Option<String>,
+    /// The TLS connection, which every byte goes through, if any.
+    #[cfg(feature = "tls")]
+    tls: Option<super::tls::Shared>,
 }
 
 impl Session {
@@ -583,7 +658,19 @@ impl Session {
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return super::tls::write(tls, &self.stream, &bytes);
+        }
         self.stream.write_all(&bytes)
+    }
+
+    /// Whether this connection runs over TLS.
+    fn encrypted(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     fn lost(&self, err: io::Error) -> End {
@@ -607,9 +694,9 @@ fn connect(server: &str, timeout: Duration) -> io::Result<TcpStream> {
 }
 
 /// The reader thread: reads lines until the connection ends or the manager
-/// has gone.
-fn read_lines(generation: u64, stream: TcpStream, to: &Sender<Input>) {
-    let mut reader = BufReader::with_capacity(8 * 1024, stream);
+/// has gone. `source` is the socket, or its TLS plaintext.
+fn read_lines(generation: u64, source: impl io::Read, to: &Sender<Input>) {
+    let mut reader = BufReader::with_capacity(8 * 1024, source);
     let mut buf = Vec::new();
     loop {
         let read = match read_line(&mut reader, &mut buf, MAX_LINE) {

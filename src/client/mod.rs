@@ -13,6 +13,9 @@
 //!   terminal.
 //! - [`pane`]: one conversation's bounded scrollback, kept in message-id
 //!   order without duplicates, and its unread count.
+//! - `tls` (feature `tls`): [`TlsOptions`], which certificates a TLS
+//!   connection trusts, and the handshake and record IO under the
+//!   connection's threads.
 //!
 //! The terminal client ([`crate::tui`]) is a thin layer over these; tests
 //! drive them directly against a real server.
@@ -42,9 +45,13 @@
 pub mod connection;
 pub mod model;
 pub mod pane;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use connection::{Backoff, ConnState, Connection, Event, Outgoing, Settings};
 pub use model::{
     Action, Changes, Model, NickPrompt, Submitted, DEFAULT_SCROLLBACK, MAX_PRIVATE, MAX_ROOMS,
 };
 pub use pane::{Entry, EntryKind, Pane, Scrollback, SystemKind, Target};
+#[cfg(feature = "tls")]
+pub use tls::{TlsError, TlsOptions, DEFAULT_TLS_PORT};

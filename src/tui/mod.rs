@@ -43,6 +43,9 @@ pub use chat_view::{clock, nick_color};
 /// The server the login form offers.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5555";
 
+/// The port of a plain natter server, used when the address names none.
+const DEFAULT_PORT: u16 = 5555;
+
 /// How long quitting waits for the server to take the `QUIT`.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -56,6 +59,10 @@ pub struct Options {
     /// How many chat lines to keep for scrolling back (0 means the default,
     /// [`DEFAULT_SCROLLBACK`]).
     pub scrollback: usize,
+    /// Connect with TLS (feature `tls`); the status line then says "TLS"
+    /// next to the server. The login form connects as these options say.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::client::TlsOptions>,
 }
 
 /// The model, shared by the views that draw it and the callbacks that feed
@@ -72,6 +79,8 @@ fn lock(model: &Shared) -> MutexGuard<'_, Model> {
 /// The client's state inside Cursive (its user data).
 struct App {
     scrollback: usize,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::client::TlsOptions>,
     model: Option<Shared>,
     connection: Option<Connection>,
 }
@@ -142,11 +151,16 @@ pub fn build(siv: &mut Cursive, options: Options) {
             0 => DEFAULT_SCROLLBACK,
             n => n,
         },
+        #[cfg(feature = "tls")]
+        tls: options.tls.clone(),
         model: None,
         connection: None,
     });
     match (options.server, options.nick) {
-        (Some(server), Some(nick)) => start(siv, server, nick),
+        (Some(server), Some(nick)) => {
+            let port = default_port(siv);
+            start(siv, with_port(server, port), nick)
+        }
         (server, nick) => {
             let server = server.unwrap_or_else(|| DEFAULT_SERVER.to_owned());
             let nick = nick.unwrap_or_else(default_nick);
@@ -177,17 +191,56 @@ fn default_nick() -> String {
         .unwrap_or_default()
 }
 
+/// The port to use when the server address names none: natter's TLS port
+/// when connecting with TLS.
+fn default_port(siv: &mut Cursive) -> u16 {
+    #[cfg(feature = "tls")]
+    if siv.user_data::<App>().is_some_and(|app| app.tls.is_some()) {
+        return crate::client::DEFAULT_TLS_PORT;
+    }
+    let _ = siv;
+    DEFAULT_PORT
+}
+
+/// `server` with `:port` added if it names no port (`host`, `[v6]`). A
+/// bare IPv6 address is left alone: its colons make a port ambiguous.
+fn with_port(server: String, port: u16) -> String {
+    let bare = match server.strip_prefix('[') {
+        Some(rest) => rest.ends_with(']'),
+        None => !server.contains(':'),
+    };
+    match bare {
+        true => format!("{server}:{port}"),
+        false => server,
+    }
+}
+
 /// Opens the chat screen and starts connecting.
 fn start(siv: &mut Cursive, server: String, nick: String) {
     let Some(scrollback) = siv.user_data::<App>().map(|app| app.scrollback) else {
         return;
     };
-    let model = Arc::new(Mutex::new(Model::new(&server, &nick, scrollback)));
+    #[cfg(feature = "tls")]
+    let tls = siv.user_data::<App>().and_then(|app| app.tls.clone());
+    // The model's name for the server is what the status line shows.
+    #[cfg(feature = "tls")]
+    let label = match tls.is_some() {
+        true => format!("{server} [TLS]"),
+        false => server.clone(),
+    };
+    #[cfg(not(feature = "tls"))]
+    let label = server.clone();
+    let model = Arc::new(Mutex::new(Model::new(&label, &nick, scrollback)));
     siv.add_fullscreen_layer(views::build_main(model.clone()));
     siv.focus_name(views::INPUT).ok();
     views::refresh_users(siv, &lock(&model));
     let sink = siv.cb_sink().clone();
-    let connection = Connection::start(Settings::new(server, nick), move |event| {
+    let settings = Settings {
+        #[cfg(feature = "tls")]
+        tls,
+        ..Settings::new(server, nick)
+    };
+    let connection = Connection::start(settings, move |event| {
         // Fails only once the UI has gone, when there is nobody to tell.
         let _ = sink.send(Box::new(move |s: &mut Cursive| on_network(s, event)));
     });
@@ -323,10 +376,8 @@ fn on_login(s: &mut Cursive) {
         s.call_on_name(views::FORM_ERROR, |t: &mut TextView| t.set_content(error));
         return;
     }
-    let server = match server.contains(':') {
-        true => server,
-        false => format!("{server}:5555"),
-    };
+    let port = default_port(s);
+    let server = with_port(server, port);
     s.pop_layer();
     start(s, server, nick);
 }
@@ -390,4 +441,25 @@ fn restore_terminal() {
     #[cfg(not(unix))]
     restore(std::io::stdout());
     let _ = terminal::disable_raw_mode();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_a_port_gets_the_default() {
+        // Story: `--server chat.example.org --tls` reaches the TLS port without typing it.
+        assert_eq!(
+            with_port("chat.example.org".into(), 5556),
+            "chat.example.org:5556"
+        );
+        assert_eq!(
+            with_port("chat.example.org:7000".into(), 5556),
+            "chat.example.org:7000"
+        );
+        assert_eq!(with_port("[::1]".into(), 5555), "[::1]:5555");
+        assert_eq!(with_port("[::1]:7000".into(), 5555), "[::1]:7000");
+        assert_eq!(with_port("::1".into(), 5555), "::1");
+    }
 }
