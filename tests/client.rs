@@ -178,11 +178,15 @@ struct Restartable {
 
 impl Restartable {
     fn start(addr: &str) -> Restartable {
+        Restartable::with(addr, common::config())
+    }
+
+    fn with(addr: &str, config: natter::Config) -> Restartable {
         let listener = smol::block_on(smol::net::TcpListener::bind(addr)).expect("bind");
         let addr = listener.local_addr().expect("listener address");
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread = std::thread::spawn(move || {
-            smol::block_on(natter::serve(listener, common::config(), async move {
+            smol::block_on(natter::serve(listener, config, async move {
                 let _ = stopped.recv().await;
             }))
         });
@@ -322,6 +326,57 @@ fn reconnects_and_registers_again_after_a_server_restart() {
     alice.enter("back again");
     let line = bob.until("MSG ");
     assert!(line.ends_with(" #rust alice2 back again"), "{line}");
+}
+
+#[test]
+fn a_logged_in_user_logs_in_again_after_a_reconnect() {
+    // Story: I registered my nickname; after the server restarts, my client takes it back by itself.
+    let dir = std::env::temp_dir().join(format!("natter-client-login-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = || natter::Config {
+        accounts: natter::accounts::AccountsMode::Sqlite(dir.clone()),
+        ..common::config()
+    };
+    let mut server = Restartable::with("127.0.0.1:0", config());
+    let addr = server.addr;
+    let mut alice = Driver::start(addr, "alice");
+    alice.online();
+    alice.enter("/register first-password");
+    alice.until("the account", |m| {
+        m.scrollback().iter().any(|e| {
+            matches!(&e.kind, EntryKind::System { text, .. } if text.starts_with("alice is now registered"))
+        })
+    });
+    alice.enter("/password first-password second-password");
+    alice.until("the change", |m| {
+        m.scrollback().iter().any(|e| {
+            matches!(&e.kind, EntryKind::System { text, .. } if text == "Your password is changed.")
+        })
+    });
+
+    server.stop();
+    alice.until("the drop", |m| {
+        matches!(m.state(), ConnState::Offline { .. })
+    });
+    // Meanwhile someone tries to take the nickname: refused.
+    let _server = Restartable::with(&addr.to_string(), config());
+    let mut mallory = Client::connect(addr);
+    mallory.expect("HELLO ");
+    mallory.send_line("NICK alice");
+    mallory.expect("ERR nick-registered ");
+    alice.online();
+    assert_eq!(alice.model.nick(), Some("alice"));
+    assert!(
+        alice.prompts.is_empty(),
+        "no nickname prompt: {:?}",
+        alice.prompts
+    );
+    alice.until("the login", |m| {
+        m.scrollback().iter().any(|e| {
+            matches!(&e.kind, EntryKind::System { text, .. } if text == "You are logged in as alice.")
+        })
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -38,7 +38,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Command, ServerLine, ServerLineError, LOBBY};
+use crate::names;
+use crate::protocol::{Command, ErrorCode, Secret, ServerLine, ServerLineError, LOBBY};
 
 /// The longest server line the client accepts, in bytes. A longer line is
 /// reported as [`Event::Unparsed`] (shortened) instead of growing a buffer
@@ -250,6 +251,8 @@ impl Connection {
                     nick: settings.nick.clone(),
                     rooms: Vec::new(),
                     rejoin: Vec::new(),
+                    login: None,
+                    proposed: None,
                     settings,
                     inputs: rx,
                     readers,
@@ -320,6 +323,13 @@ struct Manager {
     emit: Box<dyn FnMut(Event) + Send>,
     /// Numbers the TCP connections, so a late line from an old one is ignored.
     generation: u64,
+    /// The account we are logged in to and its password, kept (in memory
+    /// only) to log in again after a reconnection: a registered nickname
+    /// cannot be taken with `NICK`.
+    login: Option<(String, Secret)>,
+    /// A `LOGIN`, `REGISTER` or `PASSWORD` sent and not yet answered: the
+    /// account and the password that will be right if it succeeds.
+    proposed: Option<(String, Secret)>,
 }
 
 impl Manager {
@@ -458,7 +468,14 @@ impl Manager {
             self.rejoin = std::mem::take(&mut self.rooms);
         }
         (self.emit)(Event::State(ConnState::Registering));
-        if let Err(err) = session.write(&Command::Nick(self.nick.clone()).to_line()) {
+        let register = match &self.login {
+            Some((nick, password)) => Command::Login {
+                nick: nick.clone(),
+                password: password.clone(),
+            },
+            None => Command::Nick(self.nick.clone()),
+        };
+        if let Err(err) = session.write(&register.to_line()) {
             return session.lost(err);
         }
         let mut heard = Instant::now();
@@ -515,6 +532,9 @@ impl Manager {
                     {
                         self.nick = nick.clone();
                     }
+                    if let Outgoing::Command(command) = &out {
+                        self.propose(command);
+                    }
                     if let Err(err) = session.write(&out.to_line()) {
                         (self.emit)(Event::Refused(out));
                         return session.lost(err);
@@ -545,6 +565,41 @@ impl Manager {
                 })
             }
         };
+        match &parsed {
+            ServerLine::Account { nick, .. } => {
+                let proposed = self.proposed.take();
+                self.login = proposed
+                    .filter(|(account, _)| names::fold(account) == names::fold(nick))
+                    .map(|(_, password)| (nick.clone(), password));
+            }
+            ServerLine::Info(text) if text == "Your password is changed." => {
+                if let Some((account, password)) = self.proposed.take() {
+                    if self.login.is_some() {
+                        self.login = Some((account, password));
+                    }
+                }
+            }
+            ServerLine::Err { code, .. } => {
+                if matches!(
+                    code,
+                    ErrorCode::LoginFailed
+                        | ErrorCode::LoginThrottled
+                        | ErrorCode::NickRegistered
+                        | ErrorCode::Busy
+                        | ErrorCode::Banned
+                ) {
+                    self.proposed = None;
+                }
+                // The saved password no longer works (reset by the
+                // server's administrator): register as a guest would, and
+                // let the user answer the prompt that follows.
+                if *code == ErrorCode::LoginFailed && !session.registered && self.login.is_some() {
+                    self.login = None;
+                    let _ = session.write(&Command::Nick(self.nick.clone()).to_line());
+                }
+            }
+            _ => {}
+        }
         let welcomed = match &parsed {
             ServerLine::Welcome { nick, .. } => {
                 self.nick = nick.clone();
@@ -587,6 +642,20 @@ impl Manager {
             (self.emit)(Event::State(ConnState::Online));
             self.join_again(session);
         }
+    }
+
+    /// Remembers what a command will make our password, if the server
+    /// agrees.
+    fn propose(&mut self, command: &Command) {
+        self.proposed = match command {
+            Command::Login { nick, password } => Some((nick.clone(), password.clone())),
+            Command::Register(password) => Some((self.nick.clone(), password.clone())),
+            Command::Password { new, .. } => self
+                .login
+                .as_ref()
+                .map(|(account, _)| (account.clone(), new.clone())),
+            _ => return,
+        };
     }
 
     /// After a reconnection, joins the rooms we were in, the current one
