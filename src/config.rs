@@ -41,6 +41,11 @@ pub struct Config {
     pub retention: Retention,
     /// How many earlier messages a client is sent on joining a room.
     pub replay: usize,
+    /// How long a connection to the TLS listener may take to finish its
+    /// handshake (from the first byte it must send): a peer that connects and
+    /// stays silent would otherwise hold a slot of `max_clients` forever.
+    /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +63,7 @@ impl Default for Config {
             history: HistoryMode::Off,
             retention: Retention::default(),
             replay: 50,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

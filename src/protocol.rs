@@ -487,11 +487,14 @@ pub enum ErrorCode {
     HistoryOff,
     /// The client is in as many rooms as one may be.
     TooManyRooms,
+    /// Plain text reached the TLS port; the sentence names the plain port.
+    /// The connection closes.
+    NotTls,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -508,6 +511,7 @@ impl ErrorCode {
         ErrorCode::BadArgument,
         ErrorCode::HistoryOff,
         ErrorCode::TooManyRooms,
+        ErrorCode::NotTls,
     ];
 
     /// The code as it appears on the wire.
@@ -529,6 +533,7 @@ impl ErrorCode {
             ErrorCode::BadArgument => "bad-argument",
             ErrorCode::HistoryOff => "history-off",
             ErrorCode::TooManyRooms => "too-many-rooms",
+            ErrorCode::NotTls => "not-tls",
         }
     }
 
