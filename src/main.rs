@@ -154,6 +154,10 @@ struct Bench {
     /// no progress line on stderr
     #[argh(switch)]
     quiet: bool,
+    /// fanout: clients connect over TLS to the in-process server, which
+    /// also listens for TLS with a self-signed certificate
+    #[argh(switch)]
+    tls: bool,
 }
 
 /// Open the terminal chat client.
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
             connect_window: bench.connect_window,
             progress: !bench.quiet,
             json: bench.json,
+            tls: bench.tls,
         }),
         #[cfg(feature = "tui")]
         Subcommand::Tui(tui) => natter::tui::run(natter::tui::Options {
