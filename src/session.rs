@@ -107,6 +107,9 @@ pub(crate) async fn run(
 ) -> String {
     match connection {
         Connection::Plain(stream) => {
+            // Chat lines are small and latency matters more than packet
+            // count; the writer already coalesces what is queued into one
+            // write.
             let _ = stream.get_ref().set_nodelay(true);
             let plain = Plain(&stream);
             let reason = serve(id, peer, plain, plain, config, ports, &events).await;
@@ -131,9 +134,6 @@ async fn serve(
     ports: Ports,
     events: &Sender<Event>,
 ) -> String {
-    // Chat lines are small and latency matters more than packet count (the
-    // caller turned Nagle off); the writer already coalesces what is queued
-    // into one write.
     let (outbox, reader) = SessionOutbox::new(config.outbox);
     if events
         .send(Event::Connect {
@@ -163,11 +163,11 @@ async fn serve(
         },
     )
     .await;
-    // Whether the writer still has lines to write: not if it finished, with
-    // or without an error.
     // Whether everything queued was written, so the stream may be ended
     // politely.
     let mut written = matches!(end, End::Flushed);
+    // Whether the writer still has lines to write: not if it finished, with
+    // or without an error.
     let (reason, flush) = match end {
         End::Reader(reason) => (reason, true),
         End::Closed => ("closed by the server".into(), true),
