@@ -50,6 +50,11 @@ pub struct Config {
     pub mute_default: Duration,
     /// How long a `BAN` without a duration lasts.
     pub ban_default: Duration,
+    /// How long a connection to the TLS listener may take to finish its
+    /// handshake (from the first byte it must send): a peer that connects and
+    /// stays silent would otherwise hold a slot of `max_clients` forever.
+    /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             accounts: AccountsMode::Memory,
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

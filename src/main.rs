@@ -79,6 +79,30 @@ struct Serve {
     /// directory) or memory (default sqlite)
     #[argh(option, default = "String::from(\"sqlite\")")]
     accounts: String,
+    /// address of the TLS listener, which runs when --tls-cert and
+    /// --tls-key or --tls-self-signed are given (default 0.0.0.0:5556)
+    #[argh(option, default = "String::from(\"0.0.0.0:5556\")")]
+    tls_bind: String,
+    /// TLS certificate chain, PEM, leaf first (with --tls-key)
+    #[argh(option)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key, PEM (with --tls-cert)
+    #[argh(option)]
+    tls_key: Option<std::path::PathBuf>,
+    /// serve TLS with a certificate generated at start-up for localhost,
+    /// 127.0.0.1, ::1 and this host; its SHA-256 fingerprint is printed
+    #[argh(switch)]
+    tls_self_signed: bool,
+    /// seconds a TLS connection may take to complete its handshake
+    /// (default 10)
+    #[argh(
+        option,
+        default = "natter::Config::default().tls_handshake_timeout.as_secs()"
+    )]
+    tls_handshake_timeout: u64,
+    /// no plain-text listener: serve only TLS (--bind is then unused)
+    #[argh(switch)]
+    no_plain: bool,
 }
 
 /// Manage accounts and bans in the server's database (works while the
@@ -224,6 +248,10 @@ struct Bench {
     /// no progress line on stderr
     #[argh(switch)]
     quiet: bool,
+    /// fanout: clients connect over TLS to the in-process server, which
+    /// also listens for TLS with a self-signed certificate
+    #[argh(switch)]
+    tls: bool,
 }
 
 /// Open the terminal chat client.
@@ -275,6 +303,7 @@ fn main() -> ExitCode {
             connect_window: bench.connect_window,
             progress: !bench.quiet,
             json: bench.json,
+            tls: bench.tls,
         }),
         #[cfg(feature = "tui")]
         Subcommand::Tui(tui) => run_tui(tui),
@@ -336,6 +365,7 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let tls = tls_config(&args)?;
     let history = match args.history.as_str() {
         "sqlite" => {
             natter::store::HistoryMode::Sqlite(args.data_dir.clone().unwrap_or_else(data_dir))
@@ -368,12 +398,37 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
             max_per_room: (args.history_max > 0).then_some(args.history_max),
         },
         replay: args.replay,
+        tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
         ..natter::Config::default()
     };
+    if args.no_plain && tls.is_none() {
+        return Err(
+            "--no-plain needs TLS: give --tls-cert and --tls-key, or --tls-self-signed".into(),
+        );
+    }
     smol::block_on(async {
-        let listener = smol::net::TcpListener::bind(&args.bind)
-            .await
-            .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?;
+        let plain = if args.no_plain {
+            None
+        } else {
+            Some(
+                smol::net::TcpListener::bind(&args.bind)
+                    .await
+                    .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?,
+            )
+        };
+        let listeners = natter::server::Listeners {
+            plain,
+            #[cfg(feature = "tls")]
+            tls: match tls {
+                Some(tls) => Some((
+                    smol::net::TcpListener::bind(&args.tls_bind)
+                        .await
+                        .map_err(|err| format!("cannot listen on {}: {err}", args.tls_bind))?,
+                    tls.config,
+                )),
+                None => None,
+            },
+        };
         let mut signals =
             async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
         let shutdown = async move {
@@ -381,7 +436,7 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
                 tracing::info!(?signal, "signal received");
             }
         };
-        natter::serve(listener, config, shutdown).await?;
+        natter::server::serve_with(listeners, config, shutdown).await?;
         Ok(())
     })
 }
@@ -520,4 +575,52 @@ impl Drop for EchoOff {
             );
         }
     }
+}
+
+/// The TLS listener's configuration from the `--tls-*` flags, or `None`
+/// when TLS is off. Prints the certificate's fingerprint, so that users of
+/// a self-signed one can check or pin it.
+#[cfg(feature = "tls")]
+fn tls_config(args: &Serve) -> Result<Option<natter::tls::ServerTls>, Box<dyn std::error::Error>> {
+    let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+        (None, None, false) => return Ok(None),
+        (Some(cert), Some(key), false) => {
+            let tls = natter::tls::server_from_pem(cert, key)?;
+            eprintln!(
+                "natter: TLS certificate {}: SHA-256 fingerprint {}",
+                cert.display(),
+                tls.fingerprint
+            );
+            tls
+        }
+        (None, None, true) => {
+            let names = natter::tls::self_signed_names();
+            let (tls, _) = natter::tls::server_self_signed(&names)?;
+            eprintln!(
+                "natter: self-signed TLS certificate for {}: SHA-256 fingerprint {}",
+                names.join(", "),
+                tls.fingerprint
+            );
+            tls
+        }
+        (_, _, true) => {
+            return Err("--tls-self-signed and --tls-cert/--tls-key exclude each other".into())
+        }
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    tracing::info!(fingerprint = %tls.fingerprint, "TLS certificate");
+    Ok(Some(tls))
+}
+
+/// Without the `tls` feature, any `--tls-*` flag is an error, not ignored.
+#[cfg(not(feature = "tls"))]
+fn tls_config(
+    args: &Serve,
+) -> Result<Option<std::convert::Infallible>, Box<dyn std::error::Error>> {
+    // --tls-bind alone changes nothing, as with TLS built in.
+    let _ = &args.tls_bind;
+    if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_self_signed {
+        return Err("this natter was built without TLS (feature \"tls\")".into());
+    }
+    Ok(None)
 }

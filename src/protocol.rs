@@ -746,11 +746,14 @@ pub enum ErrorCode {
     Kicked,
     /// The server cannot check a password right now (or is still checking your last one).
     Busy,
+    /// Plain text reached the TLS port; the sentence names the plain port.
+    /// The connection closes.
+    NotTls,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -776,6 +779,7 @@ impl ErrorCode {
         ErrorCode::Banned,
         ErrorCode::Kicked,
         ErrorCode::Busy,
+        ErrorCode::NotTls,
     ];
 
     /// The code as it appears on the wire.
@@ -806,6 +810,7 @@ impl ErrorCode {
             ErrorCode::Banned => "banned",
             ErrorCode::Kicked => "kicked",
             ErrorCode::Busy => "busy",
+            ErrorCode::NotTls => "not-tls",
         }
     }
 

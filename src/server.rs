@@ -6,6 +6,7 @@
 //! bounded outbox, which that session's writer drains. A client that stops
 //! reading fills only its own outbox and is then disconnected.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -214,6 +215,39 @@ impl Drop for OutboxReader {
 /// How many lines the hub's inbox holds before sessions wait to send more.
 const HUB_QUEUE: usize = 4096;
 
+/// The sockets a server accepts connections on: the plain-text port, the TLS
+/// port, or both. They share everything else: the hub, the limit on clients
+/// and the shutdown.
+pub struct Listeners {
+    /// Plain text, as `nc` and `telnet` speak it (port 5555 by default).
+    pub plain: Option<TcpListener>,
+    /// The same protocol inside TLS (port 5556 by default), with the
+    /// configuration its handshakes use.
+    #[cfg(feature = "tls")]
+    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+impl Listeners {
+    /// Only a plain-text listener, what [`serve`] runs.
+    pub fn plain(listener: TcpListener) -> Self {
+        Self {
+            plain: Some(listener),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// Where the listeners are, for the sentences that send a client that came
+/// to the wrong one to the right one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ports {
+    /// The plain-text listener's port, if there is one.
+    pub(crate) plain: Option<u16>,
+    /// The TLS listener's port, if there is one.
+    pub(crate) tls: Option<u16>,
+}
+
 /// Runs a chat server on `listener` until `shutdown` completes, then says
 /// goodbye to every client, gives their outboxes `config.shutdown_grace` to
 /// drain, and returns.
@@ -222,6 +256,21 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with(Listeners::plain(listener), config, shutdown).await
+}
+
+/// Like [`serve`], on every listener in `listeners` at once (at least one).
+pub async fn serve_with(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    if listeners_empty(&listeners) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no listener to serve on",
+        ));
+    }
     let threads = match config.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -249,7 +298,7 @@ pub async fn serve(
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
     });
-    let result = run(&executor, listener, config, hub, store, shutdown).await;
+    let result = run(&executor, listeners, config, hub, store, shutdown).await;
     drop(stop);
     for worker in workers {
         let _ = worker.join();
@@ -257,16 +306,164 @@ pub async fn serve(
     result
 }
 
+fn listeners_empty(listeners: &Listeners) -> bool {
+    #[cfg(feature = "tls")]
+    if listeners.tls.is_some() {
+        return false;
+    }
+    listeners.plain.is_none()
+}
+
+/// What every accept loop of one server shares.
+struct Accepting<'a> {
+    executor: &'a Arc<Executor<'static>>,
+    config: Arc<Config>,
+    ports: Ports,
+    events: async_channel::Sender<Event>,
+    /// Every session holds a clone; when all are dropped, the server knows
+    /// they have ended.
+    done: async_channel::Sender<()>,
+    /// Live sessions on every listener, against `config.max_clients`.
+    clients: Arc<AtomicUsize>,
+    /// The last connection id handed out, on any listener.
+    next_id: Cell<ClientId>,
+    /// A descriptor held in reserve: when the process runs out, letting
+    /// this one go makes room to accept the newcomer and tell it so,
+    /// instead of leaving it hanging in the backlog. One for all listeners:
+    /// they draw on the same process limit.
+    spare: Cell<Option<std::net::UdpSocket>>,
+}
+
+impl Accepting<'_> {
+    /// Keeps a spare descriptor if there is none.
+    fn restock(&self) {
+        let spare = self.spare.take().or_else(reserve);
+        self.spare.set(spare);
+    }
+
+    /// Accepts connections on `listener` until the future is dropped,
+    /// starting one session each; `tls` is set on the TLS listener. Nothing
+    /// here waits on a peer: handshakes happen on the session's task.
+    async fn accept(&self, listener: &TcpListener, tls: Option<Handshake>) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    if let Some(spare) = self.spare.take() {
+                        drop(spare);
+                        if let Ok((stream, peer)) = listener.accept().await {
+                            tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                            if tls.is_some() {
+                                // Refusing in words would need a handshake,
+                                // which must not happen in the accept loop:
+                                // close at once instead of leaving the peer
+                                // hanging in the backlog.
+                                drop(stream);
+                            } else {
+                                refuse(stream.into(), self.config.max_clients).await;
+                            }
+                        }
+                    } else {
+                        // Back off instead of spinning, and keep serving the
+                        // clients we have.
+                        tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                        Timer::after(Duration::from_millis(100)).await;
+                    }
+                    self.restock();
+                    continue;
+                }
+            };
+            self.restock();
+            let stream: Arc<Async<std::net::TcpStream>> = stream.into();
+            if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
+                tracing::warn!(%peer, "refused: server full");
+                let max = self.config.max_clients;
+                match &tls {
+                    None => self.executor.spawn(refuse(stream, max)).detach(),
+                    #[cfg(feature = "tls")]
+                    Some(handshake) => {
+                        let handshake = handshake.clone();
+                        let timeout = self.config.tls_handshake_timeout;
+                        self.executor
+                            .spawn(session::refuse_tls(stream, handshake, timeout, max))
+                            .detach();
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match *never {},
+                }
+                continue;
+            }
+            let id = self.next_id.get() + 1;
+            self.next_id.set(id);
+            let guard = Count::new(&self.clients);
+            let events = self.events.clone();
+            let config = Arc::clone(&self.config);
+            let done = self.done.clone();
+            let ports = self.ports;
+            let connection = match &tls {
+                None => session::Connection::Plain(stream),
+                #[cfg(feature = "tls")]
+                Some(handshake) => session::Connection::Tls(stream, handshake.clone()),
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match *never {},
+            };
+            self.executor
+                .spawn(async move {
+                    tracing::info!(id, %peer, tls = connection.is_tls(), "connected");
+                    // A bug in one session must not take a worker thread (and
+                    // every session on it) down with it.
+                    let session = AssertUnwindSafe(session::run(
+                        id, peer, connection, &config, ports, events,
+                    ));
+                    match session.catch_unwind().await {
+                        Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
+                        Err(_) => {
+                            tracing::error!(id, %peer, "session panicked; connection dropped")
+                        }
+                    }
+                    drop((guard, done));
+                })
+                .detach();
+        }
+    }
+}
+
+/// What a TLS listener's sessions need for their handshakes.
+#[cfg(feature = "tls")]
+type Handshake = futures_rustls::TlsAcceptor;
+
+/// Without TLS there are no handshakes: a type with no values.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+enum Handshake {}
+
 async fn run(
     executor: &Arc<Executor<'static>>,
-    listener: TcpListener,
+    listeners: Listeners,
     config: Config,
     mut hub: Hub<SessionOutbox>,
     store: Option<Store>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = Arc::new(config);
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    let plain = listeners.plain;
+    #[cfg(feature = "tls")]
+    let tls = listeners
+        .tls
+        .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
+    #[cfg(not(feature = "tls"))]
+    let tls: Option<(TcpListener, Handshake)> = None;
+    let mut ports = Ports::default();
+    if let Some(listener) = &plain {
+        let address = listener.local_addr()?;
+        ports.plain = Some(address.port());
+        tracing::info!(%address, "listening");
+    }
+    if let Some((listener, _)) = &tls {
+        let address = listener.local_addr()?;
+        ports.tls = Some(address.port());
+        tracing::info!(%address, "listening for TLS");
+    }
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
         let events = events.clone();
@@ -288,69 +485,37 @@ async fn run(
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
+    let accepting = Accepting {
+        executor,
+        config: Arc::clone(&config),
+        ports,
+        events,
+        done,
+        clients: Arc::clone(&clients),
+        next_id: Cell::new(0),
+        spare: Cell::new(reserve()),
+    };
 
-    let accept = async {
-        let mut next_id: ClientId = 0;
-        // A descriptor held in reserve: when the process runs out, letting
-        // this one go makes room to accept the newcomer and tell it so,
-        // instead of leaving it hanging in the backlog.
-        let mut spare = reserve();
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    if spare.take().is_some() {
-                        if let Ok((stream, peer)) = listener.accept().await {
-                            tracing::warn!(%peer, %err, "refused: out of file descriptors");
-                            refuse(stream.into(), config.max_clients).await;
-                        }
-                    } else {
-                        // Back off instead of spinning, and keep serving the
-                        // clients we have.
-                        tracing::warn!(%err, "accept failed; pausing for 100 ms");
-                        Timer::after(Duration::from_millis(100)).await;
-                    }
-                    spare = spare.or_else(reserve);
-                    continue;
-                }
-            };
-            spare = spare.or_else(reserve);
-            let stream: Arc<Async<std::net::TcpStream>> = stream.into();
-            if clients.load(Ordering::Relaxed) >= config.max_clients {
-                tracing::warn!(%peer, "refused: server full");
-                executor.spawn(refuse(stream, config.max_clients)).detach();
-                continue;
-            }
-            next_id += 1;
-            let id = next_id;
-            let guard = Count::new(&clients);
-            let events = events.clone();
-            let config = Arc::clone(&config);
-            let done = done.clone();
-            executor
-                .spawn(async move {
-                    tracing::info!(id, %peer, "connected");
-                    // A bug in one session must not take a worker thread (and
-                    // every session on it) down with it.
-                    let session = AssertUnwindSafe(session::run(id, peer, stream, &config, events));
-                    match session.catch_unwind().await {
-                        Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
-                        Err(_) => {
-                            tracing::error!(id, %peer, "session panicked; connection dropped")
-                        }
-                    }
-                    drop((guard, done));
-                })
-                .detach();
+    let accept_plain = async {
+        match &plain {
+            Some(listener) => accepting.accept(listener, None).await,
+            None => future::pending().await,
         }
     };
-    future::or(accept, shutdown).await;
+    let accept_tls = async {
+        match &tls {
+            Some((listener, handshake)) => {
+                accepting.accept(listener, Some(handshake.clone())).await
+            }
+            None => future::pending().await,
+        }
+    };
+    future::or(future::or(accept_plain, accept_tls), shutdown).await;
 
     tracing::info!("shutting down");
-    drop(listener);
-    drop(events);
+    drop((plain, tls));
+    drop(accepting);
     let _ = shutting_down.send(()).await;
-    drop(done);
     let grace = config.shutdown_grace + Duration::from_millis(500);
     let drained = future::or(async { all_done.recv().await.is_err() }, async {
         Timer::after(grace).await;

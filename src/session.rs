@@ -17,10 +17,15 @@ use futures_lite::future;
 use smol::{Async, Timer};
 
 use crate::config::Config;
-use crate::decoder::{Frame, LineDecoder};
+use crate::decoder::{Frame, LineDecoder, NotChat};
 use crate::hub::{encode, ClientId, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
-use crate::server::{Event, OutboxReader, SessionOutbox};
+use crate::server::{Event, OutboxReader, Ports, SessionOutbox};
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+pub(crate) use tls::refuse_tls;
 
 /// How a session ended, before the final flush.
 enum End {
@@ -35,17 +40,100 @@ enum End {
     Writer(String),
 }
 
+/// A connection as accepted, before anything is read from it.
+pub(crate) enum Connection {
+    /// From the plain-text listener: the protocol straight on the socket.
+    Plain(Arc<Async<TcpStream>>),
+    /// From the TLS listener: the session first waits for the handshake.
+    #[cfg(feature = "tls")]
+    Tls(Arc<Async<TcpStream>>, futures_rustls::TlsAcceptor),
+}
+
+impl Connection {
+    /// Whether this came to the TLS listener, for the log.
+    pub(crate) fn is_tls(&self) -> bool {
+        match self {
+            Connection::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Connection::Tls(..) => true,
+        }
+    }
+}
+
+/// Where a session's bytes come from: the socket itself, or what TLS
+/// decrypted from it. Monomorphised, so the plain path pays nothing for
+/// the choice.
+pub(crate) trait Input {
+    /// Waits for bytes and returns them; empty once the peer has closed.
+    async fn read_some(&mut self) -> io::Result<Vec<u8>>;
+}
+
+/// Where a session's lines go: the socket itself, or TLS on top of it.
+pub(crate) trait Output {
+    /// Writes every line of `batch`, emptying it.
+    async fn write_batch(&mut self, batch: &mut VecDeque<Line>) -> io::Result<()>;
+
+    /// Ends the stream politely once everything is written (TLS sends its
+    /// close_notify); the socket itself is shut down by the caller.
+    async fn finish(&mut self) {}
+}
+
+/// The plain-text transport: non-blocking reads and vectored writes on the
+/// socket, with no buffer of its own between them.
+#[derive(Clone, Copy)]
+struct Plain<'a>(&'a Async<TcpStream>);
+
+impl Input for Plain<'_> {
+    async fn read_some(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            self.0.readable().await?;
+            match read_now(self.0) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
 /// Serves connection `id` until it ends, and returns why, for the log.
 pub(crate) async fn run(
     id: ClientId,
     peer: std::net::SocketAddr,
-    stream: Arc<Async<TcpStream>>,
+    connection: Connection,
     config: &Config,
+    ports: Ports,
     events: Sender<Event>,
 ) -> String {
-    // Chat lines are small and latency matters more than packet count; the
-    // writer already coalesces what is queued into one write.
-    let _ = stream.get_ref().set_nodelay(true);
+    match connection {
+        Connection::Plain(stream) => {
+            // Chat lines are small and latency matters more than packet
+            // count; the writer already coalesces what is queued into one
+            // write.
+            let _ = stream.get_ref().set_nodelay(true);
+            let plain = Plain(&stream);
+            let reason = serve(id, peer, plain, plain, config, ports, &events).await;
+            let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+            reason
+        }
+        #[cfg(feature = "tls")]
+        Connection::Tls(stream, acceptor) => {
+            tls::run(id, peer, stream, acceptor, config, ports, &events).await
+        }
+    }
+}
+
+/// Serves a connection whose transport is ready: registers it with the hub,
+/// reads and writes until either side ends, then flushes what is left.
+async fn serve(
+    id: ClientId,
+    peer: std::net::SocketAddr,
+    mut input: impl Input,
+    mut output: impl Output,
+    config: &Config,
+    ports: Ports,
+    events: &Sender<Event>,
+) -> String {
     let (outbox, reader) = SessionOutbox::new(config.outbox);
     if events
         .send(Event::Connect {
@@ -58,10 +146,10 @@ pub(crate) async fn run(
     {
         return "server shutting down".into();
     }
-    let mut writer = Box::pin(write_lines(&stream, &reader));
+    let mut writer = Box::pin(write_lines(&mut output, &reader));
     let end = future::or(
         future::or(
-            async { End::Reader(read_lines(id, &stream, config, &events).await) },
+            async { End::Reader(read_lines(id, &mut input, config, ports, events).await) },
             async {
                 reader.closed().await;
                 End::Closed
@@ -75,6 +163,9 @@ pub(crate) async fn run(
         },
     )
     .await;
+    // Whether everything queued was written, so the stream may be ended
+    // politely.
+    let mut written = matches!(end, End::Flushed);
     // Whether the writer still has lines to write: not if it finished, with
     // or without an error.
     let (reason, flush) = match end {
@@ -92,25 +183,25 @@ pub(crate) async fn run(
     if flush {
         // The hub has closed the outbox by now: write what is left, but do
         // not wait forever on a client that is not reading.
-        future::or(
-            async {
-                let _ = writer.as_mut().await;
-            },
-            async {
-                Timer::after(config.shutdown_grace).await;
-            },
-        )
+        written = future::or(async { writer.as_mut().await.is_ok() }, async {
+            Timer::after(config.shutdown_grace).await;
+            false
+        })
         .await;
     }
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+    drop(writer);
+    if written {
+        output.finish().await;
+    }
     reason
 }
 
 /// Reads, decodes and parses until the connection ends; returns why.
 async fn read_lines(
     id: ClientId,
-    stream: &Async<TcpStream>,
+    input: &mut impl Input,
     config: &Config,
+    ports: Ports,
     events: &Sender<Event>,
 ) -> String {
     let mut decoder = LineDecoder::new(config.max_line);
@@ -121,14 +212,13 @@ async fn read_lines(
     };
     let error = |code: ErrorCode, text: String| reply(&ServerLine::Err { code, text });
     loop {
-        if let Err(err) = stream.readable().await {
-            return format!("read failed: {err}");
-        }
-        let data = match read_now(stream) {
+        let data = match input.read_some().await {
             Ok(data) if data.is_empty() => return "connection closed".into(),
             Ok(data) => data,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            // TLS without its close_notify: as good as a close for a chat.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                return "connection closed".into()
+            }
             Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
                 return "connection reset".into()
             }
@@ -174,9 +264,14 @@ async fn read_lines(
                     "That line was not valid UTF-8 text and was dropped.".into(),
                 ),
                 Frame::NotChat(kind) => {
+                    // A TLS client on the plain port is sent to the TLS one.
+                    let hint = match (kind, ports.tls) {
+                        (NotChat::Tls, Some(port)) => format!(" Use TLS on port {port}."),
+                        _ => String::new(),
+                    };
                     let explain = error(
                         ErrorCode::NotChat,
-                        format!("{}.", capitalised(kind.describe())),
+                        format!("{}.{hint}", capitalised(kind.describe())),
                     );
                     let _ = events.send(explain).await;
                     let _ = events
@@ -212,12 +307,27 @@ const WRITE_LINES: usize = 64;
 /// The most queue capacity, in lines, that a writer keeps between batches.
 const KEEP_LINES: usize = 4;
 
-/// Drains the outbox into the socket until the hub closes it: each wake-up
-/// takes everything queued and writes it with as few vectored writes as it
-/// can, straight from the shared lines (no copy, no buffer).
-async fn write_lines(stream: &Async<TcpStream>, reader: &OutboxReader) -> io::Result<()> {
+/// Drains the outbox into the connection until the hub closes it: each
+/// wake-up takes everything queued and hands it to `output` in one go.
+async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Result<()> {
     let mut batch = VecDeque::new();
     while reader.take(&mut batch).await.is_some() {
+        output.write_batch(&mut batch).await?;
+        // The next take swaps this empty queue in for the hub to fill: keep
+        // a small one, so a line at a time costs no allocation, but not the
+        // memory of a backlog (a burst of announcements) while idle.
+        if batch.capacity() > KEEP_LINES {
+            batch = VecDeque::new();
+        }
+    }
+    Ok(())
+}
+
+impl Output for Plain<'_> {
+    /// Writes with as few vectored writes as it can, straight from the
+    /// shared lines (no copy, no buffer).
+    async fn write_batch(&mut self, batch: &mut VecDeque<Line>) -> io::Result<()> {
+        let stream = self.0;
         // Bytes of the front line already written.
         let mut written = 0;
         loop {
@@ -228,7 +338,7 @@ async fn write_lines(stream: &Async<TcpStream>, reader: &OutboxReader) -> io::Re
                 written = 0;
             }
             if batch.is_empty() {
-                break;
+                return Ok(());
             }
             let mut slices = [IoSlice::new(&[]); WRITE_LINES];
             let mut count = 0;
@@ -267,14 +377,7 @@ async fn write_lines(stream: &Async<TcpStream>, reader: &OutboxReader) -> io::Re
                 batch.pop_front();
             }
         }
-        // The next take swaps this empty queue in for the hub to fill: keep
-        // a small one, so a line at a time costs no allocation, but not the
-        // memory of a backlog (a burst of announcements) while idle.
-        if batch.capacity() > KEEP_LINES {
-            batch = VecDeque::new();
-        }
     }
-    Ok(())
 }
 
 /// Paces a client's commands: `burst` at once, then `rate` per second.

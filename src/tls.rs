@@ -1,6 +1,15 @@
 //! TLS pieces shared by the server, the client and the load generator:
 //! certificate fingerprints, PEM loading and self-signed certificates.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
 /// The SHA-256 fingerprint of a DER certificate, as upper-case hex pairs
 /// joined by colons (`AB:CD:...`), the form `openssl x509 -fingerprint
 /// -sha256` prints.
@@ -25,6 +34,206 @@ pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Why a TLS server configuration could not be built. Each says which file
+/// and what is wrong with it, for the one line `natter serve` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file could not be read or holds a bad PEM section.
+    #[error("cannot read the TLS certificate {path}: {source}")]
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("the TLS certificate file {0} holds no PEM certificate")]
+    NoCert(PathBuf),
+    /// The key file could not be read or holds no private key.
+    #[error("cannot read the TLS private key {path}: {source}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the pair (a key that does not match the certificate,
+    /// an unsupported key type).
+    #[error("the TLS certificate and key do not work together: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// A self-signed certificate could not be made.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A server's TLS configuration and the fingerprint of the certificate it
+/// presents, which users compare or pin.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Ready for `futures_rustls::TlsAcceptor`.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The SHA-256 fingerprint of the leaf certificate (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// The crypto provider everything TLS in natter uses: ring, so that no C
+/// toolchain beyond what SQLite needs is required.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server configuration for a certificate chain and key in PEM files (the
+/// leaf certificate first, as every CA hands them out).
+pub fn server_from_pem(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Cert {
+            path: cert.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCert(cert.to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+    server_config(chain, key)
+}
+
+/// The names a self-signed certificate is made for: `localhost`, the
+/// loopback addresses and, when it can be read, this machine's host name,
+/// so that a strict client connecting by any of them sees a matching name.
+pub fn self_signed_names() -> Vec<String> {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host = host.trim();
+    if !host.is_empty() && host.len() <= 253 && !names.iter().any(|n| n == host) {
+        names.push(host.to_owned());
+    }
+    names
+}
+
+/// A server configuration with a certificate generated now for `names`,
+/// never written to disk; returns the certificate too, for clients in the
+/// same process that want to pin it.
+pub fn server_self_signed(
+    names: &[String],
+) -> Result<(ServerTls, CertificateDer<'static>), TlsError> {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names.to_vec())?;
+    let der = cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der()));
+    let tls = server_config(vec![der.clone()], key)?;
+    Ok((tls, der))
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerTls, TlsError> {
+    let fingerprint = chain.first().map(|c| fingerprint(c)).unwrap_or_default();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(ServerTls {
+        config: Arc::new(config),
+        fingerprint,
+    })
+}
+
+/// A client configuration that trusts exactly one certificate, named by its
+/// SHA-256 fingerprint, whatever name or issuer it carries: how a client
+/// talks to a server with a self-signed certificate without trusting
+/// anything else. Signatures are still checked, so the server must hold the
+/// certificate's key.
+pub fn client_pinned(fingerprint: [u8; 32]) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = provider();
+    let verifier = Arc::new(Pinned {
+        fingerprint,
+        provider: Arc::clone(&provider),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The server name a pinned client sends: the certificate decides, not the
+/// name, so any valid one does.
+pub fn any_server_name() -> ServerName<'static> {
+    ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Trusts the one certificate with `fingerprint`; see [`client_pinned`].
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, end_entity);
+        if digest.as_ref() == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +251,26 @@ mod tests {
         );
         assert_eq!(parse_fingerprint("AB:CD"), None);
         assert_eq!(parse_fingerprint(&"ZZ".repeat(32)), None);
+    }
+
+    #[test]
+    fn a_self_signed_certificate_has_the_fingerprint_it_reports() {
+        let (tls, der) = server_self_signed(&self_signed_names()).expect("generates");
+        assert_eq!(tls.fingerprint, fingerprint(&der));
+        assert!(parse_fingerprint(&tls.fingerprint).is_some());
+    }
+
+    #[test]
+    fn missing_or_empty_pem_files_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("natter-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not pem at all\n").expect("write");
+        let missing = dir.join("missing.pem");
+        let err = server_from_pem(&missing, &empty).expect_err("no such file");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+        let err = server_from_pem(&empty, &empty).expect_err("no certificate");
+        assert!(matches!(err, TlsError::NoCert(_)), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

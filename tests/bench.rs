@@ -66,8 +66,38 @@ fn fanout_delivers_every_message_to_everyone_else_once() {
         assert_eq!(num(&json, key), 0, "{key}");
     }
     assert_eq!(num(&json, "latency_samples"), num(&json, "received"));
+    assert_eq!(json["tls"], false);
     assert!(json["p50_ms"].as_f64() <= json["p99_ms"].as_f64());
     assert!(json["p99_ms"].as_f64() <= json["max_ms"].as_f64());
+}
+
+/// The same fan-out over TLS: every delivery counted exactly once, through
+/// the in-process server's TLS listener.
+#[cfg(feature = "tls")]
+#[test]
+fn fanout_over_tls_delivers_every_message_to_everyone_else_once() {
+    let json = run(&Options {
+        clients: 12,
+        senders: 3,
+        seconds: Some(0.5),
+        window: 30,
+        tls: true,
+        ..options(Scenario::Fanout)
+    });
+    assert_eq!(json["tls"], true);
+    assert_eq!(num(&json, "registered"), 12);
+    let sent = num(&json, "sent");
+    assert!(sent > 0);
+    assert_eq!(num(&json, "received"), sent * 11);
+    for key in [
+        "lost",
+        "duplicated",
+        "unexpected",
+        "malformed",
+        "disconnected",
+    ] {
+        assert_eq!(num(&json, key), 0, "{key}");
+    }
 }
 
 /// Paced sending sends about what was asked and loses nothing.

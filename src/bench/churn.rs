@@ -242,7 +242,7 @@ fn churn(
 /// One visit: connect, register, say hello, quit, and read until the server
 /// says `BYE` and closes.
 async fn cycle(addr: SocketAddr, nick: &str) -> Result<(), String> {
-    let (mut conn, _) = client::register(addr, nick, 512).await?;
+    let (mut conn, _) = client::register(&client::Dial::plain(addr), nick, 512).await?;
     conn.send(format!("MSG hello from {nick}\r\nQUIT bye\r\n").as_bytes())
         .await
         .map_err(|err| format!("send: {err}"))?;

@@ -6,6 +6,10 @@
 //! thread, and only the unfinished start of a line (at most `keep` bytes) is
 //! held between reads. Longer lines (a `USERS` line for 10,000 members is
 //! 100 KiB) are cut to their start: the generator only needs their keyword.
+//!
+//! With `--tls` a client speaks TLS (rustls, trusting exactly the in-process
+//! server's certificate) and reads through it into the same per-thread
+//! buffer; the plain path is unchanged.
 
 use std::cell::RefCell;
 use std::io::{self, Read};
@@ -14,6 +18,50 @@ use std::sync::Arc;
 
 use futures_lite::{future, AsyncWriteExt};
 use smol::Async;
+
+/// A client's TLS stream over its socket.
+#[cfg(feature = "tls")]
+type TlsStream = futures_rustls::client::TlsStream<Async<TcpStream>>;
+
+/// Where clients connect, and how: plain TCP, or TLS with this client
+/// configuration.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    pub(crate) addr: SocketAddr,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Dial {
+    /// Plain TCP to `addr`.
+    pub(crate) fn plain(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// A client's sending side; clones share the connection, so a sender task
+/// can write while the client reads.
+#[derive(Clone)]
+pub(crate) enum Outgoing {
+    /// Straight to the socket.
+    Plain(Arc<Async<TcpStream>>),
+    /// Through TLS; the lock is held for one write and its flush.
+    #[cfg(feature = "tls")]
+    Tls(Arc<smol::lock::Mutex<futures_lite::io::WriteHalf<TlsStream>>>),
+}
+
+/// A client's receiving side.
+enum Incoming {
+    /// Non-blocking reads on the socket.
+    Plain(Arc<Async<TcpStream>>),
+    /// Reads through TLS.
+    #[cfg(feature = "tls")]
+    Tls(futures_lite::io::ReadHalf<TlsStream>),
+}
 
 /// Bytes read per `read` call; one buffer per thread, shared by its clients.
 const SCRATCH: usize = 64 * 1024;
@@ -63,7 +111,13 @@ enum Pump {
 /// A client connection.
 pub(crate) struct Conn {
     /// Shared with a writer task when this client also sends.
-    pub(crate) stream: Arc<Async<TcpStream>>,
+    pub(crate) out: Outgoing,
+    input: Incoming,
+    lines: Lines,
+}
+
+/// A connection's line splitter: what it keeps between reads.
+struct Lines {
     /// The start of a line whose end has not arrived yet.
     line: Vec<u8>,
     /// The current line is longer than `keep`; its rest is skipped.
@@ -75,52 +129,84 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects to `addr` with Nagle off: chat lines are small and each one
-    /// is timed.
-    pub(crate) async fn connect(addr: SocketAddr, keep: usize) -> io::Result<Self> {
-        let stream = Async::<TcpStream>::connect(addr).await?;
+    /// Connects to `dial` with Nagle off (chat lines are small and each one
+    /// is timed), and completes the TLS handshake if it asks for TLS.
+    pub(crate) async fn connect(dial: &Dial, keep: usize) -> io::Result<Self> {
+        let stream = Async::<TcpStream>::connect(dial.addr).await?;
         stream.get_ref().set_nodelay(true)?;
-        Ok(Self {
-            stream: Arc::new(stream),
+        let lines = Lines {
             line: Vec::new(),
             skipping: false,
             keep,
             unread: Vec::new(),
+        };
+        #[cfg(feature = "tls")]
+        if let Some(config) = &dial.tls {
+            let connector = futures_rustls::TlsConnector::from(Arc::clone(config));
+            let tls = connector
+                .connect(crate::tls::any_server_name(), stream)
+                .await?;
+            let (input, output) = futures_lite::io::split(tls);
+            return Ok(Self {
+                out: Outgoing::Tls(Arc::new(smol::lock::Mutex::new(output))),
+                input: Incoming::Tls(input),
+                lines,
+            });
+        }
+        let stream = Arc::new(stream);
+        Ok(Self {
+            out: Outgoing::Plain(Arc::clone(&stream)),
+            input: Incoming::Plain(stream),
+            lines,
         })
     }
 
     /// Writes all of `bytes`.
     pub(crate) async fn send(&self, bytes: &[u8]) -> io::Result<()> {
-        send(&self.stream, bytes).await
+        send(&self.out, bytes).await
     }
 
     /// Hands lines to `sink` until it says stop or the server closes.
     pub(crate) async fn read(&mut self, sink: &mut impl LineSink) -> io::Result<Ended> {
-        loop {
-            match self.pump(sink)? {
-                Pump::Eof => return Ok(Ended::Eof),
-                Pump::Stopped => return Ok(Ended::Stopped),
-                Pump::Blocked => self.stream.readable().await?,
-                Pump::Budget => future::yield_now().await,
-            }
+        let Conn { input, lines, .. } = self;
+        match input {
+            Incoming::Plain(stream) => loop {
+                match lines.pump(stream, sink)? {
+                    Pump::Eof => return Ok(Ended::Eof),
+                    Pump::Stopped => return Ok(Ended::Stopped),
+                    Pump::Blocked => stream.readable().await?,
+                    Pump::Budget => future::yield_now().await,
+                }
+            },
+            #[cfg(feature = "tls")]
+            Incoming::Tls(input) => lines.pump_tls(input, sink).await,
         }
+    }
+}
+
+impl Lines {
+    /// Hands over what was held back by a stop; `Stop` if the sink stops
+    /// again.
+    fn replay(&mut self, sink: &mut impl LineSink) -> Flow {
+        if self.unread.is_empty() {
+            return Flow::Continue;
+        }
+        let unread = std::mem::take(&mut self.unread);
+        sink.batch_start();
+        let flow = self.split(&unread, sink);
+        sink.batch_end();
+        flow
     }
 
     /// Reads what the socket has now, without waiting, and splits it.
-    fn pump(&mut self, sink: &mut impl LineSink) -> io::Result<Pump> {
-        if !self.unread.is_empty() {
-            let unread = std::mem::take(&mut self.unread);
-            sink.batch_start();
-            let flow = self.split(&unread, sink);
-            sink.batch_end();
-            if flow == Flow::Stop {
-                return Ok(Pump::Stopped);
-            }
+    fn pump(&mut self, stream: &Async<TcpStream>, sink: &mut impl LineSink) -> io::Result<Pump> {
+        if self.replay(sink) == Flow::Stop {
+            return Ok(Pump::Stopped);
         }
         let result = SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
-                let n = match self.stream.get_ref().read(&mut scratch) {
+                let n = match stream.get_ref().read(&mut scratch) {
                     Ok(0) => return Ok(Pump::Eof),
                     Ok(n) => n,
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -138,11 +224,65 @@ impl Conn {
             }
             Ok(Pump::Budget)
         });
-        // An idle client holds no buffer.
+        self.shrink();
+        result
+    }
+
+    /// Reads through TLS into the thread's buffer (borrowed only while a
+    /// read is polled, so a waiting client holds none) until the sink says
+    /// stop or the stream ends.
+    #[cfg(feature = "tls")]
+    async fn pump_tls(
+        &mut self,
+        input: &mut futures_lite::io::ReadHalf<TlsStream>,
+        sink: &mut impl LineSink,
+    ) -> io::Result<Ended> {
+        use futures_lite::AsyncRead;
+        use std::pin::Pin;
+        use std::task::Poll;
+        if self.replay(sink) == Flow::Stop {
+            return Ok(Ended::Stopped);
+        }
+        let mut reads = 0;
+        loop {
+            let result = future::poll_fn(|cx| {
+                SCRATCH_BUF.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    match Pin::new(&mut *input).poll_read(cx, &mut scratch) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
+                        Poll::Ready(Ok(n)) => {
+                            sink.batch_start();
+                            let flow = self.split(scratch.get(..n).unwrap_or_default(), sink);
+                            sink.batch_end();
+                            Poll::Ready(Ok(Some(flow)))
+                        }
+                        Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                    }
+                })
+            })
+            .await;
+            self.shrink();
+            match result {
+                Ok(Some(Flow::Stop)) => return Ok(Ended::Stopped),
+                Ok(Some(Flow::Continue)) => {}
+                // A close with or without close_notify: the end either way.
+                Ok(None) => return Ok(Ended::Eof),
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(Ended::Eof),
+                Err(err) => return Err(err),
+            }
+            reads += 1;
+            if reads % READS_PER_WAKE == 0 {
+                future::yield_now().await;
+            }
+        }
+    }
+
+    /// An idle client holds no buffer.
+    fn shrink(&mut self) {
         if self.line.is_empty() && self.line.capacity() > 0 {
             self.line = Vec::new();
         }
-        result
     }
 
     /// Hands the complete lines of (held line start + `data`) to the sink and
@@ -186,10 +326,20 @@ impl Conn {
     }
 }
 
-/// Writes all of `bytes` to a shared stream.
-pub(crate) async fn send(stream: &Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
-    let mut writer = stream;
-    writer.write_all(bytes).await
+/// Writes all of `bytes` to a shared connection.
+pub(crate) async fn send(out: &Outgoing, bytes: &[u8]) -> io::Result<()> {
+    match out {
+        Outgoing::Plain(stream) => {
+            let mut writer: &Async<TcpStream> = stream;
+            writer.write_all(bytes).await
+        }
+        #[cfg(feature = "tls")]
+        Outgoing::Tls(output) => {
+            let mut output = output.lock().await;
+            output.write_all(bytes).await?;
+            output.flush().await
+        }
+    }
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -222,12 +372,8 @@ impl LineSink for Registration {
 
 /// Connects and registers as `nick`; returns the connection (just past the
 /// `USERS` line) and the `JOIN` lines seen so far.
-pub(crate) async fn register(
-    addr: SocketAddr,
-    nick: &str,
-    keep: usize,
-) -> Result<(Conn, u64), String> {
-    let mut conn = Conn::connect(addr, keep)
+pub(crate) async fn register(dial: &Dial, nick: &str, keep: usize) -> Result<(Conn, u64), String> {
+    let mut conn = Conn::connect(dial, keep)
         .await
         .map_err(|err| format!("connect: {err}"))?;
     conn.send(format!("NICK {nick}\r\n").as_bytes())
@@ -266,11 +412,8 @@ mod tests {
         }
     }
 
-    fn conn(keep: usize) -> Conn {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        Conn {
-            stream: Arc::new(Async::new(stream).unwrap()),
+    fn conn(keep: usize) -> Lines {
+        Lines {
             line: Vec::new(),
             skipping: false,
             keep,

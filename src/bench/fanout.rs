@@ -11,13 +11,12 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use smol::{Async, Timer};
+use smol::Timer;
 
 use super::client::{self, Conn, Ended, Flow, LineSink};
 use super::stats::{self, Histogram, Json};
@@ -139,7 +138,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         let shared = Arc::clone(&shared);
         super::spawn_crowd(
             pool,
-            target.addr,
+            target.dial(),
             count,
             options.connect_window,
             &tag,
@@ -150,7 +149,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
                 let streams = streams.clone();
                 async move {
                     if index < shared.senders {
-                        let _ = streams.try_send((index, Arc::clone(&conn.stream)));
+                        let _ = streams.try_send((index, conn.out.clone()));
                     }
                     drop(streams);
                     receive(index, conn, &shared).await;
@@ -174,7 +173,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
     shared
         .limit
         .store(window.saturating_mul(recipients), Ordering::SeqCst);
-    let mut sockets: Vec<(usize, Arc<Async<TcpStream>>)> = Vec::new();
+    let mut sockets: Vec<(usize, client::Outgoing)> = Vec::new();
     while let Ok(socket) = streams_rx.try_recv() {
         sockets.push(socket);
     }
@@ -372,7 +371,7 @@ fn message(out: &mut Vec<u8>, shared: &Shared, sender: usize, seq: u64, now: u64
 /// Sends as fast as the window allows until `deadline`.
 async fn send_fast(
     index: usize,
-    stream: &Async<TcpStream>,
+    stream: &client::Outgoing,
     shared: &Shared,
     deadline: u64,
     wake: async_channel::Receiver<()>,
@@ -422,7 +421,7 @@ async fn send_fast(
 /// `deadline`; a late sender catches up in one write and the lag is noted.
 async fn send_paced(
     index: usize,
-    stream: &Async<TcpStream>,
+    stream: &client::Outgoing,
     shared: &Shared,
     first: u64,
     period: f64,

@@ -48,7 +48,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         let joins = Arc::clone(&setup);
         super::spawn_crowd(
             pool,
-            target.addr,
+            target.dial(),
             count,
             options.connect_window,
             &tag,
@@ -265,7 +265,8 @@ fn calibrate(pool: &Pool, count: usize) -> Option<f64> {
     for _ in 0..count {
         let joins = Arc::clone(&joins);
         tasks.push(pool.executor.spawn(async move {
-            if let Ok(conn) = Box::pin(Conn::connect(addr, KEEP)).await {
+            if let Ok(conn) = Box::pin(Conn::connect(&super::client::Dial::plain(addr), KEEP)).await
+            {
                 hold(conn, &joins).await;
             }
         }));

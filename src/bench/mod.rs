@@ -143,6 +143,9 @@ pub struct Options {
     pub progress: bool,
     /// Print only the JSON line on stdout; the summary goes to stderr.
     pub json: bool,
+    /// `fanout`: the in-process server also listens for TLS, with a
+    /// self-signed certificate, and the clients connect through it.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -163,6 +166,7 @@ impl Default for Options {
             connect_window: 256,
             progress: true,
             json: false,
+            tls: false,
         }
     }
 }
@@ -322,7 +326,7 @@ pub fn run_scenario(options: &Options) -> Result<Report, BenchError> {
     // One more field on the JSON line.
     if let Some(json) = report.json.strip_suffix('}') {
         let load = load.map_or("null".to_owned(), |l| l.to_string());
-        report.json = format!("{json},\"load_average\":{load}}}");
+        report.json = format!("{json},\"load_average\":{load},\"tls\":{}}}", options.tls);
     }
     Ok(report)
 }
@@ -361,6 +365,10 @@ fn raise_fd_limit(options: &Options) -> Option<String> {
 /// The server under load: in this process, or another one on this machine.
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
+    /// The in-process server's TLS listener and a client configuration that
+    /// trusts its certificate, with `--tls`.
+    #[cfg(feature = "tls")]
+    tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
     /// The other process's id, if known.
     pid: Option<u32>,
     in_process: Option<(async_channel::Sender<()>, JoinHandle<std::io::Result<()>>)>,
@@ -379,11 +387,25 @@ impl Target {
             if !addr.ip().is_loopback() {
                 return Err(BenchError::NotLoopback(addr));
             }
+            if options.tls {
+                return Err(BenchError::Options(
+                    "--tls needs the in-process server (its certificate is made for the run); \
+                     drop --server"
+                        .into(),
+                ));
+            }
             return Ok(Self {
                 addr,
+                #[cfg(feature = "tls")]
+                tls: None,
                 pid: options.server_pid,
                 in_process: None,
             });
+        }
+        if options.tls && options.scenario != Scenario::Fanout {
+            return Err(BenchError::Options(
+                "--tls is for the fanout scenario".into(),
+            ));
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;
@@ -393,20 +415,54 @@ impl Target {
         let listener = smol::net::TcpListener::try_from(listener)
             .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;
         let config = bench_config(options.server_threads);
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut listeners = crate::server::Listeners::plain(listener);
+        #[cfg(feature = "tls")]
+        let tls = if options.tls {
+            let (listener, server, client) = tls_listener()?;
+            let tls_addr = listener
+                .local_addr()
+                .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;
+            listeners.tls = Some((listener, server));
+            Some((tls_addr, client))
+        } else {
+            None
+        };
+        #[cfg(not(feature = "tls"))]
+        if options.tls {
+            return Err(BenchError::Options(
+                "this natter was built without TLS (feature \"tls\")".into(),
+            ));
+        }
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("natter-bench-server".into())
             .spawn(move || {
-                smol::block_on(crate::serve(listener, config, async move {
+                smol::block_on(crate::server::serve_with(listeners, config, async move {
                     let _ = stopped.recv().await;
                 }))
             })
             .map_err(|err| BenchError::Io("cannot start the server thread", err))?;
         Ok(Self {
             addr,
+            #[cfg(feature = "tls")]
+            tls,
             pid: None,
             in_process: Some((stop, thread)),
         })
+    }
+
+    /// How the clients reach the server: its plain port, or with `--tls`
+    /// its TLS port, trusting its certificate.
+    pub(crate) fn dial(&self) -> client::Dial {
+        #[cfg(feature = "tls")]
+        if let Some((addr, config)) = &self.tls {
+            return client::Dial {
+                addr: *addr,
+                tls: Some(Arc::clone(config)),
+            };
+        }
+        client::Dial::plain(self.addr)
     }
 
     /// Checks that the server answers with `HELLO`, then gives its threads
@@ -458,6 +514,13 @@ impl Target {
 
     /// Where the numbers come from, for the summary.
     pub(crate) fn describe(&self) -> String {
+        #[cfg(feature = "tls")]
+        if let Some((addr, _)) = &self.tls {
+            return format!(
+                "in-process server on {} (clients over TLS on {addr})",
+                self.addr
+            );
+        }
         match (self.in_process(), self.pid) {
             (true, _) => format!("in-process server on {}", self.addr),
             (false, Some(pid)) => format!("server on {} (pid {pid})", self.addr),
@@ -471,6 +534,30 @@ impl Target {
             let _ = thread.join();
         }
     }
+}
+
+/// A TLS listener on 127.0.0.1 for the in-process server, its configuration
+/// with a certificate made for this run, and a client configuration that
+/// trusts exactly that certificate.
+#[cfg(feature = "tls")]
+fn tls_listener() -> Result<
+    (
+        smol::net::TcpListener,
+        Arc<rustls::ServerConfig>,
+        Arc<rustls::ClientConfig>,
+    ),
+    BenchError,
+> {
+    let (server, _) = crate::tls::server_self_signed(&["localhost".into(), "127.0.0.1".into()])
+        .map_err(|err| BenchError::Setup(err.to_string()))?;
+    let pin = crate::tls::parse_fingerprint(&server.fingerprint)
+        .ok_or_else(|| BenchError::Setup("bad certificate fingerprint".into()))?;
+    let client =
+        crate::tls::client_pinned(pin).map_err(|err| BenchError::Setup(err.to_string()))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(smol::net::TcpListener::try_from)
+        .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;
+    Ok((listener, server.config, client))
 }
 
 thread_local! {
@@ -694,7 +781,7 @@ impl Setup {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_crowd<F, Fut>(
     pool: &Pool,
-    addr: SocketAddr,
+    dial: client::Dial,
     count: usize,
     window: usize,
     tag: &str,
@@ -714,11 +801,12 @@ where
             let then = Arc::clone(&then);
             let setup = Arc::clone(setup);
             let nick = format!("{tag}{index}");
+            let dial = dial.clone();
             pool.executor.spawn(async move {
                 let permit = gate.acquire_arc().await;
                 // Boxed, so its state is freed once registered and the
                 // task holds only what `then` needs.
-                let result = Box::pin(client::register(addr, &nick, keep)).await;
+                let result = Box::pin(client::register(&dial, &nick, keep)).await;
                 drop(permit);
                 match result {
                     Ok((conn, joins)) => {

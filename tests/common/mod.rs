@@ -91,6 +91,62 @@ pub fn start(config: natter::Config) -> Server {
     }
 }
 
+/// A server with a plain listener and a TLS one (a certificate made for the
+/// test), both on fresh ports of 127.0.0.1.
+#[cfg(feature = "tls")]
+pub struct TlsServer {
+    /// The server; its `addr` is the plain listener.
+    pub server: Server,
+    /// Where the TLS listener is.
+    pub tls_addr: SocketAddr,
+    /// The SHA-256 fingerprint of the certificate it presents.
+    pub fingerprint: String,
+}
+
+/// Starts `natter::server::serve_with` with `config`, a plain listener
+/// unless `plain` is false, and a TLS listener with a fresh self-signed
+/// certificate.
+#[cfg(feature = "tls")]
+pub fn start_tls(config: natter::Config, plain: bool) -> TlsServer {
+    watch_server_panics();
+    let panics_before = SERVER_PANICS.load(Ordering::SeqCst);
+    let bind =
+        || smol::block_on(smol::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
+    let plain = plain.then(bind);
+    let tls = bind();
+    let tls_addr = tls.local_addr().expect("listener address");
+    let addr = match &plain {
+        Some(listener) => listener.local_addr().expect("listener address"),
+        None => tls_addr,
+    };
+    let (certificate, _) =
+        natter::tls::server_self_signed(&natter::tls::self_signed_names()).expect("certificate");
+    let fingerprint = certificate.fingerprint.clone();
+    let listeners = natter::server::Listeners {
+        plain,
+        tls: Some((tls, certificate.config)),
+    };
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("natter-test-server-{}", tls_addr.port()))
+        .spawn(move || {
+            smol::block_on(natter::server::serve_with(listeners, config, async move {
+                let _ = stopped.recv().await;
+            }))
+        })
+        .expect("spawn the server thread");
+    TlsServer {
+        server: Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+            panics_before,
+        },
+        tls_addr,
+        fingerprint,
+    }
+}
+
 impl Server {
     /// Triggers the shutdown and waits for `serve` to return, which it must
     /// do without an error.
