@@ -75,6 +75,7 @@ impl BanTarget {
         }
     }
 
+    #[cfg(feature = "sqlite")]
     fn kind_value(&self) -> (&'static str, String) {
         match self {
             BanTarget::Nick(nick) => ("nick", nick.clone()),
@@ -82,6 +83,7 @@ impl BanTarget {
         }
     }
 
+    #[cfg(feature = "sqlite")]
     fn from_kind_value(kind: &str, value: &str) -> Option<Self> {
         match kind {
             "nick" => Some(BanTarget::Nick(value.to_owned())),

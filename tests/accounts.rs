@@ -19,9 +19,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn sqlite_config(dir: &PathBuf) -> natter::Config {
+fn sqlite_config(dir: &std::path::Path) -> natter::Config {
     natter::Config {
-        accounts: AccountsMode::Sqlite(dir.clone()),
+        accounts: AccountsMode::Sqlite(dir.to_path_buf()),
         ..common::config()
     }
 }

@@ -31,6 +31,11 @@
 //!   unknown room, skipping the `settle` that removes clients whose outbox
 //!   refused a line, so a dead client stayed in the hub. The rooms rewrite of
 //!   `command` settles on every path.
+//! - `hub/login-answered-after-nick-ban`: a `LOGIN` whose password check was
+//!   under way when an operator banned that nickname still succeeded when the
+//!   accounts thread answered: `Hub::account(Reply::LoggedIn)` gave the client
+//!   the banned nickname (bans were checked only when `LOGIN` arrived). The
+//!   answer is now checked against the bans too.
 
 use std::fs;
 use std::path::PathBuf;
@@ -152,6 +157,7 @@ fn join_with_an_invalid_room_name_creates_no_room() {
             Op::Connect {
                 slot: 0,
                 capacity: 33,
+                addr: 0,
             },
             Op::Nick { slot: 0, name: 0 },
             Op::Command {
@@ -180,10 +186,12 @@ fn a_refused_line_removes_the_client_on_every_path() {
             Op::Connect {
                 slot: 3,
                 capacity: 213,
+                addr: 0,
             },
             Op::Connect {
                 slot: 0,
                 capacity: 10,
+                addr: 0,
             },
             Op::Nick { slot: 3, name: 6 },
             Op::Nick { slot: 0, name: 3 },
@@ -197,4 +205,162 @@ fn a_refused_line_removes_the_client_on_every_path() {
             },
         ],
     });
+}
+
+/// The hub seeds for accounts and moderation keep every hub invariant.
+#[test]
+fn hub_seed_scripts_pass() {
+    for (name, script) in hub::seeds() {
+        let result = std::panic::catch_unwind(|| hub::run(&script));
+        if let Err(panic) = result {
+            eprintln!("seed {name} failed");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// `fuzz/corpus/hub/<name>` holds each seed script in the bytes the fuzzer
+/// reads back as it; `NATTER_WRITE_SEEDS=1` rewrites them (after a change to
+/// `Script` or `Op`).
+#[cfg(feature = "arbitrary")]
+#[test]
+fn hub_seed_files_are_current() {
+    use arbitrary::{Arbitrary, Unstructured};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/hub");
+    let write = std::env::var_os("NATTER_WRITE_SEEDS").is_some();
+    for (name, script) in hub::seeds() {
+        let bytes = hub::to_bytes(&script);
+        let read = Script::arbitrary_take_rest(Unstructured::new(&bytes)).expect("decodes");
+        assert_eq!(
+            format!("{read:?}"),
+            format!("{script:?}"),
+            "seed {name} reads back differently"
+        );
+        let path = dir.join(name);
+        if write {
+            fs::write(&path, &bytes).expect("writable corpus");
+        } else {
+            assert_eq!(
+                fs::read(&path).ok(),
+                Some(bytes),
+                "fuzz/corpus/hub/{name} is missing or stale: NATTER_WRITE_SEEDS=1 cargo test \
+                 --features arbitrary --test fuzz_regressions rewrites it"
+            );
+        }
+    }
+}
+
+/// Every error code, the accounts ones included, parses back from its word.
+#[test]
+fn every_error_code_parses() {
+    protocol::check_error_codes();
+}
+
+/// A password shows in no `Debug`, and the new commands round-trip.
+#[test]
+fn passwords_stay_out_of_debug() {
+    use natter::protocol::Secret;
+    for command in [
+        Command::Register(Secret::new("hunter2-hunter2")),
+        Command::Login {
+            nick: "alice".into(),
+            password: Secret::new("pw with space\r\n"),
+        },
+        Command::Password {
+            old: Secret::new(""),
+            new: Secret::new("new-password"),
+        },
+        Command::Mute {
+            nick: "bob".into(),
+            secs: None,
+            reason: "10m of spam".into(),
+        },
+        Command::Ban {
+            target: "::ffff:192.0.2.1".into(),
+            secs: Some(0),
+            reason: String::new(),
+        },
+    ] {
+        protocol::check_command_value(&command);
+        assert!(!format!("{command:?}").contains("hunter2"));
+    }
+}
+
+/// The script of `hub/login-answered-after-nick-ban`.
+fn login_answered_after_nick_ban() -> Script {
+    use hub::{Outcome, Sanction};
+    Script {
+        register_timeout: 60,
+        max_rooms: 2,
+        history: false,
+        ops: vec![
+            // alice (an operator) and bob are registered; slot 0 is alice.
+            Op::Load {
+                accounts: 1 | 1 << 3,
+                operators: 1,
+                bans: 0,
+            },
+            Op::Connect {
+                slot: 0,
+                capacity: 63,
+                addr: 0,
+            },
+            Op::Login {
+                slot: 0,
+                name: 0,
+                password: 0,
+            },
+            Op::Answer {
+                outcome: Outcome::Operator,
+                all: false,
+            },
+            // Slot 1 logs in as bob; while its password is checked, alice
+            // bans the nickname bob; then the check succeeds.
+            Op::Connect {
+                slot: 1,
+                capacity: 63,
+                addr: 1,
+            },
+            Op::Login {
+                slot: 1,
+                name: 3,
+                password: 0,
+            },
+            Op::Moderate {
+                slot: 0,
+                action: Sanction::Ban,
+                target: 3,
+                secs: None,
+                reason: 0,
+            },
+            Op::Answer {
+                outcome: Outcome::Accept,
+                all: false,
+            },
+        ],
+    }
+}
+
+/// Bug (open): a login answered after its nickname was banned takes it.
+#[test]
+fn a_login_answered_after_a_nick_ban_does_not_take_the_nick() {
+    hub::run(&login_answered_after_nick_ban());
+}
+
+/// The committed bytes of `hub/login-answered-after-nick-ban` still spell
+/// its script (`NATTER_WRITE_SEEDS=1` rewrites them).
+#[cfg(feature = "arbitrary")]
+#[test]
+fn login_answered_after_nick_ban_file_is_current() {
+    use arbitrary::{Arbitrary, Unstructured};
+    let script = login_answered_after_nick_ban();
+    let bytes = hub::to_bytes(&script);
+    let read = Script::arbitrary_take_rest(Unstructured::new(&bytes)).expect("decodes");
+    assert_eq!(format!("{read:?}"), format!("{script:?}"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/hub/login-answered-after-nick-ban");
+    if std::env::var_os("NATTER_WRITE_SEEDS").is_some() {
+        fs::write(&path, &bytes).expect("writable");
+    }
+    assert_eq!(fs::read(&path).ok(), Some(bytes));
 }

@@ -17,9 +17,18 @@
 //!   (so that the round trip is checked on most inputs, not only the few
 //!   random values that happen to be valid) is accepted by `is_wire_safe`
 //!   and round-trips too.
+//!
+//! And for passwords ([`Secret`], in `REGISTER`, `LOGIN` and `PASSWORD`): a
+//! secret's `Debug` is `Secret(..)` whatever it holds, and a command's `Debug`
+//! does not change when its passwords do, so no password reaches a log or a
+//! panic message through `{:?}`. Every [`ErrorCode`] parses back from its
+//! wire word ([`check_error_codes`]).
 
 use natter::names;
-use natter::protocol::{is_clean, parse_command, Command, HistoryQuery, ServerLine, HISTORY_MAX};
+use natter::protocol::{
+    is_clean, parse_command, parse_duration, Command, ErrorCode, HistoryQuery, Secret, ServerLine,
+    HISTORY_MAX,
+};
 
 /// Checks `parse_command` on `data` taken as text.
 pub fn check_command_text(data: &[u8]) {
@@ -33,6 +42,7 @@ pub fn check_command_text(data: &[u8]) {
             "{text:?} parsed to {command:?}, which is not wire-safe"
         );
     }
+    check_secrets_hidden(&command);
     if command.is_wire_safe() {
         command_round_trip(&command);
     }
@@ -40,6 +50,7 @@ pub fn check_command_text(data: &[u8]) {
 
 /// Checks encoding and the round trip of one command value.
 pub fn check_command_value(command: &Command) {
+    check_secrets_hidden(command);
     let line = command.to_line();
     if command.is_wire_safe() {
         command_round_trip(command);
@@ -53,6 +64,69 @@ pub fn check_command_value(command: &Command) {
         "{safe:?} should be wire-safe (made from {command:?})"
     );
     command_round_trip(&safe);
+}
+
+/// The passwords a command carries.
+pub fn secrets(command: &Command) -> Vec<&Secret> {
+    match command {
+        Command::Register(password) | Command::Login { password, .. } => vec![password],
+        Command::Password { old, new } => vec![old, new],
+        _ => Vec::new(),
+    }
+}
+
+/// `command` with every password replaced by `with`.
+fn with_secrets(command: &Command, with: &Secret) -> Command {
+    match command.clone() {
+        Command::Register(_) => Command::Register(with.clone()),
+        Command::Login { nick, .. } => Command::Login {
+            nick,
+            password: with.clone(),
+        },
+        Command::Password { .. } => Command::Password {
+            old: with.clone(),
+            new: with.clone(),
+        },
+        other => other,
+    }
+}
+
+/// A password never shows in `Debug`: not the secret's, not the command's.
+fn check_secrets_hidden(command: &Command) {
+    for secret in secrets(command) {
+        assert_eq!(
+            format!("{secret:?}"),
+            "Secret(..)",
+            "a Secret's Debug shows what it holds"
+        );
+    }
+    let shown = format!("{command:?}");
+    let blank = format!("{:?}", with_secrets(command, &Secret::new("")));
+    assert_eq!(
+        shown, blank,
+        "a command's Debug depends on its password (it shows it)"
+    );
+}
+
+/// Every error code's wire word parses back to it, and no two share a word.
+pub fn check_error_codes() {
+    for (i, code) in ErrorCode::ALL.iter().enumerate() {
+        let line = ServerLine::Err {
+            code: *code,
+            text: "why".into(),
+        };
+        assert_eq!(
+            ServerLine::parse(line.to_line().trim_end()),
+            Ok(line),
+            "ERR {code} does not parse back"
+        );
+        assert!(
+            ErrorCode::ALL[..i]
+                .iter()
+                .all(|c| c.as_str() != code.as_str()),
+            "two error codes are written {code}"
+        );
+    }
 }
 
 fn command_round_trip(command: &Command) {
@@ -144,6 +218,31 @@ fn word(s: &str) -> String {
     }
 }
 
+/// A wire-safe password made from `s`: one word, clean, non-empty.
+fn secret(s: &Secret) -> Secret {
+    Secret::new(word(s.expose()))
+}
+
+/// A duration that survives the round trip through `<secs>s`, made from `secs`.
+fn duration(secs: Option<u64>) -> Option<u64> {
+    secs.map(|s| match parse_duration(&format!("{s}s")) {
+        Some(Ok(ok)) if ok == s => s,
+        _ => 1 + s % 3600,
+    })
+}
+
+/// A reason for `MUTE` or `BAN`: without a duration, its first word must not
+/// look like one.
+fn sanction_reason(secs: Option<u64>, reason: &str) -> String {
+    let reason = arg(reason, false);
+    let first = reason.split(' ').next().unwrap_or_default();
+    if secs.is_none() && parse_duration(first).is_some() {
+        format!("for {reason}")
+    } else {
+        reason
+    }
+}
+
 /// A valid nickname made from `s`.
 fn nick(s: &str) -> String {
     names::suggest_nick(s, |_| false)
@@ -210,6 +309,35 @@ pub fn safe_command(command: &Command) -> Command {
                 other => other,
             },
         },
+        Command::Register(password) => Command::Register(secret(password)),
+        Command::Login { nick, password } => Command::Login {
+            nick: word(nick),
+            password: secret(password),
+        },
+        Command::Password { old, new } => Command::Password {
+            old: secret(old),
+            new: secret(new),
+        },
+        Command::Kick { nick, reason } => Command::Kick {
+            nick: word(nick),
+            reason: arg(reason, false),
+        },
+        Command::Mute { nick, secs, reason } => Command::Mute {
+            nick: word(nick),
+            secs: duration(*secs),
+            reason: sanction_reason(duration(*secs), reason),
+        },
+        Command::Unmute(nick) => Command::Unmute(word(nick)),
+        Command::Ban {
+            target,
+            secs,
+            reason,
+        } => Command::Ban {
+            target: word(target),
+            secs: duration(*secs),
+            reason: sanction_reason(duration(*secs), reason),
+        },
+        Command::Unban(target) => Command::Unban(word(target)),
     }
 }
 
@@ -330,6 +458,32 @@ pub fn safe_server_line(line: &ServerLine) -> ServerLine {
                 nick(&target)
             },
             count,
+        },
+        ServerLine::Account {
+            nick: n,
+            operator,
+            text,
+        } => ServerLine::Account {
+            nick: nick(&n),
+            operator,
+            text: clean(&text),
+        },
+        ServerLine::Mod {
+            time,
+            room: r,
+            by,
+            action,
+            target,
+            until,
+            reason,
+        } => ServerLine::Mod {
+            time,
+            room: room(&r),
+            by: nick(&by),
+            action,
+            target: nick(&target),
+            until,
+            reason: clean(&reason),
         },
     }
 }

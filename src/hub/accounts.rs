@@ -333,6 +333,12 @@ impl<O: Outbox> Hub<O> {
         };
         client.pending = false;
         let addr = address_key(client.addr);
+        // An operator may have banned the nickname while its password was
+        // being checked (found by the hub fuzzer).
+        if let Some(ban) = self.ban_on(&BanTarget::Nick(key.clone()), now) {
+            let text = super::moderation::ban_text(&ban, now);
+            return self.error(id, ErrorCode::Banned, text);
+        }
         self.failed_by_addr.succeed(&addr);
         self.failed_by_account.succeed(&key);
         // Whoever holds the nickname now gives it up: the owner's other
