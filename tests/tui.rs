@@ -378,6 +378,43 @@ fn a_taken_nick_reprompts_with_the_suggestion() {
 }
 
 #[test]
+fn a_registered_nick_asks_for_its_password_without_showing_it() {
+    // Story: my nickname is registered; the client asks for my password (hidden), and a wrong one asks again.
+    let server = common::start(common::config());
+    let mut first = Client::register(server.addr, "carol");
+    first.send_line("REGISTER carols-secret");
+    first.expect("ACCOUNT carol ");
+    first.send_line("QUIT");
+    first.expect("BYE ");
+    let mut ui = Ui::start(
+        Options {
+            server: Some(server.addr.to_string()),
+            nick: Some("carol".into()),
+            scrollback: 0,
+            ..Options::default()
+        },
+        (80, 24),
+    );
+    ui.wait_for("carol is registered");
+    ui.wait_for("Password for carol:");
+    ui.type_text("wrong-secret");
+    assert!(!ui.text().contains("wrong-secret"), "{}", ui.text());
+    ui.key(Key::Enter);
+    ui.wait_for("Wrong password for carol.");
+    ui.wait_for("Password for carol:");
+    ui.type_text("carols-secret");
+    ui.key(Key::Enter);
+    ui.wait_for("You are logged in as carol.");
+    ui.wait_for("carol │ online");
+    assert!(!ui.text().contains("carols-secret"), "{}", ui.text());
+    // Up does not bring the password back.
+    ui.key(Key::Up);
+    ui.settle();
+    assert!(!ui.input_line().contains("secret"), "{}", ui.input_line());
+    ui.finish();
+}
+
+#[test]
 fn typing_while_disconnected_is_refused_visibly() {
     // Story: when the server goes away the client says so and does not lose what I type.
     let server = common::start(common::config());

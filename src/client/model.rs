@@ -119,6 +119,9 @@ pub struct NickPrompt {
     pub message: String,
     /// A free, valid nickname the server suggested (empty if it gave none).
     pub suggestion: String,
+    /// The nickname asked for, if it was refused because it is registered:
+    /// its owner may log in instead.
+    pub registered: Option<String>,
 }
 
 /// What to do with a line the user typed.
@@ -642,11 +645,24 @@ impl Model {
                     code,
                     ErrorCode::NickTaken | ErrorCode::NickInvalid | ErrorCode::NickRegistered
                 );
+                // A login tried from the prompt failed: ask again.
+                let login_refused = matches!(
+                    code,
+                    ErrorCode::LoginFailed | ErrorCode::LoginThrottled | ErrorCode::Busy
+                );
                 let mut changes = self.system(now, SystemKind::Error, text.clone());
                 if nick_refused && registering {
                     changes.nick_prompt = Some(NickPrompt {
                         suggestion: suggestion(&text),
                         message: text,
+                        registered: (code == ErrorCode::NickRegistered)
+                            .then(|| self.wanted.clone()),
+                    });
+                } else if login_refused && registering {
+                    changes.nick_prompt = Some(NickPrompt {
+                        suggestion: String::new(),
+                        message: text,
+                        registered: Some(self.wanted.clone()),
                     });
                 }
                 changes

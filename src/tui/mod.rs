@@ -357,6 +357,17 @@ fn on_nick_prompt_submit(s: &mut Cursive, nick: &str) {
     on_submit(s, &format!("/nick {nick}"));
 }
 
+/// Log in from the nickname prompt: the password is sent as `LOGIN` and
+/// never shown.
+fn on_prompt_login(s: &mut Cursive, nick: &str, password: &str) {
+    let password = password.trim();
+    if password.is_empty() {
+        return;
+    }
+    s.pop_layer();
+    on_submit(s, &format!("/login {nick} {password}"));
+}
+
 /// Connect in the login form.
 fn on_login(s: &mut Cursive) {
     let field = |s: &mut Cursive, name: &str| {

@@ -37,6 +37,8 @@ pub const FORM_ERROR: &str = "form_error";
 pub const NICK_PROMPT: &str = "nick_prompt";
 /// The nickname prompt's field.
 pub const NICK_PROMPT_EDIT: &str = "nick_prompt_edit";
+/// The password field of the nickname prompt, for a registered nickname.
+pub const NICK_PROMPT_PASSWORD: &str = "nick_prompt_password";
 /// The quit confirmation.
 pub const QUIT_CONFIRM: &str = "quit_confirm";
 
@@ -423,14 +425,45 @@ pub fn build_nick_prompt(prompt: &NickPrompt) -> impl View {
         .on_submit(super::on_nick_prompt_submit)
         .with_name(NICK_PROMPT_EDIT)
         .fixed_width(20);
-    Dialog::around(
-        LinearLayout::vertical()
-            .child(TextView::new(prompt.message.as_str()))
+    let mut body = LinearLayout::vertical()
+        .child(TextView::new(prompt.message.as_str()))
+        .child(TextView::new(" "));
+    // A registered nickname: its owner types the password here (hidden),
+    // anyone else takes the suggested nickname below.
+    if let Some(nick) = &prompt.registered {
+        let login = {
+            let nick = nick.clone();
+            move |s: &mut Cursive, password: &str| super::on_prompt_login(s, &nick, password)
+        };
+        body = body
+            .child(TextView::new(format!("Password for {nick}:")))
+            .child(
+                EditView::new()
+                    .secret()
+                    .on_submit(login)
+                    .with_name(NICK_PROMPT_PASSWORD)
+                    .fixed_width(30),
+            )
             .child(TextView::new(" "))
-            .child(edit),
-    )
-    .title("Pick another nickname")
-    .button("OK", |s| {
+            .child(TextView::new("Or another nickname:"));
+    }
+    body = body.child(edit);
+    let mut dialog = Dialog::around(body).title(match &prompt.registered {
+        Some(nick) => format!("{nick} is registered"),
+        None => "Pick another nickname".to_owned(),
+    });
+    if let Some(nick) = &prompt.registered {
+        let nick = nick.clone();
+        dialog = dialog.button("Log in", move |s| {
+            let password = s
+                .call_on_name(NICK_PROMPT_PASSWORD, |e: &mut EditView| e.get_content())
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            super::on_prompt_login(s, &nick, &password);
+        });
+    }
+    dialog
+    .button("Use nickname", |s| {
         let nick = s
             .call_on_name(NICK_PROMPT_EDIT, |e: &mut EditView| e.get_content())
             .map(|c| c.to_string())
