@@ -213,6 +213,8 @@ pub struct Hub<O> {
     failed_by_account: Limiter<String>,
     /// Work for the accounts thread, taken by [`Hub::take_requests`].
     requests: Vec<Request>,
+    /// Password checks under way, per address key.
+    checking: HashMap<IpAddr, u32>,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -252,6 +254,7 @@ impl<O: Outbox> Hub<O> {
             failed_by_addr: Limiter::default(),
             failed_by_account: Limiter::default(),
             requests: Vec::new(),
+            checking: HashMap::new(),
         }
     }
 
@@ -407,6 +410,7 @@ impl<O: Outbox> Hub<O> {
         }
         self.clients.clear();
         self.nicks.clear();
+        self.checking.clear();
         self.rooms.retain(|key, room| {
             room.members.clear();
             room.topic = None;
@@ -1071,6 +1075,7 @@ impl<O: Outbox> Hub<O> {
     /// Removes a client; if it was registered, tells those who shared a room
     /// with it that it left.
     fn remove(&mut self, id: ClientId, reason: &str, now: Timestamp) {
+        self.done(id);
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -1301,6 +1306,25 @@ mod tests {
             .starts_with("ERR busy The server is checking many"));
         // Not pending any more: it may try again.
         hub.command(1, login("alice"), t());
+        assert_eq!(hub.take_requests().len(), 1);
+        // One address has at most four checks under way, however many
+        // connections it opens; one leaving makes room.
+        let others: Vec<Inbox> = (2..=5)
+            .map(|id| {
+                let inbox = Inbox::new(100);
+                hub.connect(id, inbox.clone(), t());
+                hub.command(id, login("alice"), t());
+                inbox
+            })
+            .collect();
+        assert_eq!(hub.take_requests().len(), 3);
+        assert!(others[3]
+            .take()
+            .pop()
+            .unwrap()
+            .starts_with("ERR busy Too many password checks"));
+        hub.disconnect(2, "gone", t());
+        hub.command(5, login("alice"), t());
         assert_eq!(hub.take_requests().len(), 1);
     }
 

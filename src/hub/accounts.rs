@@ -8,6 +8,9 @@
 
 use std::net::IpAddr;
 
+/// Password checks one address may have under way at once.
+pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
+
 use super::{ClientId, Hub, Outbox};
 use crate::accounts::{password_problem, AccountInfo, BanTarget, Reply, Request, Snapshot};
 use crate::limiter::address_key;
@@ -57,8 +60,8 @@ impl<O: Outbox> Hub<O> {
                 let nick = account.nick.clone();
                 tracing::info!(id = client, account = %nick, "registered");
                 self.registered.insert(key.clone(), account);
+                self.done(client);
                 if let Some(c) = self.clients.get_mut(&client) {
-                    c.pending = false;
                     c.account = Some(key.clone());
                     c.operator = false;
                     self.send(
@@ -305,16 +308,43 @@ impl<O: Outbox> Hub<O> {
         ))
     }
 
+    /// Queues a password check for client `id`, unless its address has as
+    /// many under way as it may: many connections from one address must not
+    /// fill the queue before their failures count.
     fn start(&mut self, id: ClientId, request: Request) {
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.pending = true;
-            self.requests.push(request);
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let addr = address_key(client.addr);
+        let checking = self.checking.entry(addr).or_insert(0);
+        if *checking >= CHECKS_PER_ADDRESS {
+            return self.error(
+                id,
+                ErrorCode::Busy,
+                "Too many password checks from your address at once; wait for their answers."
+                    .into(),
+            );
         }
+        *checking += 1;
+        client.pending = true;
+        self.requests.push(request);
     }
 
-    fn done(&mut self, id: ClientId) {
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.pending = false;
+    /// Client `id`'s password check is over (answered, refused, or the
+    /// client left).
+    pub(super) fn done(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !std::mem::replace(&mut client.pending, false) {
+            return;
+        }
+        let addr = address_key(client.addr);
+        if let Some(checking) = self.checking.get_mut(&addr) {
+            *checking = checking.saturating_sub(1);
+            if *checking == 0 {
+                self.checking.remove(&addr);
+            }
         }
     }
 
@@ -328,10 +358,10 @@ impl<O: Outbox> Hub<O> {
 
     fn logged_in(&mut self, id: ClientId, account: AccountInfo, now: Timestamp) {
         let key = names::fold(&account.nick);
-        let Some(client) = self.clients.get_mut(&id) else {
+        self.done(id);
+        let Some(client) = self.clients.get(&id) else {
             return;
         };
-        client.pending = false;
         let addr = address_key(client.addr);
         // An operator may have banned the nickname while its password was
         // being checked (found by the hub fuzzer).

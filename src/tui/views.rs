@@ -463,18 +463,18 @@ pub fn build_nick_prompt(prompt: &NickPrompt) -> impl View {
         });
     }
     dialog
-    .button("Use nickname", |s| {
-        let nick = s
-            .call_on_name(NICK_PROMPT_EDIT, |e: &mut EditView| e.get_content())
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        super::on_nick_prompt_submit(s, &nick);
-    })
-    .button("Later", |s| {
-        s.pop_layer();
-    })
-    .max_width(60)
-    .with_name(NICK_PROMPT)
+        .button("Use nickname", |s| {
+            let nick = s
+                .call_on_name(NICK_PROMPT_EDIT, |e: &mut EditView| e.get_content())
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            super::on_nick_prompt_submit(s, &nick);
+        })
+        .button("Later", |s| {
+            s.pop_layer();
+        })
+        .max_width(60)
+        .with_name(NICK_PROMPT)
 }
 
 /// Asks whether to quit (after Esc).
