@@ -786,6 +786,8 @@ mod sqlite {
 /// within a second.
 pub struct Admin {
     backend: Box<dyn Backend>,
+    /// The data directory, where the history database may be too.
+    dir: Option<PathBuf>,
 }
 
 impl Admin {
@@ -793,6 +795,7 @@ impl Admin {
     pub fn open(dir: &Path) -> Result<Self, AccountsError> {
         Ok(Self {
             backend: open_sqlite(dir)?,
+            dir: Some(dir.to_owned()),
         })
     }
 
@@ -800,6 +803,7 @@ impl Admin {
     pub fn memory() -> Self {
         Self {
             backend: Box::<Memory>::default(),
+            dir: None,
         }
     }
 
@@ -823,10 +827,13 @@ impl Admin {
         if let Some(problem) = password_problem(password) {
             return Err(AccountsError::Invalid(problem));
         }
+        // Private history from now on, as for an account registered in
+        // the chat.
+        let since = self.dir.as_deref().map_or(0, crate::store::last_id_in);
         let account = AccountInfo {
             nick: nick.to_owned(),
             operator,
-            since: 0,
+            since,
         };
         self.backend.insert(&account, &hash(password)?)
     }

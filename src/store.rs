@@ -454,6 +454,36 @@ fn open_sqlite(dir: &Path) -> Result<Box<dyn Backend>, StoreError> {
     sqlite::Sqlite::open(dir).map(|db| Box::new(db) as Box<dyn Backend>)
 }
 
+/// The largest message id in the history database in `dir`, or 0 if there
+/// is none. `natter admin` gives a new account this as its start, so its
+/// owner never reads private history addressed to an earlier guest of the
+/// nickname.
+pub fn last_id_in(dir: &Path) -> u64 {
+    #[cfg(feature = "sqlite")]
+    {
+        use rusqlite::{Connection, OpenFlags};
+        let path = dir.join("history.sqlite3");
+        if !path.exists() {
+            return 0;
+        }
+        let last =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|db| {
+                db.query_row("SELECT MAX(id) FROM messages", [], |row| {
+                    row.get::<_, Option<i64>>(0)
+                })
+            });
+        last.ok()
+            .flatten()
+            .and_then(|id| u64::try_from(id).ok())
+            .unwrap_or(0)
+    }
+    #[cfg(not(feature = "sqlite"))]
+    {
+        let _ = dir;
+        0
+    }
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;

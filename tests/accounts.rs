@@ -428,3 +428,33 @@ fn the_admin_command_manages_the_database() {
     assert!(!ok && err.contains("no account nobody"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_account_made_by_admin_does_not_read_an_earlier_guests_whispers() {
+    let dir = temp_dir("admin-since");
+    let config = || natter::Config {
+        history: natter::store::HistoryMode::Sqlite(dir.clone()),
+        ..sqlite_config(&dir)
+    };
+    let server = start(config());
+    let mut guest = Client::register(server.addr, "dana");
+    guest.until("HIST END #lobby");
+    let mut bob = Client::register(server.addr, "bob");
+    bob.until("HIST END #lobby");
+    bob.send_line("/w dana the secret plan");
+    guest.until("WHISPER ");
+    server.stop();
+
+    let mut admin = Admin::open(&dir).unwrap();
+    admin
+        .create("dana", &Secret::new("danas-password"), false)
+        .unwrap();
+    assert_eq!(admin.snapshot().unwrap().accounts[0].since, 1);
+
+    let server = start(config());
+    let mut dana = login(server.addr, "dana", "danas-password");
+    dana.send_line("HISTORY bob");
+    dana.until("HIST END bob 0");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
