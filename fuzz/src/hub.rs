@@ -931,12 +931,15 @@ impl World {
             Op::Command { command, .. } => format!("{command:?}"),
             other => format!("{other:?}"),
         };
-        // The server drops control characters from what it sends, so a
-        // password split by one (`pw-a\u{1}b`) reaches the wire whole:
-        // compare without the escapes `Debug` writes for them too.
-        let joined = without_control_escapes(&shown);
+        // The server drops characters from what it echoes (control
+        // characters from every line, anything not allowed from a
+        // suggested nickname), so a password the script wrote with other
+        // characters in between (`pw-a\u{1}b`, `pw-a!b`) may reach the wire
+        // whole: it counts as said if it is a subsequence of what the op
+        // shows, with `Debug`'s escapes for control characters removed.
+        let shown = without_control_escapes(&shown);
         for password in PASSWORDS {
-            if shown.contains(password) || joined.contains(password) {
+            if is_subsequence(password, &shown) {
                 self.said.insert(password);
             }
         }
@@ -1957,4 +1960,10 @@ fn without_control_escapes(text: &str) -> String {
         }
     }
     out
+}
+
+/// True if the characters of `needle` appear in `haystack` in order.
+fn is_subsequence(needle: &str, haystack: &str) -> bool {
+    let mut rest = haystack.chars();
+    needle.chars().all(|c| rest.any(|h| h == c))
 }
