@@ -4,18 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 /// The SHA-256 fingerprint of a DER certificate, as upper-case hex pairs
 /// joined by colons (`AB:CD:...`), the form `openssl x509 -fingerprint
 /// -sha256` prints.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    hex_pairs(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+/// Bytes as upper-case hex pairs joined by colons, as fingerprints are shown.
+pub fn hex_pairs(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
     hex.join(":")
 }
 
@@ -152,86 +154,17 @@ fn server_config(
 /// SHA-256 fingerprint, whatever name or issuer it carries: how a client
 /// talks to a server with a self-signed certificate without trusting
 /// anything else. Signatures are still checked, so the server must hold the
-/// certificate's key.
-pub fn client_pinned(fingerprint: [u8; 32]) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let provider = provider();
-    let verifier = Arc::new(Pinned {
-        fingerprint,
-        provider: Arc::clone(&provider),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+/// certificate's key. The same verifier as `natter tui --fingerprint`.
+pub fn client_pinned(
+    fingerprint: [u8; 32],
+) -> Result<Arc<rustls::ClientConfig>, crate::client::TlsError> {
+    crate::client::TlsOptions::pinned(fingerprint).map(|options| options.config())
 }
 
 /// The server name a pinned client sends: the certificate decides, not the
 /// name, so any valid one does.
 pub fn any_server_name() -> ServerName<'static> {
     ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]))
-}
-
-/// Trusts the one certificate with `fingerprint`; see [`client_pinned`].
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, end_entity);
-        if digest.as_ref() == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[cfg(test)]

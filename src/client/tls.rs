@@ -183,6 +183,11 @@ impl TlsOptions {
         Self::with_check(Check::Pin(pin), Trust::Pinned(pin))
     }
 
+    /// The rustls configuration, ready to connect with.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.config)
+    }
+
     /// What is trusted, in words ("the certificate AB:CD:…").
     pub fn describe(&self) -> String {
         self.trust.to_string()
@@ -228,11 +233,7 @@ fn provider() -> CryptoProvider {
 }
 
 fn hex(bytes: &[u8; 32]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    crate::tls::hex_pairs(bytes)
 }
 
 /// Checks the server's certificate: against roots (and the host name), or
