@@ -381,7 +381,8 @@ impl<O: Outbox> Hub<O> {
             | Command::Mute { .. }
             | Command::Unmute(_)
             | Command::Ban { .. }
-            | Command::Unban(_) => self.moderate(id, command, now),
+            | Command::Unban(_)
+            | Command::Bans => self.moderate(id, command, now),
         }
         self.settle(now);
     }
@@ -1139,7 +1140,7 @@ const HELP: [&str; 19] = [
     "  REGISTER <password>       keep your nickname (8+ characters) /register",
     "  LOGIN <nick> <password>   take your registered nickname    /login",
     "  PASSWORD <old> <new>      change your password             /password",
-    "  Operators: KICK <nick> [reason], MUTE <nick> [10m] [reason], UNMUTE <nick>, BAN <nick|address> [1d] [reason], UNBAN <nick|address>",
+    "  Operators: KICK <nick> [reason], MUTE <nick> [10m] [reason], UNMUTE <nick>, BAN <nick|address> [1d] [reason], UNBAN <nick|address>, BANS",
     "  QUIT [reason]             leave the chat                   /quit, /exit",
     "  HELP                      this list                        /help",
     "Messages without a #room go to the room you joined last.",

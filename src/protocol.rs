@@ -179,6 +179,8 @@ pub enum Command {
     },
     /// `UNBAN <nick|address>` (operators): lift a ban early.
     Unban(String),
+    /// `BANS` (operators): list the bans and mutes in force.
+    Bans,
 }
 
 /// A password as it arrived: kept out of `Debug` output, so it cannot reach
@@ -249,9 +251,9 @@ pub enum CommandError {
 }
 
 /// The verbs a client may send, in canonical (capital) form.
-pub const VERBS: [&str; 20] = [
+pub const VERBS: [&str; 21] = [
     "NICK", "MSG", "USERS", "QUIT", "HELP", "PING", "JOIN", "PART", "ROOMS", "TOPIC", "WHISPER",
-    "HISTORY", "REGISTER", "LOGIN", "PASSWORD", "KICK", "MUTE", "UNMUTE", "BAN", "UNBAN",
+    "HISTORY", "REGISTER", "LOGIN", "PASSWORD", "KICK", "MUTE", "UNMUTE", "BAN", "UNBAN", "BANS",
 ];
 
 /// Parses one decoded client line.
@@ -359,6 +361,7 @@ fn command(verb: &'static str, arg: &str) -> Result<Command, CommandError> {
             })
         }
         "ROOMS" => Ok(Command::Rooms),
+        "BANS" => Ok(Command::Bans),
         "TOPIC" => {
             let (room, text) = room_prefix(arg)?;
             Ok(Command::Topic {
@@ -577,6 +580,7 @@ impl Command {
                 with_arg("PART", &join_words(room.as_deref(), reason))
             }
             Command::Rooms => "ROOMS".to_owned(),
+            Command::Bans => "BANS".to_owned(),
             Command::Topic { room, text } => with_arg("TOPIC", &join_words(room.as_deref(), text)),
             Command::Whisper { nick, text } => format!("WHISPER {nick} {text}"),
             Command::History { target, query } => match query {
@@ -617,7 +621,7 @@ impl Command {
             }
             Command::Users { room } => room.as_deref().is_none_or(crate::names::is_room),
             Command::Quit(s) | Command::Ping(s) => arg(s),
-            Command::Help | Command::Rooms => true,
+            Command::Help | Command::Rooms | Command::Bans => true,
             Command::Join(room) => crate::names::is_room(room),
             Command::Part { room, reason: text } | Command::Topic { room, text } => {
                 arg(text)
@@ -1832,6 +1836,7 @@ mod tests {
                     || !t.starts_with('#'))
                 .prop_map(|(room, reason)| Command::Part { room, reason }),
             Just(Command::Rooms),
+            Just(Command::Bans),
             (proptest::option::of(room()), arg())
                 .prop_filter("a bare #word would be a room", |(r, t)| r.is_some()
                     || !t.starts_with('#'))

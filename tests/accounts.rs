@@ -272,6 +272,18 @@ fn operators_mute_kick_and_ban_and_everyone_sees_it() {
     let text = expect_err(&mut again, ErrorCode::Banned);
     assert!(text.contains("(60 min left): trolling"), "{text}");
 
+    // BANS lists what is in force, to operators only.
+    bystander.send_line("BANS");
+    until_err(&mut bystander, ErrorCode::NotOperator);
+    oscar.send_line("MUTE bystander 5m");
+    oscar.send_line("/bans");
+    let line = oscar.until("INFO mute bystander until ");
+    assert!(line.contains("(5 min left) by oscar"), "{line}");
+    let line = oscar.expect("INFO ban nick troll until ");
+    assert!(line.ends_with("(60 min left) by oscar: trolling"), "{line}");
+    oscar.expect("INFO 2 ban(s) and mute(s) in force.");
+    oscar.send_line("UNMUTE bystander");
+
     // An operator cannot ban its own address (everyone here is 127.0.0.1).
     oscar.send_line("BAN 127.0.0.1 10m");
     until_err(&mut oscar, ErrorCode::BadArgument);

@@ -294,6 +294,7 @@ pub fn safe_command(command: &Command) -> Command {
             Command::Part { room, reason }
         }
         Command::Rooms => Command::Rooms,
+        Command::Bans => Command::Bans,
         Command::Topic { room: r, text } => {
             let (room, text) = room_and_text(r.as_deref(), text);
             Command::Topic { room, text }

@@ -74,6 +74,7 @@ impl<O: Outbox> Hub<O> {
                 secs,
                 reason,
             } => self.ban(id, &op, &target, secs, reason, now),
+            Command::Bans => self.list_sanctions(id, now),
             Command::Unban(target) => {
                 let parsed = BanTarget::parse(&target);
                 if let BanTarget::Nick(_) = parsed {
@@ -175,6 +176,52 @@ impl<O: Outbox> Hub<O> {
                 );
             }
         }
+    }
+
+    /// Tells operator `id` the bans and mutes in force, soonest to end
+    /// first, as `INFO` lines (addresses included: operators may see them).
+    fn list_sanctions(&mut self, id: ClientId, now: Timestamp) {
+        let t = now.unix();
+        let mut lines: Vec<(i64, String)> = self
+            .bans
+            .values()
+            .filter(|ban| ban.until > t)
+            .map(|ban| {
+                let what = match &ban.target {
+                    BanTarget::Nick(nick) => format!("nick {nick}"),
+                    BanTarget::Addr(addr) => format!("address {addr}"),
+                };
+                (
+                    ban.until,
+                    format!("ban {what}"),
+                    ban.by.clone(),
+                    ban.reason.clone(),
+                )
+            })
+            .chain(self.mutes.iter().filter(|(_, (until, _))| *until > t).map(
+                |(nick, (until, by))| (*until, format!("mute {nick}"), by.clone(), String::new()),
+            ))
+            .map(|(until, what, by, reason)| {
+                let at = Timestamp::from_unix(until).map_or_else(String::new, |t| t.to_string());
+                (
+                    until,
+                    format!(
+                        "{what} until {at} ({} left) by {by}{}",
+                        left(until - t),
+                        because(&reason)
+                    ),
+                )
+            })
+            .collect();
+        lines.sort();
+        let count = lines.len();
+        for (_, text) in lines {
+            self.send(id, &ServerLine::Info(text));
+        }
+        self.send(
+            id,
+            &ServerLine::Info(format!("{count} ban(s) and mute(s) in force.")),
+        );
     }
 
     /// The connection holding `nick`, or an error to `id` and `None`.
