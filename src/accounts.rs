@@ -230,6 +230,9 @@ pub enum AccountsError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The accounts thread could not be started.
+    #[error("cannot start the accounts thread: {0}")]
+    Thread(std::io::Error),
     /// This build has no SQLite.
     #[error("this natter was built without SQLite; use --accounts memory")]
     NoSqlite,
@@ -266,10 +269,7 @@ impl Accounts {
         let thread = std::thread::Builder::new()
             .name("natter-accounts".into())
             .spawn(move || run(backend, inbox, reply))
-            .map_err(|source| AccountsError::Dir {
-                path: PathBuf::from("."),
-                source,
-            })?;
+            .map_err(AccountsError::Thread)?;
         Ok((
             Self {
                 queue: Some(queue),

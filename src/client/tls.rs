@@ -105,7 +105,7 @@ impl fmt::Display for Trust {
             Trust::System => f.write_str("an authority this system trusts"),
             Trust::CaFile(path) => write!(f, "an authority in {}", path.display()),
             Trust::Roots => f.write_str("a trusted authority"),
-            Trust::Pinned(pin) => write!(f, "the certificate {}", hex(pin)),
+            Trust::Pinned(pin) => write!(f, "the certificate {}", crate::tls::hex_pairs(pin)),
         }
     }
 }
@@ -232,10 +232,6 @@ fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-fn hex(bytes: &[u8; 32]) -> String {
-    crate::tls::hex_pairs(bytes)
-}
-
 /// Checks the server's certificate: against roots (and the host name), or
 /// against a pinned fingerprint; either way its handshake signatures with
 /// the ring provider's algorithms. Wraps rustls' verdicts so that the error
@@ -292,7 +288,7 @@ impl ServerCertVerifier for Verifier {
                     false => Err(rejected(format!(
                         "the server's certificate fingerprint {presented} does not match the \
                          pinned {}",
-                        hex(pin)
+                        crate::tls::hex_pairs(pin)
                     ))),
                 };
             }
@@ -766,6 +762,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(&fingerprint(&der)), "{text}");
-        assert!(text.contains(&hex(&wrong)), "{text}");
+        assert!(text.contains(&crate::tls::hex_pairs(&wrong)), "{text}");
     }
 }
