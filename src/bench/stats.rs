@@ -135,6 +135,18 @@ pub(crate) fn human_bytes(bytes: f64) -> String {
     }
 }
 
+/// `value` as one line of JSON; `{}` if it cannot be written (a map with
+/// keys that are not strings, which the reports never hold).
+pub(crate) fn json_line(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A float rounded to 3 decimals, as the JSON line gives them (serde_json
+/// writes a float that is not finite as `null`).
+pub(crate) fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
 /// Builds one flat JSON object, in insertion order.
 pub(crate) struct Json(String);
 
