@@ -194,10 +194,9 @@ impl TlsOptions {
     }
 
     fn with_roots(roots: RootCertStore, trust: Trust) -> Result<Self, TlsError> {
-        let chain =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|err| TlsError::Config(err.to_string()))?;
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|err| TlsError::Config(err.to_string()))?;
         Self::with_check(Check::Chain(chain), trust)
     }
 
