@@ -39,7 +39,7 @@ enum End {
 
 /// Serves a connection whose transport is ready: registers it with the hub,
 /// reads and writes until either side ends, then flushes what is left.
-pub(crate) async fn serve(
+pub(crate) async fn run_session(
     id: ClientId,
     peer: std::net::SocketAddr,
     mut input: impl Input,

@@ -53,7 +53,7 @@ pub(crate) async fn run(
     // writer already coalesces what is queued into one write.
     let _ = stream.get_ref().set_nodelay(true);
     let plain = Plain(&stream);
-    let reason = lines::serve(id, peer, plain, plain, config, ports, events).await;
+    let reason = lines::run_session(id, peer, plain, plain, config, ports, events).await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
     reason
 }

@@ -146,7 +146,7 @@ pub(super) async fn run(
     let reason = match handshake(&stream, &acceptor, config, ports).await {
         Ok(tls) => {
             let (input, output) = futures_lite::io::split(tls);
-            lines::serve(
+            lines::run_session(
                 id,
                 peer,
                 TlsInput(input),
