@@ -24,8 +24,9 @@ pub const DEFAULT_MAX_LINE: usize = 1024;
 /// (not per read) keeps the answers the same however the bytes are split.
 pub const MAX_REPLIES: usize = 1024;
 
-/// The first byte of a TLS handshake record.
-const TLS_HANDSHAKE: u8 = 0x16;
+/// The first byte of a TLS handshake record: how the decoder tells a TLS
+/// client on the plain port, and how the TLS port tells a plain one.
+pub const TLS_HANDSHAKE: u8 = 0x16;
 
 const BS: u8 = 0x08;
 const DEL: u8 = 0x7f;

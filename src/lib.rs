@@ -18,9 +18,9 @@
 //! - [`names`]: what a valid nickname or room name is, and suggestions.
 //! - [`protocol`]: the line protocol as pure values: parse client lines, encode
 //!   and parse server lines. No IO.
-//! - [`server`]: the accept loop and the hub task; [`server::serve`] runs a
-//!   server on a ready listener until a shutdown future completes.
-//! - `session`: one connection's reader and writer.
+//! - [`server`]: the accept loop, the hub task and each connection's
+//!   session (reader and writer); [`server::serve`] runs a server on a
+//!   ready listener until a shutdown future completes.
 //! - [`store`]: chat history in SQLite or memory, written in batches on its
 //!   own thread.
 //! - `tls`: certificate fingerprints, PEM loading and self-signed
@@ -42,7 +42,6 @@ pub mod limiter;
 pub mod names;
 pub mod protocol;
 pub mod server;
-mod session;
 pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;

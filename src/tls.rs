@@ -78,9 +78,9 @@ pub struct ServerTls {
     pub fingerprint: String,
 }
 
-/// The crypto provider everything TLS in natter uses: ring, so that no C
-/// toolchain beyond what SQLite needs is required.
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider everything TLS in natter uses, server and client
+/// alike: ring, so that no C toolchain beyond what SQLite needs is required.
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
