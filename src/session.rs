@@ -242,15 +242,14 @@ async fn read_lines(
                     }
                     Err(CommandError::Empty) => continue,
                     Err(err) => {
-                        let (code, hint) = match err {
-                            CommandError::Unknown(_) => {
-                                (ErrorCode::UnknownCommand, " HELP lists the commands.")
-                            }
-                            CommandError::BadRoom(_) => (ErrorCode::NoSuchRoom, ""),
-                            CommandError::BadArgument(_) => (ErrorCode::BadArgument, ""),
-                            _ => (ErrorCode::MissingArgument, ""),
+                        let hint = match err {
+                            CommandError::Unknown(_) => " HELP lists the commands.",
+                            _ => "",
                         };
-                        error(code, format!("{}.{hint}", capitalised(&err.to_string())))
+                        error(
+                            err.code(),
+                            format!("{}.{hint}", capitalised(&err.to_string())),
+                        )
                     }
                 },
                 Frame::TooLong => error(
