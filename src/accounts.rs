@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::hub::ClientId;
+use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::Secret;
 
@@ -829,7 +829,10 @@ impl Admin {
         }
         // Private history from now on, as for an account registered in
         // the chat.
-        let since = self.dir.as_deref().map_or(0, crate::store::last_id_in);
+        let since = self
+            .dir
+            .as_deref()
+            .map_or(0, crate::store::sqlite::last_id_in);
         let account = AccountInfo {
             nick: nick.to_owned(),
             operator,

@@ -19,21 +19,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
+use crate::ids::ClientId;
 use crate::limiter::Limiter;
 use crate::names::{self, NickError};
 use crate::protocol::{
-    Command, ErrorCode, HistoryQuery, ServerLine, Timestamp, LOBBY, PROTOCOL_VERSION,
+    encode, Command, ErrorCode, HistoryQuery, Line, ServerLine, Timestamp, LOBBY, PROTOCOL_VERSION,
 };
-use crate::store::{Place, Range, Record, Scope};
-
-/// An encoded server line (with CRLF), shared by every recipient of a broadcast.
-pub type Line = Arc<[u8]>;
-
-/// Identifies a connection for its whole life; never reused by one hub.
-pub type ClientId = u64;
+use crate::store::{Fetch, Place, Range, Record, Scope};
 
 /// Why an outbox refused a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -55,29 +49,6 @@ pub trait Outbox: Clone {
     /// Nothing more will be queued: the connection closes once the queued
     /// lines are written.
     fn close(&mut self);
-}
-
-/// Encodes a line once, ready to share among recipients.
-pub fn encode(line: &ServerLine) -> Line {
-    let mut out = Vec::with_capacity(64);
-    line.encode(&mut out);
-    out.into()
-}
-
-/// A history request for the store: when it answers, the records go to
-/// `client` as `HIST` lines, then `HIST END <target> <count>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetch {
-    /// Who asked.
-    pub client: ClientId,
-    /// Which conversation.
-    pub scope: Scope,
-    /// Which part of it.
-    pub range: Range,
-    /// At most this many records.
-    pub count: usize,
-    /// The room or nickname to name in `HIST END`.
-    pub target: String,
 }
 
 /// The `HIST` line for a stored record.

@@ -23,10 +23,13 @@ use smol::{Async, Executor, Timer};
 
 use crate::accounts::{Accounts, Reply};
 use crate::config::Config;
-use crate::hub::{self, ClientId, Fetch, Hub, HubConfig, Line, Outbox, Rejected};
+use crate::hub::{self, Hub, HubConfig, Outbox, Rejected};
+use crate::ids::ClientId;
+use crate::protocol::{encode, Line};
 use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp};
 use crate::session;
-use crate::store::Store;
+use crate::store::thread::Store;
+use crate::store::Fetch;
 
 /// What sessions tell the hub task.
 pub(crate) enum Event {
@@ -622,13 +625,13 @@ async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled:
             Box::new(move |records| {
                 let mut outbox = outbox;
                 for record in &records {
-                    let _ = outbox.push(&hub::encode(&hub::history_line(record)));
+                    let _ = outbox.push(&encode(&hub::history_line(record)));
                 }
                 let end = ServerLine::HistoryEnd {
                     target,
                     count: u32::try_from(records.len()).unwrap_or(u32::MAX),
                 };
-                let _ = outbox.push(&hub::encode(&end));
+                let _ = outbox.push(&encode(&end));
             }),
         );
     }

@@ -18,7 +18,8 @@ use smol::{Async, Timer};
 
 use crate::config::Config;
 use crate::decoder::{Frame, LineDecoder, NotChat};
-use crate::hub::{encode, ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::{encode, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
 use crate::server::{Event, OutboxReader, Ports, SessionOutbox};
 

@@ -56,10 +56,12 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use natter::accounts::{AccountInfo, Ban, BanTarget, Reply, Request, Snapshot};
-use natter::hub::{encode, ClientId, Hub, HubConfig, Line, Outbox, Rejected};
+use natter::hub::{Hub, HubConfig, Outbox, Rejected};
+use natter::ids::ClientId;
 use natter::names::{self, fold};
 use natter::protocol::{
-    parse_command, Command, ErrorCode, ModAction, Secret, ServerLine, Timestamp, LOBBY,
+    encode, parse_command, Command, ErrorCode, Line, ModAction, Secret, ServerLine, Timestamp,
+    LOBBY,
 };
 
 /// How many clients a script can address; ops name one with `slot % SLOTS`.

@@ -11,8 +11,9 @@ use std::net::IpAddr;
 /// Password checks one address may have under way at once.
 pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
 
-use super::{ClientId, Hub, Outbox};
+use super::{Hub, Outbox};
 use crate::accounts::{password_problem, AccountInfo, BanTarget, Reply, Request, Snapshot};
+use crate::ids::ClientId;
 use crate::limiter::address_key;
 use crate::names;
 use crate::protocol::{ErrorCode, Secret, ServerLine, Timestamp};

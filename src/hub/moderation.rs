@@ -7,9 +7,11 @@
 //! closed, never by the address: other users do not learn each other's
 //! addresses.
 
-use super::{encode, ClientId, Hub, Outbox};
+use super::{Hub, Outbox};
 use crate::accounts::{Ban, BanTarget, Request};
+use crate::ids::ClientId;
 use crate::names;
+use crate::protocol::encode;
 use crate::protocol::{Command, ErrorCode, ModAction, ServerLine, Timestamp};
 
 impl<O: Outbox> Hub<O> {

@@ -22,7 +22,8 @@ use smol::{Async, Timer};
 
 use super::{Input, Output};
 use crate::config::Config;
-use crate::hub::{ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::Line;
 use crate::protocol::{ErrorCode, ServerLine};
 use crate::server::{Event, Ports};
 
