@@ -1121,7 +1121,7 @@ const HELP: [&str; 19] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::Reply;
+    use crate::accounts::Answer;
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -1202,7 +1202,7 @@ mod tests {
             hub.command(1, login("alice"), t());
             assert_eq!(hub.take_requests().len(), 1, "{:?}", thief.take());
             hub.account(
-                Reply::WrongPassword {
+                Answer::WrongPassword {
                     client: 1,
                     nick: "alice".into(),
                 },
@@ -1231,7 +1231,7 @@ mod tests {
         hub.command(2, login("bob"), t());
         assert_eq!(hub.take_requests().len(), 1);
         hub.account(
-            Reply::LoggedIn {
+            Answer::LoggedIn {
                 client: 2,
                 account: account("bob", false),
             },
@@ -1332,7 +1332,7 @@ mod tests {
         hub.command(2, login("alice"), t());
         hub.take_requests();
         hub.account(
-            Reply::LoggedIn {
+            Answer::LoggedIn {
                 client: 2,
                 account: AccountInfo {
                     nick: "alice".into(),

@@ -21,7 +21,8 @@ use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
 
-use crate::accounts::{Accounts, Reply};
+use crate::accounts::thread::Accounts;
+use crate::accounts::Answer;
 use crate::config::Config;
 use crate::hub::{self, Hub, HubConfig, Outbox, Rejected};
 use crate::ids::ClientId;
@@ -66,7 +67,7 @@ pub(crate) enum Event {
         reason: String,
     },
     /// The accounts thread answered (a password check, a reload).
-    Account(Reply),
+    Account(Answer),
 }
 
 /// Lines waiting for a session's writer, and the signal that tells the

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
 
 use super::{Hub, Outbox};
-use crate::accounts::{password_problem, AccountInfo, BanTarget, Reply, Request, Snapshot};
+use crate::accounts::{password_problem, AccountInfo, Answer, BanTarget, Request, Snapshot};
 use crate::ids::ClientId;
 use crate::limiter::address_key;
 use crate::names;
@@ -54,9 +54,9 @@ impl<O: Outbox> Hub<O> {
     }
 
     /// Applies the accounts thread's answer.
-    pub fn account(&mut self, reply: Reply, now: Timestamp) {
-        match reply {
-            Reply::Registered { client, account } => {
+    pub fn account(&mut self, answer: Answer, now: Timestamp) {
+        match answer {
+            Answer::Registered { client, account } => {
                 let key = names::fold(&account.nick);
                 let nick = account.nick.clone();
                 tracing::info!(id = client, account = %nick, "registered");
@@ -82,7 +82,7 @@ impl<O: Outbox> Hub<O> {
                     self.evict_if_unowned(holder, now);
                 }
             }
-            Reply::Taken { client, nick } => {
+            Answer::Taken { client, nick } => {
                 self.done(client);
                 self.error(
                     client,
@@ -90,8 +90,8 @@ impl<O: Outbox> Hub<O> {
                     format!("{nick} is registered already."),
                 );
             }
-            Reply::LoggedIn { client, account } => self.logged_in(client, account, now),
-            Reply::WrongPassword { client, nick } => {
+            Answer::LoggedIn { client, account } => self.logged_in(client, account, now),
+            Answer::WrongPassword { client, nick } => {
                 self.done(client);
                 let key = names::fold(&nick);
                 let t = now.unix();
@@ -108,14 +108,14 @@ impl<O: Outbox> Hub<O> {
                 tracing::info!(id = client, account = %key, "failed login");
                 self.error(client, ErrorCode::LoginFailed, text);
             }
-            Reply::PasswordChanged { client } => {
+            Answer::PasswordChanged { client } => {
                 self.done(client);
                 self.send(
                     client,
                     &ServerLine::Info("Your password is changed.".into()),
                 );
             }
-            Reply::Failed { client } => {
+            Answer::Failed { client } => {
                 self.done(client);
                 self.error(
                     client,
@@ -123,7 +123,7 @@ impl<O: Outbox> Hub<O> {
                     "The account database had a problem; please try again later.".into(),
                 );
             }
-            Reply::Reloaded(snapshot) => self.load(snapshot, now),
+            Answer::Reloaded(snapshot) => self.load(snapshot, now),
         }
         self.settle(now);
     }
