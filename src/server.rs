@@ -24,7 +24,9 @@ use smol::{Async, Executor, Timer};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
 use crate::config::Config;
-use crate::hub::{self, Hub, HubConfig, Outbox, Rejected};
+use crate::hub::history::history_line;
+use crate::hub::outbox::{Outbox, Rejected};
+use crate::hub::{Hub, HubConfig};
 use crate::ids::ClientId;
 use crate::protocol::{encode, Line};
 use crate::protocol::{Command, ErrorCode, ServerLine, Timestamp};
@@ -626,7 +628,7 @@ async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled:
             Box::new(move |records| {
                 let mut outbox = outbox;
                 for record in &records {
-                    let _ = outbox.push(&encode(&hub::history_line(record)));
+                    let _ = outbox.push(&encode(&history_line(record, Timestamp::now())));
                 }
                 let end = ServerLine::HistoryEnd {
                     target,

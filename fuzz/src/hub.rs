@@ -56,7 +56,8 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use natter::accounts::{AccountInfo, Answer, Ban, BanTarget, Request, Snapshot};
-use natter::hub::{Hub, HubConfig, Outbox, Rejected};
+use natter::hub::outbox::{Outbox, Rejected};
+use natter::hub::{Hub, HubConfig};
 use natter::ids::ClientId;
 use natter::names::{self, fold};
 use natter::protocol::{

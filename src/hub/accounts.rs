@@ -11,7 +11,9 @@ use std::net::IpAddr;
 /// Password checks one address may have under way at once.
 pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
 
-use super::{Hub, Outbox};
+use super::outbox::Outbox;
+use super::words::ban_text;
+use super::Hub;
 use crate::accounts::{password_problem, AccountInfo, Answer, BanTarget, Request, Snapshot};
 use crate::ids::ClientId;
 use crate::limiter::address_key;
@@ -219,7 +221,7 @@ impl<O: Outbox> Hub<O> {
         }
         let addr = address_key(client.addr);
         if let Some(ban) = self.ban_on(&BanTarget::Nick(key.clone()), now) {
-            let text = super::moderation::ban_text(&ban, now);
+            let text = ban_text(&ban, now);
             return self.error(id, ErrorCode::Banned, text);
         }
         if let Some(text) = self.throttled(addr, &key, &nick, now) {
@@ -367,7 +369,7 @@ impl<O: Outbox> Hub<O> {
         // An operator may have banned the nickname while its password was
         // being checked (found by the hub fuzzer).
         if let Some(ban) = self.ban_on(&BanTarget::Nick(key.clone()), now) {
-            let text = super::moderation::ban_text(&ban, now);
+            let text = ban_text(&ban, now);
             return self.error(id, ErrorCode::Banned, text);
         }
         self.failed_by_addr.succeed(&addr);

@@ -30,7 +30,7 @@ pub fn is_clean(s: &str) -> bool {
 pub enum ServerLine {
     /// `HELLO <version> <text>`: the greeting, telling a person what to type.
     Hello {
-        /// The protocol version, [`PROTOCOL_VERSION`].
+        /// The protocol version, [`PROTOCOL_VERSION`](crate::protocol::PROTOCOL_VERSION).
         version: String,
         /// Words for a person.
         text: String,

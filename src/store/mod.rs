@@ -2,13 +2,13 @@
 //! memory), written in batches on a thread of its own.
 //!
 //! The hub does not wait for the disk while it keeps up. It hands each message
-//! to [`Store::try_append`], which only queues it; the store's thread writes
+//! to [`thread::Store::try_append`], which only queues it; the store's thread writes
 //! what has queued in one transaction at least every [`BATCH_WINDOW`]. When the
 //! queue is full the server's hub task waits a little (a bounded time) for the
 //! disk, which slows the senders to the disk's pace: the queue is kept short so
 //! that a crash (even `kill -9`) loses at most the batch being collected and
 //! what is queued behind it, and SQLite's write-ahead log keeps the
-//! database consistent. Reads ([`Store::fetch`]) go through the same thread,
+//! database consistent. Reads ([`thread::Store::fetch`]) go through the same thread,
 //! after any queued writes, so a client always sees what was said before it
 //! asked; the answer comes back through a callback, never by blocking the hub.
 //!
