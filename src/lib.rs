@@ -38,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod decoder;
 pub mod hub;
+pub mod ids;
 pub mod limiter;
 pub mod names;
 pub mod protocol;

@@ -444,7 +444,7 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
 fn run_admin(args: Admin) -> Result<(), Box<dyn std::error::Error>> {
     use natter::accounts::BanTarget;
     let dir = args.data_dir.unwrap_or_else(data_dir);
-    let mut admin = natter::accounts::Admin::open(&dir)?;
+    let mut admin = natter::accounts::admin::Admin::open(&dir)?;
     match args.action {
         AdminAction::List(_) => {
             let snapshot = admin.snapshot()?;

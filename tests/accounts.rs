@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{retry, start, Client};
-use natter::accounts::{AccountsMode, Admin};
+use natter::accounts::admin::Admin;
+use natter::accounts::AccountsMode;
 use natter::protocol::{ErrorCode, ModAction, Secret, ServerLine};
 
 /// A fresh directory for one test's database.

@@ -19,7 +19,7 @@ use super::hub_task::Event;
 use super::session::transport::Ports;
 use super::session::{self, Connection};
 use crate::config::Config;
-use crate::hub::ClientId;
+use crate::ids::ClientId;
 use crate::protocol::{ErrorCode, ServerLine};
 
 /// What every accept loop of one server shares.

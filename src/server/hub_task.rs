@@ -14,10 +14,15 @@ use futures_lite::future;
 use smol::Timer;
 
 use super::outbox::SessionOutbox;
-use crate::accounts::{Accounts, Reply};
-use crate::hub::{self, ClientId, Fetch, Hub, Line, Outbox};
-use crate::protocol::{Command, ServerLine, Timestamp};
-use crate::store::Store;
+use crate::accounts::thread::Accounts;
+use crate::accounts::Answer;
+use crate::hub::history::history_line;
+use crate::hub::outbox::Outbox;
+use crate::hub::Hub;
+use crate::ids::ClientId;
+use crate::protocol::{encode, Command, Line, ServerLine, Timestamp};
+use crate::store::thread::Store;
+use crate::store::Fetch;
 
 /// How many events the hub's inbox holds before sessions wait to send more.
 pub(crate) const HUB_QUEUE: usize = 4096;
@@ -57,7 +62,7 @@ pub(crate) enum Event {
         reason: String,
     },
     /// The accounts thread answered (a password check, a reload).
-    Account(Reply),
+    Account(Answer),
 }
 
 /// How long the hub waits, in all, for the history store to make room
@@ -141,13 +146,13 @@ async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled:
             Box::new(move |records| {
                 let mut outbox = outbox;
                 for record in &records {
-                    let _ = outbox.push(&hub::encode(&hub::history_line(record)));
+                    let _ = outbox.push(&encode(&history_line(record, Timestamp::now())));
                 }
                 let end = ServerLine::HistoryEnd {
                     target,
                     count: u32::try_from(records.len()).unwrap_or(u32::MAX),
                 };
-                let _ = outbox.push(&hub::encode(&end));
+                let _ = outbox.push(&encode(&end));
             }),
         );
     }

@@ -32,11 +32,11 @@ use futures_lite::future;
 use smol::net::TcpListener;
 use smol::{Executor, Timer};
 
-use crate::accounts::Accounts;
+use crate::accounts::thread::Accounts;
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
 use crate::protocol::Timestamp;
-use crate::store::Store;
+use crate::store::thread::Store;
 #[cfg(not(feature = "tls"))]
 use accept::Handshake;
 use accept::{reserve, Accepting};

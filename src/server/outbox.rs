@@ -13,7 +13,8 @@ use std::task::{Poll, Waker};
 
 use futures_lite::future;
 
-use crate::hub::{Line, Outbox, Rejected};
+use crate::hub::outbox::{Outbox, Rejected};
+use crate::protocol::Line;
 
 /// The hub's end of a session's outbox: lines go in here, and closing it
 /// tells the session the hub is done with it.

@@ -19,7 +19,8 @@ use smol::Timer;
 use super::transport::{Input, Output, Ports};
 use crate::config::Config;
 use crate::decoder::{Frame, LineDecoder, NotChat};
-use crate::hub::{encode, ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::{encode, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
 use crate::server::hub_task::Event;
 use crate::server::outbox::{OutboxReader, SessionOutbox};
@@ -155,15 +156,14 @@ async fn read_lines(
                     }
                     Err(CommandError::Empty) => continue,
                     Err(err) => {
-                        let (code, hint) = match err {
-                            CommandError::Unknown(_) => {
-                                (ErrorCode::UnknownCommand, " HELP lists the commands.")
-                            }
-                            CommandError::BadRoom(_) => (ErrorCode::NoSuchRoom, ""),
-                            CommandError::BadArgument(_) => (ErrorCode::BadArgument, ""),
-                            _ => (ErrorCode::MissingArgument, ""),
+                        let hint = match err {
+                            CommandError::Unknown(_) => " HELP lists the commands.",
+                            _ => "",
                         };
-                        error(code, format!("{}.{hint}", capitalise(&err.to_string())))
+                        error(
+                            err.code(),
+                            format!("{}.{hint}", capitalise(&err.to_string())),
+                        )
                     }
                 },
                 Frame::TooLong => error(

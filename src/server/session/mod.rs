@@ -17,7 +17,7 @@ use async_channel::Sender;
 use smol::Async;
 
 use crate::config::Config;
-use crate::hub::ClientId;
+use crate::ids::ClientId;
 use crate::server::hub_task::Event;
 use transport::Ports;
 

@@ -17,7 +17,8 @@ use smol::Async;
 use super::lines;
 use super::transport::{Input, Output, Ports};
 use crate::config::Config;
-use crate::hub::{ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::Line;
 use crate::server::hub_task::Event;
 
 /// The plain-text transport: non-blocking reads and gathered writes on the

@@ -24,7 +24,8 @@ use super::lines;
 use super::transport::{Input, Output, Ports};
 use crate::config::Config;
 use crate::decoder::TLS_HANDSHAKE;
-use crate::hub::{ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::Line;
 use crate::protocol::{ErrorCode, ServerLine};
 use crate::server::hub_task::Event;
 

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use crate::hub::Line;
+use crate::protocol::Line;
 
 /// Where a session's bytes come from: the socket itself, or what TLS
 /// decrypted from it. Monomorphised, so the plain path pays nothing for
