@@ -7,6 +7,8 @@
 //! - [`mod@bench`]: `natter bench`, a load generator: many real clients against
 //!   a server in this process or another, measuring throughput, latency,
 //!   memory per connection and churn.
+//! - [`cli`]: the `natter` command line: flags per subcommand, turned into
+//!   the options above and run; `src/main.rs` only calls [`cli::run`].
 //! - [`client`]: the chat client without a UI: a self-healing connection on
 //!   its own thread and a pure model of what the user sees.
 //! - [`config`]: the server's limits, each with a `natter serve` flag.
@@ -34,6 +36,7 @@ pub use server::serve;
 
 pub mod accounts;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod decoder;

@@ -5,7 +5,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{start, Client};
+use common::raw::Client;
+use common::start;
 use natter::protocol::ServerLine;
 use natter::store::HistoryMode;
 
