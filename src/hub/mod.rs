@@ -122,8 +122,6 @@ impl Default for HubConfig {
     }
 }
 
-/// The most `ROOM` lines one `ROOMS` answer holds.
-
 /// The chat's state: clients, their nicknames and the rooms.
 pub struct Hub<O> {
     config: HubConfig,
