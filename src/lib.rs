@@ -2,6 +2,10 @@
 //! terminal client for it.
 //!
 //! # Layout
+//! The pure core (no files, sockets, threads or clock reads) is `ids`,
+//! `protocol`, `names`, `decoder`, `limiter`, `config`, `hub` and the plain
+//! data at the root of `accounts` and `store`; everything else is the IO
+//! side above it (ARCHITECTURE.md says more).
 //! - [`accounts`]: registered nicknames (argon2id password hashes) and bans
 //!   in SQLite or memory, on a thread of their own, and `natter admin`.
 //! - [`mod@bench`]: `natter bench`, a load generator: many real clients against
@@ -16,6 +20,8 @@
 //!   limits. No IO.
 //! - [`hub`]: the one owner of the chat's state: clients, nicknames, who
 //!   hears what. A state machine without IO, fed events by the server.
+//! - [`ids`]: `ClientId`, the one name the hub, the stores and the server
+//!   share.
 //! - [`limiter`]: failed-login limits per address and per account. No IO.
 //! - [`names`]: what a valid nickname or room name is, and suggestions.
 //! - [`protocol`]: the line protocol as pure values: parse client lines, encode

@@ -36,7 +36,9 @@ fn tls_register(addr: SocketAddr, fingerprint: &str, nick: &str) -> TlsClient {
 
 /// The bytes of a real TLS ClientHello, as any TLS client sends first.
 fn client_hello() -> Vec<u8> {
-    let config = natter::tls::client_pinned([0; 32]).expect("client config");
+    let config = natter::client::TlsOptions::pinned([0; 32])
+        .map(|o| o.config())
+        .expect("client config");
     let mut conn = rustls::ClientConnection::new(config, natter::tls::any_server_name())
         .expect("client connection");
     let mut hello = Vec::new();

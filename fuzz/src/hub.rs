@@ -49,6 +49,10 @@
 //! - the script's passwords ([`PASSWORDS`]) never appear in any line any
 //!   client receives (unless the script itself said them in the clear, in a
 //!   chat line or a nick), nor in the `Debug` of a request.
+//!
+//! (One long file on purpose: the operations, the model each client keeps,
+//! the invariants and the seed scripts must change together whenever the hub
+//! gains a command, and reviewing them side by side is how that stays true.)
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -163,6 +163,9 @@ mod tests {
                 "--tls-handshake-timeout",
                 c.tls_handshake_timeout.as_secs().to_string(),
             ),
+            ("--shutdown-grace", c.shutdown_grace.as_secs().to_string()),
+            ("--mute-default", c.mute_default.as_secs().to_string()),
+            ("--ban-default", c.ban_default.as_secs().to_string()),
         ];
         for (flag, value) in expected {
             assert_eq!(default_in_help(&["serve"], flag), value, "{flag}");
@@ -182,6 +185,9 @@ mod tests {
         let (got, want) = (serve.config(), Config::default());
         assert_eq!(got.max_clients, want.max_clients);
         assert_eq!(got.register_timeout, want.register_timeout);
+        assert_eq!(got.shutdown_grace, want.shutdown_grace);
+        assert_eq!(got.mute_default, want.mute_default);
+        assert_eq!(got.ban_default, want.ban_default);
         assert_eq!(got.retention, Retention::default());
         assert_eq!(got.history, HistoryMode::Sqlite("/d".into()));
         assert_eq!(got.accounts, AccountsMode::Sqlite("/d".into()));

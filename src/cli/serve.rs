@@ -100,6 +100,16 @@ pub struct Serve {
     /// (default 10)
     #[argh(option, default = "Config::default().tls_handshake_timeout.as_secs()")]
     tls_handshake_timeout: u64,
+    /// seconds to let queued lines reach their clients on shutdown
+    /// (default 2)
+    #[argh(option, default = "Config::default().shutdown_grace.as_secs()")]
+    shutdown_grace: u64,
+    /// seconds a MUTE without a duration lasts (default 600)
+    #[argh(option, default = "Config::default().mute_default.as_secs()")]
+    mute_default: u64,
+    /// seconds a BAN without a duration lasts (default 86400)
+    #[argh(option, default = "Config::default().ban_default.as_secs()")]
+    ban_default: u64,
     /// no plain-text listener: serve only TLS (--bind is then unused)
     #[argh(switch)]
     no_plain: bool,
@@ -177,7 +187,9 @@ impl Serve {
             },
             replay: self.replay,
             tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout),
-            ..Config::default()
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            mute_default: Duration::from_secs(self.mute_default),
+            ban_default: Duration::from_secs(self.ban_default),
         }
     }
 

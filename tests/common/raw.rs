@@ -354,7 +354,9 @@ impl Client<TlsStream> {
     /// trusting only the certificate with `fingerprint`.
     pub fn tls(addr: SocketAddr, fingerprint: &str) -> io::Result<Client<TlsStream>> {
         let pin = natter::tls::parse_fingerprint(fingerprint).expect("a fingerprint");
-        let config = natter::tls::client_pinned(pin).expect("client config");
+        let config = natter::client::TlsOptions::pinned(pin)
+            .map(|o| o.config())
+            .expect("client config");
         let conn = rustls::ClientConnection::new(config, natter::tls::any_server_name())
             .expect("client connection");
         let tcp = TcpStream::connect(addr)?;
