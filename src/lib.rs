@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! The pure core (no files, sockets, threads or clock reads) is `ids`,
-//! `protocol`, `names`, `decoder`, `limiter`, `config`, `hub` and the plain
+//! `protocol`, `names`, `text`, `decoder`, `limiter`, `config`, `hub` and the plain
 //! data at the root of `accounts` and `store`; everything else is the IO
 //! side above it (ARCHITECTURE.md says more).
 //! - [`accounts`]: registered nicknames (argon2id password hashes) and bans
@@ -31,6 +31,7 @@
 //!   ready listener until a shutdown future completes.
 //! - [`store`]: chat history in SQLite or memory, written in batches on its
 //!   own thread.
+//! - [`text`]: helpers for the sentences natter writes.
 //! - `tls`: certificate fingerprints, PEM loading and self-signed
 //!   certificates, for the TLS listener and clients (feature `tls`).
 //! - [`tui`]: the Cursive terminal client (feature `tui`, on by default).
@@ -53,6 +54,7 @@ pub mod names;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod text;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "tui")]

@@ -7,9 +7,10 @@ use super::connection::{ConnState, Outgoing};
 use super::model::{Action, Changes, Model, Submitted};
 use super::pane::{EntryKind, SystemKind, Target};
 use super::recall::{Completion, SLASH_COMMANDS};
-use super::words::{capitalise, LOCAL_HELP};
+use super::words::LOCAL_HELP;
 use crate::names;
 use crate::protocol::{parse_command, Command, CommandError, Timestamp};
+use crate::text::capitalise;
 
 impl Model {
     /// Handles a line the user typed and pressed Enter on, at `now`.

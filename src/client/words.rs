@@ -24,13 +24,3 @@ pub fn clock(time: Timestamp) -> String {
         .format("%H:%M")
         .to_string()
 }
-
-/// `s` with its first letter in upper case, to start a sentence with an
-/// error's `Display` text.
-pub fn capitalise(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}

@@ -2,12 +2,13 @@
 //! registered, banned), each with a free suggestion.
 
 use super::outbox::Outbox;
-use super::words::{ban_text, capitalised};
+use super::words::ban_text;
 use super::Hub;
 use crate::accounts::BanTarget;
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::{encode, ErrorCode, ServerLine, Timestamp, LOBBY};
+use crate::text::capitalise;
 
 impl<O: Outbox> Hub<O> {
     pub(super) fn set_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
@@ -21,7 +22,7 @@ impl<O: Outbox> Hub<O> {
         };
         if let Err(err) = names::check_nick(wanted) {
             let suggestion = names::suggest_nick(wanted, taken);
-            let why = capitalised(&err.to_string());
+            let why = capitalise(&err.to_string());
             return self.error(
                 id,
                 ErrorCode::NickInvalid,

@@ -70,13 +70,3 @@ pub(super) fn left(secs: i64) -> String {
         s => format!("{} d", s / 86400),
     }
 }
-
-/// `text` with its first letter in capitals, to start a sentence with an
-/// error's `Display` (which is written to go mid-sentence).
-pub(super) fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}

@@ -1,7 +1,7 @@
 //! The server: accepts connections, runs one session per connection and one
 //! hub task that owns the chat's state.
 //!
-//! Sessions never touch each other. They send [`Event`]s to the hub task over
+//! Sessions never touch each other. They send `Event`s to the hub task over
 //! a bounded channel; the hub pushes encoded lines into each session's own
 //! bounded outbox, which that session's writer drains. A client that stops
 //! reading fills only its own outbox and is then disconnected.

@@ -24,6 +24,7 @@ use crate::protocol::{encode, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
 use crate::server::hub_task::Event;
 use crate::server::outbox::{OutboxReader, SessionOutbox};
+use crate::text::capitalise;
 
 /// How a session ended, before the final flush.
 enum End {
@@ -262,15 +263,5 @@ impl TokenBucket {
             self.last = Instant::now();
         }
         self.tokens -= 1.0;
-    }
-}
-
-/// `s` with its first letter in upper case, to turn an error's `Display`
-/// (lower case, as Rust errors are) into the start of a sentence.
-pub(crate) fn capitalise(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
