@@ -1,5 +1,7 @@
-//! The server's limits: every buffer, queue and count a peer can grow has one,
-//! and each has a flag in `natter serve` (see `natter serve --help`).
+//! The server's limits and policies, each with a flag in `natter serve` (see
+//! `natter serve --help`). Bounds that are not a policy but the size of an
+//! internal queue are constants beside the queue they bound (the hub's inbox,
+//! the store's and the accounts thread's queues; see ARCHITECTURE.md).
 
 use std::time::Duration;
 
