@@ -69,6 +69,9 @@ pub fn bench_config(threads: usize) -> Config {
         outbox: BENCH_OUTBOX,
         rate: 0,
         threads,
+        // Per-address limits (connections per address, the connection rate
+        // per address) go here, switched off: every benchmark client comes
+        // from 127.0.0.1. `soak_config` starts from this one.
         ..Config::default()
     }
 }

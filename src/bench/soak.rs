@@ -84,22 +84,21 @@ pub(crate) const RSS_MARGIN: f64 = 0.25;
 /// minute.
 pub(crate) const FD_MARGIN: usize = 64;
 
-/// The limits of the server `natter bench soak` starts in-process: the
-/// defaults a person gets (outbox, rate limit off as for every benchmark),
-/// history in memory so `HISTORY` answers, and a short retention, so the
-/// stored history reaches its steady size within the warm-up instead of
-/// growing for the whole run and looking like a leak.
+/// The limits of the server `natter bench soak` starts in-process: those of
+/// every benchmark ([`super::bench_config`]: rate and per-address limits
+/// off), but the outbox a person gets, so slow readers are dropped as they
+/// would be in use; history in memory so `HISTORY` answers, and a short
+/// retention, so the stored history reaches its steady size within the
+/// warm-up instead of growing for the whole run and looking like a leak.
 pub fn soak_config(threads: usize) -> crate::config::Config {
     crate::config::Config {
-        max_clients: super::BENCH_MAX_CLIENTS,
-        rate: 0,
-        threads,
+        outbox: crate::config::Config::default().outbox,
         history: crate::store::HistoryMode::Memory,
         retention: crate::store::Retention {
             max_age: Some(Duration::from_secs(60)),
             max_per_room: Some(1_000),
         },
-        ..crate::config::Config::default()
+        ..super::bench_config(threads)
     }
 }
 
