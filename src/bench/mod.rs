@@ -276,6 +276,10 @@ pub struct Report {
     summary: String,
     json: String,
     warnings: Vec<String>,
+    /// Why the run failed the checks it exists for (the soak's verdict), so
+    /// that `natter bench` exits non-zero; `None` for a pass and for the
+    /// scenarios that only measure.
+    failure: Option<String>,
 }
 
 impl Report {
@@ -294,6 +298,13 @@ impl Report {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+
+    /// Why the run failed its checks, if it did: only `soak` judges; the
+    /// other scenarios report what they measured and leave judging to
+    /// their reader.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
 }
 
 impl fmt::Display for Report {
@@ -308,7 +319,7 @@ impl fmt::Display for Report {
 
 /// Runs the scenario, prints the summary and the JSON line on stdout (only
 /// the JSON line with [`Options::json`]), and fails if the run could not
-/// measure.
+/// measure or failed its checks ([`Report::failure`]).
 pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let report = run_scenario(&options)?;
     let mut out = std::io::stdout().lock();
@@ -318,7 +329,10 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         write!(out, "{report}")?;
     }
     writeln!(out, "{}", report.json())?;
-    Ok(())
+    match report.failure() {
+        Some(why) => Err(format!("{} failed: {why}", report.scenario).into()),
+        None => Ok(()),
+    }
 }
 
 /// Runs the scenario and returns what it measured.

@@ -542,11 +542,13 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         samples: &samples,
         ok: warnings.is_empty(),
     });
+    let failure = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(Report {
         scenario: Scenario::Soak,
         summary,
         json,
         warnings,
+        failure,
     })
 }
 
