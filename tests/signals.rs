@@ -2,6 +2,9 @@
 //! a shutdown notice and then EOF, and the process exits 0. Also what it
 //! logs: where it listens, connects and disconnects, and never what people
 //! say.
+//!
+//! Unix only: Windows has no SIGTERM to send, and `kill(1)` sends them.
+#![cfg(unix)]
 
 mod common;
 

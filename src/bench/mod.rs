@@ -5,7 +5,7 @@
 //! own threads, with the benchmark limits of [`bench_config`]; with
 //! [`Options::server`] it drives any server on this machine instead, and with
 //! [`Options::server_pid`] it reads that server's memory and descriptors from
-//! `/proc`. Every scenario is bounded in count and in time and stops by
+//! `/proc` (on Linux; elsewhere they are reported as unknown). Every scenario is bounded in count and in time and stops by
 //! itself; it shows progress on stderr and prints a human summary and one
 //! JSON line.
 //!

@@ -146,15 +146,29 @@ fn days(age: Option<Duration>) -> u64 {
 }
 
 /// Where the databases live unless `--data-dir` says otherwise: the XDG
-/// data directory, as other Unix services do.
+/// data directory, as other Unix services do (on Windows, which sets no
+/// `HOME`, `%LOCALAPPDATA%` when neither is set).
 pub fn data_dir() -> PathBuf {
     let home = |rest: &str| std::env::var_os("HOME").map(|h| Path::new(&h).join(rest));
     std::env::var_os("XDG_DATA_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| home(".local/share"))
+        .or_else(local_app_data)
         .unwrap_or_else(|| PathBuf::from("."))
         .join("natter")
+}
+
+/// Windows' per-user data directory, where `HOME` is not set.
+#[cfg(windows)]
+fn local_app_data() -> Option<PathBuf> {
+    std::env::var_os("LOCALAPPDATA").map(PathBuf::from)
+}
+
+/// Unix systems have `HOME`; nothing else to try.
+#[cfg(not(windows))]
+fn local_app_data() -> Option<PathBuf> {
+    None
 }
 
 impl Serve {
@@ -234,10 +248,14 @@ impl Serve {
                     None => None,
                 },
             };
-            let mut signals = async_signal::Signals::new([
-                async_signal::Signal::Int,
-                async_signal::Signal::Term,
-            ])?;
+            // Windows delivers only Ctrl-C (`Int`); async-signal refuses
+            // to listen for `Term` there, which would stop the server
+            // from starting.
+            #[cfg(unix)]
+            let wanted = [async_signal::Signal::Int, async_signal::Signal::Term];
+            #[cfg(not(unix))]
+            let wanted = [async_signal::Signal::Int];
+            let mut signals = async_signal::Signals::new(wanted)?;
             let shutdown = async move {
                 if let Some(Ok(signal)) = signals.next().await {
                     tracing::info!(?signal, "signal received");
