@@ -785,9 +785,12 @@ impl LineSink for Resident<'_> {
     }
 }
 
+/// A resident's number and the sequence number of one of its lines.
+type Numbered = (usize, u64);
+
 /// The kind and, for residents' lines, the sender and sequence number of a
 /// text of this run: `<tag> <kind> [<sender> <seq>]`.
-fn payload<'t>(text: &'t [u8], tag: &[u8]) -> Option<(&'t [u8], Option<(usize, u64)>)> {
+fn payload<'t>(text: &'t [u8], tag: &[u8]) -> Option<(&'t [u8], Option<Numbered>)> {
     let mut words = text.split(|&b| b == b' ');
     if words.next()? != tag {
         return None;
