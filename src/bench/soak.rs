@@ -1073,7 +1073,9 @@ mod tests {
         let mut series: Vec<Option<u64>> = vec![Some(10); 10];
         series.extend(std::iter::repeat_n(Some(100), 30));
         assert_eq!(thirds(&series), Some((100, 100)));
-        assert_eq!(thirds(&[Some(1); 7]), None);
+        // Six samples leave five after the warm-up: too few; seven leave six.
+        assert_eq!(thirds(&[Some(1); 6]), None);
+        assert_eq!(thirds(&[Some(1); 7]), Some((1, 1)));
         assert_eq!(
             thirds(&[
                 Some(1),
