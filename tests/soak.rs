@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,7 +19,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 /// Waits for `child` at most `limit`; kills it (this test's own child, by
 /// its handle) if it runs longer.
-fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("wait for natter") {
@@ -45,18 +45,13 @@ fn drain(pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     })
 }
 
-fn num(json: &Value, key: &str) -> u64 {
-    json[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is a count: {json}"))
-}
-
-/// An operator soaking a server for a minute gets a passing verdict backed by
-/// real traffic of every kind and by memory and descriptor samples.
-#[test]
-fn a_minute_of_mixed_load_passes_with_samples_and_real_traffic() {
+/// Runs `natter bench soak <args> --json --quiet`, bounded by [`LIMIT`]:
+/// its exit status, stdout (the JSON line) and stderr (the summary).
+fn soak(args: &[&str]) -> (ExitStatus, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args(["bench", "soak", "--seconds", SECONDS, "--json", "--quiet"])
+        .args(["bench", "soak"])
+        .args(args)
+        .args(["--json", "--quiet"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -68,6 +63,20 @@ fn a_minute_of_mixed_load_passes_with_samples_and_real_traffic() {
     let status = wait_bounded(&mut child, LIMIT);
     let stdout = stdout.join().expect("stdout read");
     let stderr = stderr.join().expect("stderr read");
+    (status, stdout, stderr)
+}
+
+fn num(json: &Value, key: &str) -> u64 {
+    json[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is a count: {json}"))
+}
+
+/// An operator soaking a server for a minute gets a passing verdict backed by
+/// real traffic of every kind and by memory and descriptor samples.
+#[test]
+fn a_minute_of_mixed_load_passes_with_samples_and_real_traffic() {
+    let (status, stdout, stderr) = soak(&["--seconds", SECONDS]);
     assert!(status.success(), "{status}\n{stderr}\n{stdout}");
 
     let lines: Vec<&str> = stdout.lines().collect();
@@ -147,21 +156,17 @@ fn a_soak_that_goes_wrong_exits_non_zero_and_says_why() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args(["bench", "soak", "--server", &addr])
-        .args(["--server-pid", &server.id().to_string()])
-        .args(["--clients", "2", "--seconds", "3", "--json", "--quiet"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("natter runs");
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let status = wait_bounded(&mut child, LIMIT);
-    let stdout = stdout.join().expect("stdout read");
-    let stderr = stderr.join().expect("stderr read");
+    let pid = server.id().to_string();
+    let (status, stdout, stderr) = soak(&[
+        "--server",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--clients",
+        "2",
+        "--seconds",
+        "3",
+    ]);
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&data);
