@@ -55,6 +55,14 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    /// Origins besides the page's own whose pages may open the WebSocket
+    /// (`--web-origin`): the handshake refuses others, so that a page on
+    /// another site cannot chat in its visitor's name.
+    pub web_origins: Vec<String>,
+    /// The reverse proxy in front of the web listener (`--web-trust-proxy`):
+    /// only from this address is `X-Forwarded-For` believed, so that bans
+    /// and limits see the real client and nobody else can claim to be one.
+    pub web_trust_proxy: Option<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -76,6 +84,8 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            web_origins: Vec::new(),
+            web_trust_proxy: None,
         }
     }
 }

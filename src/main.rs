@@ -103,6 +103,25 @@ struct Serve {
     /// no plain-text listener: serve only TLS (--bind is then unused)
     #[argh(switch)]
     no_plain: bool,
+    /// address of the web client's HTTP listener, the page and its
+    /// WebSocket (default 0.0.0.0:8080)
+    #[argh(option, default = "String::from(\"0.0.0.0:8080\")")]
+    web_bind: String,
+    /// do not serve the web client
+    #[argh(switch)]
+    no_web: bool,
+    /// address of the web client over HTTPS, served when a TLS certificate
+    /// is configured (default 0.0.0.0:8443)
+    #[argh(option, default = "String::from(\"0.0.0.0:8443\")")]
+    web_tls_bind: String,
+    /// another origin whose pages may open the WebSocket, such as
+    /// https://chat.example.org (repeatable); the page's own always may
+    #[argh(option)]
+    web_origin: Vec<String>,
+    /// the address of a reverse proxy in front of the web listener: from it
+    /// only, the client address is taken from X-Forwarded-For
+    #[argh(option)]
+    web_trust_proxy: Option<std::net::IpAddr>,
 }
 
 /// Manage accounts and bans in the server's database (works while the
@@ -399,6 +418,8 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
         },
         replay: args.replay,
         tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+        web_origins: args.web_origin.clone(),
+        web_trust_proxy: args.web_trust_proxy,
         ..natter::Config::default()
     };
     if args.no_plain && tls.is_none() {
@@ -416,8 +437,26 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?,
             )
         };
+        #[cfg(feature = "web")]
+        let web = if args.no_web {
+            None
+        } else {
+            Some(bind_web(&args.web_bind, "--web-bind").await?)
+        };
+        #[cfg(all(feature = "web", feature = "tls"))]
+        let web_tls = match (&tls, args.no_web) {
+            (Some(tls), false) => Some((
+                bind_web(&args.web_tls_bind, "--web-tls-bind").await?,
+                std::sync::Arc::clone(&tls.config),
+            )),
+            _ => None,
+        };
         let listeners = natter::server::Listeners {
             plain,
+            #[cfg(feature = "web")]
+            web,
+            #[cfg(all(feature = "web", feature = "tls"))]
+            web_tls,
             #[cfg(feature = "tls")]
             tls: match tls {
                 Some(tls) => Some((
@@ -438,6 +477,22 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
         };
         natter::server::serve_with(listeners, config, shutdown).await?;
         Ok(())
+    })
+}
+
+/// Binds a web listener; a port that is taken stops the server with a
+/// sentence naming the flags that move or drop it.
+#[cfg(feature = "web")]
+async fn bind_web(
+    address: &str,
+    flag: &str,
+) -> Result<smol::net::TcpListener, Box<dyn std::error::Error>> {
+    smol::net::TcpListener::bind(address).await.map_err(|err| {
+        format!(
+            "cannot listen for the web client on {address}: {err}; \
+             choose another address with {flag}, or turn the web client off with --no-web"
+        )
+        .into()
     })
 }
 

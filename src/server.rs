@@ -225,6 +225,13 @@ pub struct Listeners {
     /// configuration its handshakes use.
     #[cfg(feature = "tls")]
     pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// HTTP for the web client (port 8080 in `natter serve`): the page, and
+    /// the protocol over WebSocket on `/ws`.
+    #[cfg(feature = "web")]
+    pub web: Option<TcpListener>,
+    /// The web client over HTTPS (port 8443 in `natter serve`).
+    #[cfg(all(feature = "web", feature = "tls"))]
+    pub web_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 impl Listeners {
@@ -234,6 +241,10 @@ impl Listeners {
             plain: Some(listener),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "web")]
+            web: None,
+            #[cfg(all(feature = "web", feature = "tls"))]
+            web_tls: None,
         }
     }
 }
@@ -311,6 +322,14 @@ fn listeners_empty(listeners: &Listeners) -> bool {
     if listeners.tls.is_some() {
         return false;
     }
+    #[cfg(feature = "web")]
+    if listeners.web.is_some() {
+        return false;
+    }
+    #[cfg(all(feature = "web", feature = "tls"))]
+    if listeners.web_tls.is_some() {
+        return false;
+    }
     listeners.plain.is_none()
 }
 
@@ -342,9 +361,10 @@ impl Accepting<'_> {
     }
 
     /// Accepts connections on `listener` until the future is dropped,
-    /// starting one session each; `tls` is set on the TLS listener. Nothing
-    /// here waits on a peer: handshakes happen on the session's task.
-    async fn accept(&self, listener: &TcpListener, tls: Option<Handshake>) {
+    /// starting one session each; `tls` is set on the TLS listeners, `web`
+    /// on the web client's. Nothing here waits on a peer: handshakes happen
+    /// on the session's task.
+    async fn accept(&self, listener: &TcpListener, tls: Option<Handshake>, web: bool) {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -353,7 +373,7 @@ impl Accepting<'_> {
                         drop(spare);
                         if let Ok((stream, peer)) = listener.accept().await {
                             tracing::warn!(%peer, %err, "refused: out of file descriptors");
-                            if tls.is_some() {
+                            if tls.is_some() || web {
                                 // Refusing in words would need a handshake,
                                 // which must not happen in the accept loop:
                                 // close at once instead of leaving the peer
@@ -379,6 +399,8 @@ impl Accepting<'_> {
                 tracing::warn!(%peer, "refused: server full");
                 let max = self.config.max_clients;
                 match &tls {
+                    #[cfg(feature = "web")]
+                    None if web => self.executor.spawn(session::refuse_web(stream)).detach(),
                     None => self.executor.spawn(refuse(stream, max)).detach(),
                     #[cfg(feature = "tls")]
                     Some(handshake) => {
@@ -401,6 +423,10 @@ impl Accepting<'_> {
             let done = self.done.clone();
             let ports = self.ports;
             let connection = match &tls {
+                #[cfg(feature = "web")]
+                None if web => session::Connection::Web(stream),
+                #[cfg(all(feature = "web", feature = "tls"))]
+                Some(handshake) if web => session::Connection::WebTls(stream, handshake.clone()),
                 None => session::Connection::Plain(stream),
                 #[cfg(feature = "tls")]
                 Some(handshake) => session::Connection::Tls(stream, handshake.clone()),
@@ -453,6 +479,16 @@ async fn run(
         .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
     #[cfg(not(feature = "tls"))]
     let tls: Option<(TcpListener, Handshake)> = None;
+    #[cfg(feature = "web")]
+    let web = listeners.web;
+    #[cfg(not(feature = "web"))]
+    let web: Option<TcpListener> = None;
+    #[cfg(all(feature = "web", feature = "tls"))]
+    let web_tls = listeners
+        .web_tls
+        .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
+    #[cfg(not(all(feature = "web", feature = "tls")))]
+    let web_tls: Option<(TcpListener, Handshake)> = None;
     let mut ports = Ports::default();
     if let Some(listener) = &plain {
         let address = listener.local_addr()?;
@@ -463,6 +499,14 @@ async fn run(
         let address = listener.local_addr()?;
         ports.tls = Some(address.port());
         tracing::info!(%address, "listening for TLS");
+    }
+    if let Some(listener) = &web {
+        let url = web_url("http", listener.local_addr()?);
+        tracing::info!(%url, "web client");
+    }
+    if let Some((listener, _)) = &web_tls {
+        let url = web_url("https", listener.local_addr()?);
+        tracing::info!(%url, "web client");
     }
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
@@ -498,22 +542,44 @@ async fn run(
 
     let accept_plain = async {
         match &plain {
-            Some(listener) => accepting.accept(listener, None).await,
+            Some(listener) => accepting.accept(listener, None, false).await,
             None => future::pending().await,
         }
     };
     let accept_tls = async {
         match &tls {
             Some((listener, handshake)) => {
-                accepting.accept(listener, Some(handshake.clone())).await
+                accepting
+                    .accept(listener, Some(handshake.clone()), false)
+                    .await
             }
             None => future::pending().await,
         }
     };
-    future::or(future::or(accept_plain, accept_tls), shutdown).await;
+    let accept_web = async {
+        match &web {
+            Some(listener) => accepting.accept(listener, None, true).await,
+            None => future::pending().await,
+        }
+    };
+    let accept_web_tls = async {
+        match &web_tls {
+            Some((listener, handshake)) => {
+                accepting
+                    .accept(listener, Some(handshake.clone()), true)
+                    .await
+            }
+            None => future::pending().await,
+        }
+    };
+    let accept_all = future::or(
+        future::or(accept_plain, accept_tls),
+        future::or(accept_web, accept_web_tls),
+    );
+    future::or(accept_all, shutdown).await;
 
     tracing::info!("shutting down");
-    drop((plain, tls));
+    drop((plain, tls, web, web_tls));
     drop(accepting);
     let _ = shutting_down.send(()).await;
     let grace = config.shutdown_grace + Duration::from_millis(500);
@@ -539,6 +605,20 @@ async fn run(
     )
     .await;
     Ok(())
+}
+
+/// The address a person on this machine opens for the web client: a
+/// listener on every interface is reachable on loopback.
+fn web_url(scheme: &str, address: std::net::SocketAddr) -> String {
+    let ip = match address.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "{scheme}://{}/",
+        std::net::SocketAddr::new(ip, address.port())
+    )
 }
 
 /// How long the hub waits, in all, for the history store to make room

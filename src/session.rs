@@ -26,6 +26,10 @@ use crate::server::{Event, OutboxReader, Ports, SessionOutbox};
 mod tls;
 #[cfg(feature = "tls")]
 pub(crate) use tls::refuse_tls;
+#[cfg(feature = "web")]
+mod ws;
+#[cfg(feature = "web")]
+pub(crate) use ws::refuse_web;
 
 /// How a session ended, before the final flush.
 enum End {
@@ -47,6 +51,12 @@ pub(crate) enum Connection {
     /// From the TLS listener: the session first waits for the handshake.
     #[cfg(feature = "tls")]
     Tls(Arc<Async<TcpStream>>, futures_rustls::TlsAcceptor),
+    /// From the web listener: HTTP, and the protocol over WebSocket on `/ws`.
+    #[cfg(feature = "web")]
+    Web(Arc<Async<TcpStream>>),
+    /// From the web listener over TLS: the handshake, then as `Web`.
+    #[cfg(all(feature = "web", feature = "tls"))]
+    WebTls(Arc<Async<TcpStream>>, futures_rustls::TlsAcceptor),
 }
 
 impl Connection {
@@ -56,6 +66,10 @@ impl Connection {
             Connection::Plain(_) => false,
             #[cfg(feature = "tls")]
             Connection::Tls(..) => true,
+            #[cfg(feature = "web")]
+            Connection::Web(_) => false,
+            #[cfg(all(feature = "web", feature = "tls"))]
+            Connection::WebTls(..) => true,
         }
     }
 }
@@ -120,6 +134,12 @@ pub(crate) async fn run(
         #[cfg(feature = "tls")]
         Connection::Tls(stream, acceptor) => {
             tls::run(id, peer, stream, acceptor, config, ports, &events).await
+        }
+        #[cfg(feature = "web")]
+        Connection::Web(stream) => ws::run(id, peer, stream, config, ports, &events).await,
+        #[cfg(all(feature = "web", feature = "tls"))]
+        Connection::WebTls(stream, acceptor) => {
+            ws::run_tls(id, peer, stream, acceptor, config, ports, &events).await
         }
     }
 }

@@ -1,0 +1,2 @@
+// Placeholder: the web client's script.
+document.querySelector('[data-testid="status"]').textContent = 'loading';
