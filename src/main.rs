@@ -16,7 +16,7 @@ struct Args {
 #[derive(FromArgs)]
 #[argh(subcommand)]
 enum Subcommand {
-    Serve(Serve),
+    Serve(Box<Serve>),
     Admin(Admin),
     Bench(Bench),
     #[cfg(feature = "tui")]
@@ -304,7 +304,7 @@ struct Tui {
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let result = match args.command {
-        Subcommand::Serve(serve) => run_server(serve),
+        Subcommand::Serve(serve) => run_server(*serve),
         Subcommand::Admin(admin) => run_admin(admin),
         Subcommand::Bench(bench) => natter::bench::run(natter::bench::Options {
             scenario: bench.scenario,
@@ -437,6 +437,12 @@ fn run_server(args: Serve) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?,
             )
         };
+        // Built without the web client, its flags change nothing.
+        #[cfg(not(feature = "web"))]
+        let _ = (&args.web_bind, args.no_web, &args.web_tls_bind);
+        // Without TLS there is no HTTPS listener to move.
+        #[cfg(all(feature = "web", not(feature = "tls")))]
+        let _ = &args.web_tls_bind;
         #[cfg(feature = "web")]
         let web = if args.no_web {
             None
