@@ -372,3 +372,60 @@ fn a_slow_websocket_reader_is_dropped_without_hurting_others() {
         drop(slow);
     });
 }
+
+#[test]
+fn a_taken_web_port_stops_the_server_with_a_sentence_naming_the_flags() {
+    // Story: whoever starts natter where 8080 is busy is told which port and how to move or drop it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--history", "off"])
+        .args(["--accounts", "memory", "--web-bind", &address.to_string()])
+        .output()
+        .expect("run natter serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&address.to_string()), "{stderr}");
+    assert!(
+        stderr.contains("--web-bind") && stderr.contains("--no-web"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_start_up_log_gives_the_web_client_url() {
+    // Story: the person starting the server reads the address to open in a browser.
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--history", "off"])
+        .args(["--accounts", "memory", "--web-bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start natter serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (found, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("web client") && line.contains("url=http://127.0.0.1:") {
+                let _ = found.send(line);
+                return;
+            }
+        }
+    });
+    let line = lines.recv_timeout(TIMEOUT);
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("a `web client url=...` line");
+    let url = line
+        .split("url=")
+        .nth(1)
+        .expect("url")
+        .split_whitespace()
+        .next()
+        .expect("url");
+    assert!(url.ends_with('/'), "{url}");
+}
