@@ -136,10 +136,10 @@ pub(crate) async fn run(
             tls::run(id, peer, stream, acceptor, config, ports, &events).await
         }
         #[cfg(feature = "web")]
-        Connection::Web(stream) => ws::run(id, peer, stream, config, ports, &events).await,
+        Connection::Web(stream) => ws::run(id, peer, stream, None, config, ports, &events).await,
         #[cfg(all(feature = "web", feature = "tls"))]
         Connection::WebTls(stream, acceptor) => {
-            ws::run_tls(id, peer, stream, acceptor, config, ports, &events).await
+            ws::run(id, peer, stream, Some(acceptor), config, ports, &events).await
         }
     }
 }

@@ -519,14 +519,8 @@ fn bad_certificate_files_are_a_clear_error() {
     ];
     for (flags, want) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args([
-                "serve",
-                "--no-web",
-                "--history",
-                "off",
-                "--accounts",
-                "memory",
-            ])
+            .args(["serve", "--history", "off", "--accounts", "memory"])
+            .arg("--no-web")
             .args(["--bind", "127.0.0.1:0"])
             .args(["--tls-bind", "127.0.0.1:0"])
             .args(flags)

@@ -96,45 +96,44 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// Serves a connection to the plain-text web listener.
+/// What a TLS web listener's sessions need for their handshakes.
+#[cfg(feature = "tls")]
+pub(super) type Acceptor = futures_rustls::TlsAcceptor;
+
+/// Without TLS there are no handshakes: a type with no values.
+#[cfg(not(feature = "tls"))]
+pub(super) enum Acceptor {}
+
+/// Serves a connection to a web listener: over TLS with `tls` (the
+/// handshake within `config.tls_handshake_timeout`), then HTTP.
 pub(super) async fn run(
     id: ClientId,
     peer: SocketAddr,
     stream: Arc<Async<TcpStream>>,
+    tls: Option<Acceptor>,
     config: &Config,
     ports: Ports,
     events: &Sender<Event>,
 ) -> String {
     let _ = stream.get_ref().set_nodelay(true);
     let socket = Socket::from(Arc::clone(&stream));
-    let reason = serve_http(id, peer, socket, false, config, ports, events).await;
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
-    reason
-}
-
-/// Serves a connection to the TLS web listener: the handshake, within
-/// `config.tls_handshake_timeout`, then HTTP as on the plain one.
-#[cfg(feature = "tls")]
-pub(super) async fn run_tls(
-    id: ClientId,
-    peer: SocketAddr,
-    stream: Arc<Async<TcpStream>>,
-    acceptor: futures_rustls::TlsAcceptor,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
-) -> String {
-    let _ = stream.get_ref().set_nodelay(true);
-    let socket = Socket::from(Arc::clone(&stream));
-    let accepted = future::or(async { Some(acceptor.accept(socket).await) }, async {
-        Timer::after(config.tls_handshake_timeout).await;
-        None
-    })
-    .await;
-    let reason = match accepted {
-        Some(Ok(tls)) => serve_http(id, peer, tls, true, config, ports, events).await,
-        Some(Err(err)) => format!("TLS handshake failed: {err}"),
-        None => "TLS handshake timed out".into(),
+    let reason = match tls {
+        None => serve_http(id, peer, socket, false, config, ports, events).await,
+        #[cfg(feature = "tls")]
+        Some(acceptor) => {
+            let accepted = future::or(async { Some(acceptor.accept(socket).await) }, async {
+                Timer::after(config.tls_handshake_timeout).await;
+                None
+            })
+            .await;
+            match accepted {
+                Some(Ok(tls)) => serve_http(id, peer, tls, true, config, ports, events).await,
+                Some(Err(err)) => format!("TLS handshake failed: {err}"),
+                None => "TLS handshake timed out".into(),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
     };
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
     reason
