@@ -1,5 +1,7 @@
-//! The server's limits: every buffer, queue and count a peer can grow has one,
-//! and each has a flag in `natter serve` (see `natter serve --help`).
+//! The server's limits and policies, each with a flag in `natter serve` (see
+//! `natter serve --help`). Bounds that are not a policy but the size of an
+//! internal queue are constants beside the queue they bound (the hub's inbox,
+//! the store's and the accounts thread's queues; see ARCHITECTURE.md).
 
 use std::time::Duration;
 
@@ -55,6 +57,7 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // The web client.
     /// Origins besides the page's own whose pages may open the WebSocket
     /// (`--web-origin`): the handshake refuses others, so that a page on
     /// another site cannot chat in its visitor's name.
@@ -84,6 +87,7 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            // The web client.
             web_origins: Vec::new(),
             web_trust_proxy: None,
         }

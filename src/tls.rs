@@ -78,9 +78,9 @@ pub struct ServerTls {
     pub fingerprint: String,
 }
 
-/// The crypto provider everything TLS in natter uses: ring, so that no C
-/// toolchain beyond what SQLite needs is required.
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider everything TLS in natter uses, server and client
+/// alike: ring, so that no C toolchain beyond what SQLite needs is required.
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -150,19 +150,8 @@ fn server_config(
     })
 }
 
-/// A client configuration that trusts exactly one certificate, named by its
-/// SHA-256 fingerprint, whatever name or issuer it carries: how a client
-/// talks to a server with a self-signed certificate without trusting
-/// anything else. Signatures are still checked, so the server must hold the
-/// certificate's key. The same verifier as `natter tui --fingerprint`.
-pub fn client_pinned(
-    fingerprint: [u8; 32],
-) -> Result<Arc<rustls::ClientConfig>, crate::client::TlsError> {
-    crate::client::TlsOptions::pinned(fingerprint).map(|options| options.config())
-}
-
-/// The server name a pinned client sends: the certificate decides, not the
-/// name, so any valid one does.
+/// The server name a pinned client sends (see `client::TlsOptions::pinned`):
+/// the certificate decides, not the name, so any valid one does.
 pub fn any_server_name() -> ServerName<'static> {
     ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]))
 }

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{retry, start, Client};
-use natter::accounts::{AccountsMode, Admin};
+use common::raw::Client;
+use common::{retry, start};
+use natter::accounts::admin::Admin;
+use natter::accounts::AccountsMode;
 use natter::protocol::{ErrorCode, ModAction, Secret, ServerLine};
 
 /// A fresh directory for one test's database.

@@ -34,6 +34,20 @@ fn run(options: &Options) -> Value {
     json
 }
 
+/// Asserts that a fan-out report counts no lost, duplicated, unexpected or
+/// malformed message and no disconnection.
+fn assert_no_faults(json: &Value) {
+    for key in [
+        "lost",
+        "duplicated",
+        "unexpected",
+        "malformed",
+        "disconnected",
+    ] {
+        assert_eq!(num(json, key), 0, "{key}");
+    }
+}
+
 fn num(json: &Value, key: &str) -> u64 {
     json[key]
         .as_u64()
@@ -56,15 +70,7 @@ fn fanout_delivers_every_message_to_everyone_else_once() {
     assert!(sent > 0);
     assert_eq!(num(&json, "expected"), sent * 19);
     assert_eq!(num(&json, "received"), num(&json, "expected"));
-    for key in [
-        "lost",
-        "duplicated",
-        "unexpected",
-        "malformed",
-        "disconnected",
-    ] {
-        assert_eq!(num(&json, key), 0, "{key}");
-    }
+    assert_no_faults(&json);
     assert_eq!(num(&json, "latency_samples"), num(&json, "received"));
     assert_eq!(json["tls"], false);
     assert!(json["p50_ms"].as_f64() <= json["p99_ms"].as_f64());
@@ -89,15 +95,7 @@ fn fanout_over_tls_delivers_every_message_to_everyone_else_once() {
     let sent = num(&json, "sent");
     assert!(sent > 0);
     assert_eq!(num(&json, "received"), sent * 11);
-    for key in [
-        "lost",
-        "duplicated",
-        "unexpected",
-        "malformed",
-        "disconnected",
-    ] {
-        assert_eq!(num(&json, key), 0, "{key}");
-    }
+    assert_no_faults(&json);
 }
 
 /// Paced sending sends about what was asked and loses nothing.

@@ -6,168 +6,15 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Client, TIMEOUT};
-use natter::client::{
-    Action, Backoff, ConnState, Connection, EntryKind, Event, Model, NickPrompt, Settings,
-    Submitted, SystemKind, Target,
-};
-use natter::protocol::{ServerLine, Timestamp};
+use common::driver::{settings, Driver};
+use common::raw::Client;
+use common::TIMEOUT;
+use natter::client::{Action, Backoff, ConnState, EntryKind, Settings, SystemKind, Target};
+use natter::protocol::Timestamp;
 use natter::store::HistoryMode;
-
-/// A client core as a user interface would drive it: events from the
-/// connection feed the model; typed lines go through the model to the
-/// connection.
-struct Driver {
-    conn: Connection,
-    events: Receiver<Event>,
-    model: Model,
-    prompts: Vec<NickPrompt>,
-    /// The targets of the `HIST END` lines applied so far, in order.
-    hist_ends: Vec<String>,
-}
-
-impl Driver {
-    fn start(addr: SocketAddr, nick: &str) -> Driver {
-        Driver::with(settings(addr, nick))
-    }
-
-    fn with(settings: Settings) -> Driver {
-        let model = Model::new(&settings.server, &settings.nick, 100);
-        let (tx, events) = mpsc::channel();
-        let conn = Connection::start(settings, move |event| {
-            let _ = tx.send(event);
-        })
-        .expect("start the connection thread");
-        Driver {
-            conn,
-            events,
-            model,
-            prompts: Vec::new(),
-            hist_ends: Vec::new(),
-        }
-    }
-
-    /// Feeds events to the model, and sends the requests it makes, until
-    /// `done` holds; fails after TIMEOUT.
-    fn until(&mut self, what: &str, mut done: impl FnMut(&Model) -> bool) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !done(&self.model) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(event) => {
-                    if let Event::Line(ServerLine::HistoryEnd { target, .. }) = &event {
-                        self.hist_ends.push(target.clone());
-                    }
-                    let changes = self.model.apply(event, Timestamp::now());
-                    self.prompts.extend(changes.nick_prompt);
-                    for request in changes.requests {
-                        self.conn.send(request);
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; lines: {:#?}", self.lines()),
-            }
-        }
-    }
-
-    /// A mark for [`Driver::replays`]: the `HIST END` lines so far.
-    fn mark(&self) -> usize {
-        self.hist_ends.len()
-    }
-
-    /// Waits until `n` `HIST END` lines for `target` have come since `mark`.
-    fn replays(&mut self, mark: usize, target: &str, n: usize) {
-        let count = |ends: &[String]| {
-            ends.iter()
-                .skip(mark)
-                .filter(|t| t.as_str() == target)
-                .count()
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        while count(&self.hist_ends) < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(event) = self.events.recv_timeout(left) else {
-                panic!(
-                    "timed out waiting for HIST END {target}; lines: {:#?}",
-                    self.lines()
-                );
-            };
-            if let Event::Line(ServerLine::HistoryEnd { target, .. }) = &event {
-                self.hist_ends.push(target.clone());
-            }
-            for request in self.model.apply(event, Timestamp::now()).requests {
-                self.conn.send(request);
-            }
-        }
-    }
-
-    /// The chat and private lines of a conversation's pane, with their ids.
-    fn said(&self, target: Target) -> Vec<(Option<u64>, String)> {
-        let Some(pane) = self.model.pane(&target) else {
-            return Vec::new();
-        };
-        pane.scrollback()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EntryKind::Chat { nick, text, .. } => Some((e.id, format!("<{nick}> {text}"))),
-                EntryKind::Whisper { from, to, text, .. } => {
-                    Some((e.id, format!("[{from}->{to}] {text}")))
-                }
-                EntryKind::System { .. } => None,
-            })
-            .collect()
-    }
-
-    /// Like [`Driver::said`] without the ids.
-    fn said_texts(&self, target: Target) -> Vec<String> {
-        self.said(target).into_iter().map(|(_, t)| t).collect()
-    }
-
-    fn online(&mut self) {
-        self.until("registration", |m| *m.state() == ConnState::Online);
-    }
-
-    /// Types a line and presses Enter.
-    fn enter(&mut self, line: &str) -> Submitted {
-        let submitted = self.model.submit(line, Timestamp::now());
-        if let Action::Send(out) = &submitted.action {
-            self.conn.send(out.clone());
-        }
-        for request in &submitted.changes.requests {
-            self.conn.send(request.clone());
-        }
-        submitted
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.model
-            .scrollback()
-            .iter()
-            .map(|e| match &e.kind {
-                EntryKind::Chat { nick, text, .. } => format!("<{nick}> {text}"),
-                EntryKind::Whisper { from, to, text, .. } => format!("[{from}->{to}] {text}"),
-                EntryKind::System { text, .. } => format!("* {text}"),
-            })
-            .collect()
-    }
-
-    fn has_line(&self, want: &str) -> bool {
-        self.lines().iter().any(|l| l == want)
-    }
-}
-
-fn settings(addr: SocketAddr, nick: &str) -> Settings {
-    Settings {
-        backoff: Backoff {
-            first: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-        },
-        ..Settings::new(addr.to_string(), nick)
-    }
-}
 
 /// A server that can be stopped and started again on the same address.
 struct Restartable {
@@ -484,7 +331,7 @@ fn a_silent_server_is_pinged_then_given_up() {
     let (addr, accept) = fake_server();
     let mut alice = Driver::with(Settings {
         keepalive: Duration::from_millis(300),
-        ..settings(addr, "alice")
+        ..settings(addr.to_string(), "alice")
     });
     let (mut reader, mut stream) = accept();
     assert_eq!(read_line(&mut reader), "NICK alice\r\n");
@@ -687,7 +534,7 @@ fn after_a_reconnect_since_fetches_exactly_what_was_missed() {
             first: Duration::from_millis(200),
             max: Duration::from_millis(400),
         },
-        ..settings(relay.addr, "alice")
+        ..settings(relay.addr.to_string(), "alice")
     });
     alice.online();
     let mark = alice.mark();

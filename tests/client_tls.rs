@@ -10,15 +10,14 @@ mod common;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::driver::{settings, Driver};
 use common::TIMEOUT;
-use natter::client::{
-    Backoff, ConnState, Connection, EntryKind, Event, Model, Outgoing, Settings, TlsOptions,
-};
-use natter::protocol::{ServerLine, Timestamp};
+use natter::client::{ConnState, Connection, Event, Outgoing, Settings, TlsOptions};
+use natter::protocol::ServerLine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
@@ -165,79 +164,13 @@ fn send(lines: &mut TlsLines, text: &[u8]) {
     stream.flush().expect("flush");
 }
 
-/// The client core as a user interface drives it, connecting with `tls`.
-struct Driver {
-    conn: Connection,
-    events: Receiver<Event>,
-    model: Model,
-}
-
-impl Driver {
-    fn start(server: String, tls: TlsOptions) -> Driver {
-        let settings = Settings {
-            backoff: Backoff {
-                first: Duration::from_millis(50),
-                max: Duration::from_millis(200),
-            },
-            tls: Some(tls),
-            ..Settings::new(server, "alice")
-        };
-        let model = Model::new(&settings.server, "alice", 100);
-        let (tx, events) = mpsc::channel();
-        let conn = Connection::start(settings, move |event| {
-            let _ = tx.send(event);
-        })
-        .expect("start the connection thread");
-        Driver {
-            conn,
-            events,
-            model,
-        }
-    }
-
-    /// Feeds events to the model until one matches; fails after TIMEOUT.
-    fn until(&mut self, what: &str, mut done: impl FnMut(&Event) -> bool) -> Event {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(event) = self.events.recv_timeout(left) else {
-                panic!("timed out waiting for {what}; lines: {:#?}", self.lines());
-            };
-            self.model.apply(event.clone(), Timestamp::now());
-            if done(&event) {
-                return event;
-            }
-        }
-    }
-
-    /// Waits for the connection to stop for good and returns why.
-    fn closed(&mut self) -> String {
-        let event = self.until("the connection to close", |e| {
-            matches!(e, Event::State(ConnState::Closed { .. }))
-        });
-        assert!(self.conn.wait(TIMEOUT), "the connection thread ends");
-        match event {
-            Event::State(ConnState::Closed { reason }) => reason,
-            _ => unreachable!(),
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.model
-            .scrollback()
-            .iter()
-            .map(|e| match &e.kind {
-                EntryKind::Chat { nick, text, .. } => format!("<{nick}> {text}"),
-                EntryKind::Whisper { from, to, text, .. } => format!("[{from}->{to}] {text}"),
-                EntryKind::System { text, .. } => format!("* {text}"),
-            })
-            .collect()
-    }
-
-    /// Whether the user can read `text` in the chat.
-    fn shows(&self, text: &str) -> bool {
-        self.lines().iter().any(|l| l.contains(text))
-    }
+/// The client core as a user interface drives it, as alice, connecting
+/// with `tls`.
+fn driver(server: String, tls: TlsOptions) -> Driver {
+    Driver::with(Settings {
+        tls: Some(tls),
+        ..settings(server, "alice")
+    })
 }
 
 #[test]
@@ -246,12 +179,12 @@ fn chats_over_tls_trusting_a_ca_file() {
     let cert = Cert::new(&["localhost"], "ca.pem");
     let fake = Fake::new();
     let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
-    let mut alice = Driver::start(format!("localhost:{}", fake.addr.port()), tls);
+    let mut alice = driver(format!("localhost:{}", fake.addr.port()), tls);
     let mut server = fake.accept_tls(&cert);
     send(&mut server, b"HELLO natter/1 hi\r\n");
     assert_eq!(read_line(&mut server), "NICK alice\r\n");
     send(&mut server, b"WELCOME alice hi\r\n");
-    alice.until("online", |e| *e == Event::State(ConnState::Online));
+    alice.until_event("online", |e| *e == Event::State(ConnState::Online));
 
     alice
         .conn
@@ -261,8 +194,8 @@ fn chats_over_tls_trusting_a_ca_file() {
     let mut long = vec![b'x'; 40_000];
     long.extend_from_slice(b"\r\nINFO still here\r\n");
     send(&mut server, &long);
-    alice.until("a too-long line", |e| matches!(e, Event::Unparsed { .. }));
-    alice.until("the line after it", |e| {
+    alice.until_event("a too-long line", |e| matches!(e, Event::Unparsed { .. }));
+    alice.until_event("the line after it", |e| {
         *e == Event::Line(ServerLine::Info("still here".into()))
     });
 
@@ -283,12 +216,12 @@ fn pinning_the_printed_fingerprint_trusts_a_self_signed_server() {
     let fake = Fake::new();
     let tls = TlsOptions::from_flags(None, Some(&cert.fingerprint())).expect("a pin");
     // The pin stands in for the host-name check: 127.0.0.1 is not in the certificate.
-    let mut alice = Driver::start(fake.addr.to_string(), tls);
+    let mut alice = driver(fake.addr.to_string(), tls);
     let mut server = fake.accept_tls(&cert);
     send(&mut server, b"HELLO natter/1 hi\r\n");
     assert_eq!(read_line(&mut server), "NICK alice\r\n");
     send(&mut server, b"WELCOME alice hi\r\n");
-    alice.until("online", |e| *e == Event::State(ConnState::Online));
+    alice.until_event("online", |e| *e == Event::State(ConnState::Online));
     assert!(alice.shows("Connected to"), "{:#?}", alice.lines());
 }
 
@@ -299,7 +232,7 @@ fn a_wrong_fingerprint_is_refused_and_nothing_is_sent_in_the_clear() {
     let pinned = Cert::new(&["localhost"], "expected.pem");
     let fake = Fake::new();
     let tls = TlsOptions::from_flags(None, Some(&pinned.fingerprint())).expect("a pin");
-    let mut alice = Driver::start(fake.addr.to_string(), tls);
+    let mut alice = driver(fake.addr.to_string(), tls);
     let mut server = fake.accept_tls(&cert);
     let mut line = String::new();
     assert!(
@@ -336,7 +269,7 @@ fn an_unknown_authority_is_refused() {
     let other = Cert::new(&["localhost"], "other-ca.pem");
     let fake = Fake::new();
     let tls = TlsOptions::ca_file(&other.pem).expect("the CA file");
-    let mut alice = Driver::start(format!("localhost:{}", fake.addr.port()), tls);
+    let mut alice = driver(format!("localhost:{}", fake.addr.port()), tls);
     let mut server = fake.accept_tls(&cert);
     let mut line = String::new();
     assert!(server.read_line(&mut line).is_err(), "no session");
@@ -355,7 +288,7 @@ fn a_certificate_for_another_host_is_refused() {
     let cert = Cert::new(&["chat.example.org"], "elsewhere.pem");
     let fake = Fake::new();
     let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
-    let mut alice = Driver::start(format!("localhost:{}", fake.addr.port()), tls);
+    let mut alice = driver(format!("localhost:{}", fake.addr.port()), tls);
     let mut server = fake.accept_tls(&cert);
     let mut line = String::new();
     assert!(server.read_line(&mut line).is_err(), "no session");
@@ -372,7 +305,7 @@ fn tls_against_a_plain_port_says_to_drop_tls() {
     let cert = Cert::new(&["localhost"], "plain.pem");
     let fake = Fake::new();
     let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
-    let mut alice = Driver::start(format!("localhost:{}", fake.addr.port()), tls);
+    let mut alice = driver(format!("localhost:{}", fake.addr.port()), tls);
     let mut raw = fake.accept_raw();
     raw.stream
         .write_all(b"HELLO natter/1 Welcome! Pick a nickname: NICK <name>\r\n")
@@ -429,86 +362,16 @@ fn a_plain_client_on_the_tls_port_is_told_to_use_tls() {
 }
 
 /// The terminal client in Cursive's puppet backend: the screen as rows.
+/// The terminal client in memory, connecting to `server` as alice with `tls`.
 #[cfg(feature = "tui")]
-mod screen {
-    use super::*;
-    use cursive::backends::puppet::observed::{GraphemePart, ObservedScreen};
-    use cursive::backends::puppet::Backend;
-    use cursive::{Cursive, CursiveRunner, Vec2};
-    use natter::tui::{self, Options};
-
-    pub struct Ui {
-        runner: CursiveRunner<Cursive>,
-        frames: cursive::reexports::crossbeam_channel::Receiver<ObservedScreen>,
-        screen: Option<ObservedScreen>,
-    }
-
-    impl Ui {
-        pub fn start(server: String, tls: TlsOptions) -> Ui {
-            let backend = Backend::init(Some(Vec2::new(100, 24)));
-            let frames = backend.stream();
-            let mut siv = Cursive::new();
-            tui::build(
-                &mut siv,
-                Options {
-                    server: Some(server),
-                    nick: Some("alice".into()),
-                    scrollback: 100,
-                    tls: Some(tls),
-                },
-            );
-            let mut runner = siv.into_runner(backend);
-            runner.refresh();
-            Ui {
-                runner,
-                frames,
-                screen: None,
-            }
-        }
-
-        fn rows(&self) -> Vec<String> {
-            let Some(screen) = &self.screen else {
-                return Vec::new();
-            };
-            let size = screen.size();
-            (0..size.y)
-                .map(|y| {
-                    (0..size.x)
-                        .filter_map(|x| match &screen[Vec2::new(x, y)] {
-                            Some(cell) => match &cell.letter {
-                                GraphemePart::Begin(s) => Some(s.clone()),
-                                GraphemePart::Continuation => None,
-                            },
-                            None => Some(" ".to_owned()),
-                        })
-                        .collect::<String>()
-                })
-                .collect()
-        }
-
-        /// Steps the event loop until a row contains `text`.
-        pub fn wait_for(&mut self, text: &str) -> String {
-            let deadline = Instant::now() + TIMEOUT;
-            loop {
-                self.runner.step();
-                while let Ok(frame) = self.frames.try_recv() {
-                    self.screen = Some(frame);
-                }
-                if let Some(row) = self.rows().into_iter().find(|r| r.contains(text)) {
-                    return row;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out waiting for {text}; screen:\n{}",
-                    self.rows().join("\n")
-                );
-            }
-        }
-
-        pub fn finish(mut self) {
-            tui::finish(&mut self.runner);
-        }
-    }
+fn tui_with(server: String, tls: TlsOptions) -> common::screen::Ui {
+    let options = natter::tui::Options {
+        server: Some(server),
+        nick: Some("alice".into()),
+        scrollback: 100,
+        tls: Some(tls),
+    };
+    common::screen::Ui::start(options, (100, 24))
 }
 
 #[cfg(feature = "tui")]
@@ -519,7 +382,7 @@ fn the_status_line_says_the_connection_is_encrypted() {
     let fake = Fake::new();
     let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
     let server = format!("localhost:{}", fake.addr.port());
-    let mut ui = screen::Ui::start(server.clone(), tls);
+    let mut ui = tui_with(server.clone(), tls);
     let mut conn = fake.accept_tls(&cert);
     send(&mut conn, b"HELLO natter/1 hi\r\n");
     assert_eq!(read_line(&mut conn), "NICK alice\r\n");
@@ -537,7 +400,7 @@ fn a_refused_certificate_is_shown_in_the_chat() {
     let pinned = Cert::new(&["localhost"], "shown-pin.pem");
     let fake = Fake::new();
     let tls = TlsOptions::from_flags(None, Some(&pinned.fingerprint())).expect("a pin");
-    let mut ui = screen::Ui::start(fake.addr.to_string(), tls);
+    let mut ui = tui_with(fake.addr.to_string(), tls);
     let mut conn = fake.accept_tls(&cert);
     let mut line = String::new();
     assert!(conn.read_line(&mut line).is_err(), "no session");
@@ -552,15 +415,15 @@ fn a_tls_connection_cut_short_reconnects() {
     let cert = Cert::new(&["localhost"], "cut.pem");
     let fake = Fake::new();
     let tls = TlsOptions::ca_file(&cert.pem).expect("the CA file");
-    let mut alice = Driver::start(format!("localhost:{}", fake.addr.port()), tls);
+    let mut alice = driver(format!("localhost:{}", fake.addr.port()), tls);
     let mut server = fake.accept_tls(&cert);
     assert_eq!(read_line(&mut server), "NICK alice\r\n");
     send(&mut server, b"WELCOME alice hi\r\n");
-    alice.until("online", |e| *e == Event::State(ConnState::Online));
+    alice.until_event("online", |e| *e == Event::State(ConnState::Online));
     // Half a line, then the socket closes without a TLS close_notify.
     send(&mut server, b"INFO half a li");
     drop(server);
-    let offline = alice.until("offline", |e| {
+    let offline = alice.until_event("offline", |e| {
         matches!(e, Event::State(ConnState::Offline { .. }))
     });
     assert!(

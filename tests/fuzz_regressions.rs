@@ -84,6 +84,15 @@ fn replay(target: &str, check: impl Fn(&[u8])) {
     }
 }
 
+/// Builds a value from fuzz bytes as a structure-aware target does, and
+/// checks it; bytes that make no value are skipped, as the fuzzer skips them.
+#[cfg(feature = "arbitrary")]
+fn structured<T: for<'a> arbitrary::Arbitrary<'a>>(data: &[u8], check: impl FnOnce(&T)) {
+    if let Ok(value) = T::arbitrary_take_rest(arbitrary::Unstructured::new(data)) {
+        check(&value);
+    }
+}
+
 /// A raw peer's bytes keep the decoder's properties.
 #[test]
 fn decoder_regressions_replay() {
@@ -96,13 +105,7 @@ fn command_regressions_replay() {
     replay("command", |data| {
         protocol::check_command_text(data);
         #[cfg(feature = "arbitrary")]
-        {
-            use arbitrary::{Arbitrary, Unstructured};
-            use natter::protocol::Command;
-            if let Ok(command) = Command::arbitrary_take_rest(Unstructured::new(data)) {
-                protocol::check_command_value(&command);
-            }
-        }
+        structured::<Command>(data, protocol::check_command_value);
     });
 }
 
@@ -112,12 +115,7 @@ fn server_line_regressions_replay() {
     replay("server_line", |data| {
         protocol::check_server_text(data);
         #[cfg(feature = "arbitrary")]
-        {
-            use arbitrary::{Arbitrary, Unstructured};
-            if let Ok(line) = ServerLine::arbitrary_take_rest(Unstructured::new(data)) {
-                protocol::check_server_value(&line);
-            }
-        }
+        structured::<ServerLine>(data, protocol::check_server_value);
     });
 }
 
@@ -126,12 +124,7 @@ fn server_line_regressions_replay() {
 fn hub_regressions_replay() {
     replay("hub", |_data| {
         #[cfg(feature = "arbitrary")]
-        {
-            use arbitrary::{Arbitrary, Unstructured};
-            if let Ok(script) = hub::Script::arbitrary_take_rest(Unstructured::new(_data)) {
-                hub::run(&script);
-            }
-        }
+        structured::<Script>(_data, hub::run);
     });
 }
 

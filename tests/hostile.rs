@@ -9,7 +9,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{config, parse_msg, start, Client};
+use common::raw::Client;
+use common::{config, parse_msg, start};
 
 /// Telnet: Interrupt Process, then DO TIMING-MARK, as telnet sends on Ctrl-C.
 const CTRL_C: &[u8] = b"\xff\xf4\xff\xfd\x06";

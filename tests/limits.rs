@@ -5,7 +5,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::Client;
+use common::raw::Client;
 
 /// A `natter serve` child allowed only `fds` open file descriptors.
 struct Limited(Child);

@@ -5,7 +5,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{start, Client};
+use common::raw::Client;
+use common::start;
 use natter::protocol::ServerLine;
 use natter::store::HistoryMode;
 
@@ -329,7 +330,7 @@ fn a_killed_server_loses_at_most_the_last_batch() {
     child.kill().expect("kill -9 the server");
     let _ = child.wait();
 
-    let (store, last_id) = natter::store::Store::open(
+    let (store, last_id) = natter::store::thread::Store::open(
         &HistoryMode::Sqlite(dir.0.clone()),
         // Keep every message: a fast server floods past the default
         // 100,000 per room in the second this test runs.

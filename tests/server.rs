@@ -7,7 +7,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{assert_recent, config, parse_msg, start, Client};
+use common::raw::Client;
+use common::{assert_recent, config, parse_msg, start};
 use natter::names;
 use natter::protocol::ServerLine;
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Client;
+use common::raw::Client;
 
 /// A `natter serve` process, killed if a test fails before it exits.
 struct Natter {

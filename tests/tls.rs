@@ -11,165 +11,36 @@
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{start_tls, Client, TIMEOUT};
-use rustls::{ClientConnection, StreamOwned};
+use common::raw::{Client, TlsStream};
+use common::{start_tls, TIMEOUT};
 
-/// A chat client over TLS, reading CRLF lines with a deadline, like
-/// `common::Client` does over plain TCP.
-struct TlsClient {
-    stream: StreamOwned<ClientConnection, TcpStream>,
-    buf: Vec<u8>,
-    /// How the server ended the stream, once it has: `Ok` for a TLS
-    /// close_notify, `Err` for a bare TCP close.
-    end: Option<Result<(), String>>,
-    name: String,
+/// A chat client over TLS, with the same deadlines as over plain TCP.
+type TlsClient = Client<TlsStream>;
+
+/// Connects and completes the handshake, trusting only the certificate with
+/// `fingerprint`; panics if the handshake fails.
+fn tls_connect(addr: SocketAddr, fingerprint: &str) -> TlsClient {
+    Client::tls(addr, fingerprint).unwrap_or_else(|e| panic!("TLS to {addr}: {e}"))
 }
 
-impl TlsClient {
-    /// Connects and completes the handshake, trusting only the certificate
-    /// with `fingerprint`; panics if the handshake fails.
-    fn connect(addr: SocketAddr, fingerprint: &str) -> TlsClient {
-        Self::try_connect(addr, fingerprint).unwrap_or_else(|e| panic!("TLS to {addr}: {e}"))
-    }
-
-    fn try_connect(addr: SocketAddr, fingerprint: &str) -> io::Result<TlsClient> {
-        let pin = natter::tls::parse_fingerprint(fingerprint).expect("a fingerprint");
-        let config = natter::tls::client_pinned(pin).expect("client config");
-        let conn = ClientConnection::new(config, natter::tls::any_server_name())
-            .expect("client connection");
-        let tcp = TcpStream::connect(addr)?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(TIMEOUT))?;
-        let name = format!("TLS client {}", tcp.local_addr()?);
-        let mut stream = StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
-        }
-        Ok(TlsClient {
-            stream,
-            buf: Vec::new(),
-            end: None,
-            name,
-        })
-    }
-
-    /// Connects, reads the greeting, picks `nick` and reads the welcome,
-    /// its own join and the user list.
-    fn register(addr: SocketAddr, fingerprint: &str, nick: &str) -> TlsClient {
-        let mut client = TlsClient::connect(addr, fingerprint);
-        client.name = nick.to_owned();
-        client.expect("HELLO natter/1 ");
-        client.send_line(&format!("NICK {nick}"));
-        client.expect(&format!("WELCOME {nick} "));
-        client.expect("JOIN ");
-        client.expect("USERS #lobby");
-        client
-    }
-
-    /// The fingerprint of the certificate the server presented.
-    fn server_fingerprint(&self) -> String {
-        let certs = self
-            .stream
-            .conn
-            .peer_certificates()
-            .expect("the server sent a certificate");
-        natter::tls::fingerprint(certs.first().expect("one certificate"))
-    }
-
-    fn send_line(&mut self, line: &str) {
-        self.stream
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| self.stream.flush())
-            .unwrap_or_else(|e| panic!("{}: write failed: {e}", self.name));
-    }
-
-    /// Reads more; false once the stream has ended or nothing came before
-    /// the read timeout.
-    fn fill(&mut self) -> bool {
-        if self.end.is_some() {
-            return false;
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => {
-                self.end = Some(Ok(()));
-                false
-            }
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(e) => {
-                self.end = Some(Err(e.to_string()));
-                false
-            }
-        }
-    }
-
-    /// The next line without its CRLF, within [`TIMEOUT`].
-    fn line(&mut self) -> String {
-        loop {
-            if let Some(lf) = self.buf.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=lf).collect();
-                line.pop();
-                assert_eq!(line.pop(), Some(b'\r'), "{}: no CRLF", self.name);
-                return String::from_utf8(line).expect("UTF-8");
-            }
-            if !self.fill() {
-                panic!(
-                    "{}: no line ({:?}); unterminated: {:?}",
-                    self.name,
-                    self.end,
-                    String::from_utf8_lossy(&self.buf)
-                );
-            }
-        }
-    }
-
-    fn expect(&mut self, prefix: &str) -> String {
-        let line = self.line();
-        assert!(
-            line.starts_with(prefix),
-            "{}: expected {prefix:?}, got {line:?}",
-            self.name
-        );
-        line
-    }
-
-    /// Asserts that the server ends the TLS stream properly (close_notify)
-    /// with no more data.
-    fn expect_close_notify(&mut self) {
-        while self.buf.is_empty() && self.fill() {}
-        assert!(
-            self.buf.is_empty(),
-            "{}: expected the end, got {:?}",
-            self.name,
-            String::from_utf8_lossy(&self.buf)
-        );
-        assert_eq!(self.end, Some(Ok(())), "{}: no close_notify", self.name);
-    }
+/// Connects over TLS and registers as `nick`.
+fn tls_register(addr: SocketAddr, fingerprint: &str, nick: &str) -> TlsClient {
+    tls_connect(addr, fingerprint).register_as(nick)
 }
 
 /// The bytes of a real TLS ClientHello, as any TLS client sends first.
 fn client_hello() -> Vec<u8> {
-    let config = natter::tls::client_pinned([0; 32]).expect("client config");
-    let mut conn =
-        ClientConnection::new(config, natter::tls::any_server_name()).expect("client connection");
+    let config = natter::client::TlsOptions::pinned([0; 32])
+        .map(|o| o.config())
+        .expect("client config");
+    let mut conn = rustls::ClientConnection::new(config, natter::tls::any_server_name())
+        .expect("client connection");
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).expect("a ClientHello");
     assert_eq!(hello.first(), Some(&0x16), "a handshake record");
@@ -181,7 +52,7 @@ fn client_hello() -> Vec<u8> {
 #[test]
 fn tls_and_plain_clients_chat_across_the_two_listeners() {
     let tls = start_tls(common::config(), true);
-    let mut alice = TlsClient::register(tls.tls_addr, &tls.fingerprint, "alice");
+    let mut alice = tls_register(tls.tls_addr, &tls.fingerprint, "alice");
     assert_eq!(alice.server_fingerprint(), tls.fingerprint);
     let mut bob = Client::register(tls.server.addr, "bob");
     alice.expect("JOIN ");
@@ -201,7 +72,7 @@ fn tls_and_plain_clients_chat_across_the_two_listeners() {
 
     alice.send_line("QUIT bye");
     alice.expect("BYE");
-    alice.expect_close_notify();
+    alice.expect_eof();
     let quit = bob.expect("QUIT ");
     assert!(quit.ends_with(" alice bye"), "{quit}");
     tls.server.stop();
@@ -222,7 +93,7 @@ fn plain_text_on_the_tls_port_gets_not_tls_naming_the_plain_port() {
     nc.expect("BYE ");
     nc.expect_eof();
     // The server carries on.
-    TlsClient::register(tls.tls_addr, &tls.fingerprint, "carol");
+    tls_register(tls.tls_addr, &tls.fingerprint, "carol");
     tls.server.stop();
 }
 
@@ -284,7 +155,7 @@ fn silent_and_stalled_handshakes_are_closed_after_the_timeout() {
     stalled.send(&hello[..hello.len() / 2]);
 
     // Neither holds anyone up.
-    let mut alice = TlsClient::register(tls.tls_addr, &tls.fingerprint, "alice");
+    let mut alice = tls_register(tls.tls_addr, &tls.fingerprint, "alice");
     let mut bob = Client::register(tls.server.addr, "bob");
     alice.expect("JOIN ");
     bob.send_line("still here");
@@ -322,10 +193,10 @@ fn a_full_server_refuses_tls_clients_in_words() {
         true,
     );
     let _alice = Client::register(tls.server.addr, "alice");
-    let mut late = TlsClient::connect(tls.tls_addr, &tls.fingerprint);
+    let mut late = tls_connect(tls.tls_addr, &tls.fingerprint);
     late.expect("ERR server-full ");
     late.expect("BYE ");
-    late.expect_close_notify();
+    late.expect_eof();
     tls.server.stop();
 }
 
@@ -479,7 +350,7 @@ fn the_binary_prints_the_fingerprint_of_its_self_signed_certificate() {
         "{line}"
     );
     let client = common::retry("the TLS listener", 100, Duration::from_millis(50), || {
-        TlsClient::try_connect(tls, &fingerprint).ok()
+        Client::tls(tls, &fingerprint).ok()
     });
     assert_eq!(client.server_fingerprint(), fingerprint);
     let mut client = client;

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Client;
+use common::raw::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_natter");
 

@@ -14,7 +14,8 @@ use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
-use common::{Client, TIMEOUT};
+use common::raw::Client;
+use common::TIMEOUT;
 use futures_lite::{future, StreamExt};
 
 /// A server with a plain listener and a web listener on fresh ports.
@@ -342,7 +343,7 @@ fn a_slow_websocket_reader_is_dropped_without_hurting_others() {
             let text = "z".repeat(900);
             for i in 0..8000 {
                 tcp.send_line(&text);
-                if i % 10 == 0 {
+                if i % 4 == 0 {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }

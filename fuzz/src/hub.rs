@@ -49,17 +49,24 @@
 //! - the script's passwords ([`PASSWORDS`]) never appear in any line any
 //!   client receives (unless the script itself said them in the clear, in a
 //!   chat line or a nick), nor in the `Debug` of a request.
+//!
+//! (One long file on purpose: the operations, the model each client keeps,
+//! the invariants and the seed scripts must change together whenever the hub
+//! gains a command, and reviewing them side by side is how that stays true.)
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use natter::accounts::{AccountInfo, Ban, BanTarget, Reply, Request, Snapshot};
-use natter::hub::{encode, ClientId, Hub, HubConfig, Line, Outbox, Rejected};
+use natter::accounts::{AccountInfo, Answer, Ban, BanTarget, Request, Snapshot};
+use natter::hub::outbox::{Outbox, Rejected};
+use natter::hub::{Hub, HubConfig};
+use natter::ids::ClientId;
 use natter::names::{self, fold};
 use natter::protocol::{
-    parse_command, Command, ErrorCode, ModAction, Secret, ServerLine, Timestamp, LOBBY,
+    encode, parse_command, Command, ErrorCode, Line, ModAction, Secret, ServerLine, Timestamp,
+    LOBBY,
 };
 
 /// How many clients a script can address; ops name one with `slot % SLOTS`.
@@ -947,7 +954,7 @@ impl World {
 
     /// The accounts thread's answer to `request`, as `outcome` says; `None`
     /// if it sends none.
-    fn answer(&mut self, request: &Request, outcome: Outcome) -> Option<Reply> {
+    fn answer(&mut self, request: &Request, outcome: Outcome) -> Option<Answer> {
         let accept = matches!(outcome, Outcome::Accept | Outcome::Operator);
         Some(match request {
             Request::Register { client, .. }
@@ -955,7 +962,7 @@ impl World {
             | Request::ChangePassword { client, .. }
                 if outcome == Outcome::Failed =>
             {
-                Reply::Failed { client: *client }
+                Answer::Failed { client: *client }
             }
             Request::Register {
                 client,
@@ -970,12 +977,12 @@ impl World {
                         since: *since,
                     };
                     self.db.insert(fold(nick), account.clone());
-                    Reply::Registered {
+                    Answer::Registered {
                         client: *client,
                         account,
                     }
                 } else {
-                    Reply::Taken {
+                    Answer::Taken {
                         client: *client,
                         nick: nick.clone(),
                     }
@@ -984,21 +991,21 @@ impl World {
             Request::Login { client, nick, .. } => match self.db.get_mut(&fold(nick)) {
                 Some(account) if accept => {
                     account.operator = outcome == Outcome::Operator;
-                    Reply::LoggedIn {
+                    Answer::LoggedIn {
                         client: *client,
                         account: account.clone(),
                     }
                 }
-                _ => Reply::WrongPassword {
+                _ => Answer::WrongPassword {
                     client: *client,
                     nick: nick.clone(),
                 },
             },
             Request::ChangePassword { client, nick, .. } => {
                 if accept && self.db.contains_key(&fold(nick)) {
-                    Reply::PasswordChanged { client: *client }
+                    Answer::PasswordChanged { client: *client }
                 } else {
-                    Reply::WrongPassword {
+                    Answer::WrongPassword {
                         client: *client,
                         nick: nick.clone(),
                     }

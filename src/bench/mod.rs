@@ -552,8 +552,9 @@ fn tls_listener() -> Result<
         .map_err(|err| BenchError::Setup(err.to_string()))?;
     let pin = crate::tls::parse_fingerprint(&server.fingerprint)
         .ok_or_else(|| BenchError::Setup("bad certificate fingerprint".into()))?;
-    let client =
-        crate::tls::client_pinned(pin).map_err(|err| BenchError::Setup(err.to_string()))?;
+    let client = crate::client::TlsOptions::pinned(pin)
+        .map(|options| options.config())
+        .map_err(|err| BenchError::Setup(err.to_string()))?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(smol::net::TcpListener::try_from)
         .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;

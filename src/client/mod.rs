@@ -7,10 +7,12 @@
 //!   the nickname again and joins the same rooms.
 //! - [`model`]: a pure state machine fed those events: one [`Pane`] per room
 //!   and private conversation, which one is shown, your nickname, the
-//!   connection state, input history, Tab completion and mention detection.
-//!   It also says which history requests to send (after a reconnection, when
-//!   scrolling past the top). No IO, no clock (callers pass the time), no
-//!   terminal.
+//!   connection state. It also says which history requests to send (after a
+//!   reconnection, when scrolling past the top). No IO, no clock (callers
+//!   pass the time), no terminal. Its methods are spread over
+//!   [`inbound`] (server lines in, mention detection), [`input`] (typed
+//!   lines and slash commands) and [`recall`] (input history, Tab
+//!   completion); [`words`] holds the sentences it writes.
 //! - [`pane`]: one conversation's bounded scrollback, kept in message-id
 //!   order without duplicates, and its unread count.
 //! - `tls` (feature `tls`): [`TlsOptions`], which certificates a TLS
@@ -43,10 +45,14 @@
 //! ```
 
 pub mod connection;
+pub mod inbound;
+pub mod input;
 pub mod model;
 pub mod pane;
+pub mod recall;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod words;
 
 pub use connection::{Backoff, ConnState, Connection, Event, Outgoing, Settings};
 pub use model::{

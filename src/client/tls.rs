@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
@@ -45,7 +45,7 @@ use rustls::{
     RootCertStore, SignatureScheme,
 };
 
-use crate::tls::{fingerprint, parse_fingerprint};
+use crate::tls::{fingerprint, parse_fingerprint, provider};
 
 /// The port of natter's TLS listener, used when `--tls` is given and the
 /// server address names none.
@@ -194,10 +194,9 @@ impl TlsOptions {
     }
 
     fn with_roots(roots: RootCertStore, trust: Trust) -> Result<Self, TlsError> {
-        let chain =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
-                .build()
-                .map_err(|err| TlsError::Config(err.to_string()))?;
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|err| TlsError::Config(err.to_string()))?;
         Self::with_check(Check::Chain(chain), trust)
     }
 
@@ -206,7 +205,7 @@ impl TlsOptions {
             check,
             algorithms: provider().signature_verification_algorithms,
         };
-        let config = ClientConfig::builder_with_provider(Arc::new(provider()))
+        let config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|err| TlsError::Config(err.to_string()))?
             .dangerous()
@@ -226,10 +225,6 @@ fn unquote(name: &str) -> &str {
         (Some(start), Some(end)) if start < end => name.get(start + 1..end).unwrap_or(name),
         _ => name,
     }
-}
-
-fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }
 
 /// Checks the server's certificate: against roots (and the host name), or

@@ -11,8 +11,11 @@ use std::net::IpAddr;
 /// Password checks one address may have under way at once.
 pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
 
-use super::{ClientId, Hub, Outbox};
-use crate::accounts::{password_problem, AccountInfo, BanTarget, Reply, Request, Snapshot};
+use super::outbox::Outbox;
+use super::words::ban_text;
+use super::Hub;
+use crate::accounts::{password_problem, AccountInfo, Answer, BanTarget, Request, Snapshot};
+use crate::ids::ClientId;
 use crate::limiter::address_key;
 use crate::names;
 use crate::protocol::{ErrorCode, Secret, ServerLine, Timestamp};
@@ -53,9 +56,9 @@ impl<O: Outbox> Hub<O> {
     }
 
     /// Applies the accounts thread's answer.
-    pub fn account(&mut self, reply: Reply, now: Timestamp) {
-        match reply {
-            Reply::Registered { client, account } => {
+    pub fn account(&mut self, answer: Answer, now: Timestamp) {
+        match answer {
+            Answer::Registered { client, account } => {
                 let key = names::fold(&account.nick);
                 let nick = account.nick.clone();
                 tracing::info!(id = client, account = %nick, "registered");
@@ -81,7 +84,7 @@ impl<O: Outbox> Hub<O> {
                     self.evict_if_unowned(holder, now);
                 }
             }
-            Reply::Taken { client, nick } => {
+            Answer::Taken { client, nick } => {
                 self.done(client);
                 self.error(
                     client,
@@ -89,8 +92,8 @@ impl<O: Outbox> Hub<O> {
                     format!("{nick} is registered already."),
                 );
             }
-            Reply::LoggedIn { client, account } => self.logged_in(client, account, now),
-            Reply::WrongPassword { client, nick } => {
+            Answer::LoggedIn { client, account } => self.logged_in(client, account, now),
+            Answer::WrongPassword { client, nick } => {
                 self.done(client);
                 let key = names::fold(&nick);
                 let t = now.unix();
@@ -107,14 +110,14 @@ impl<O: Outbox> Hub<O> {
                 tracing::info!(id = client, account = %key, "failed login");
                 self.error(client, ErrorCode::LoginFailed, text);
             }
-            Reply::PasswordChanged { client } => {
+            Answer::PasswordChanged { client } => {
                 self.done(client);
                 self.send(
                     client,
                     &ServerLine::Info("Your password is changed.".into()),
                 );
             }
-            Reply::Failed { client } => {
+            Answer::Failed { client } => {
                 self.done(client);
                 self.error(
                     client,
@@ -122,7 +125,7 @@ impl<O: Outbox> Hub<O> {
                     "The account database had a problem; please try again later.".into(),
                 );
             }
-            Reply::Reloaded(snapshot) => self.load(snapshot, now),
+            Answer::Reloaded(snapshot) => self.load(snapshot, now),
         }
         self.settle(now);
     }
@@ -218,7 +221,7 @@ impl<O: Outbox> Hub<O> {
         }
         let addr = address_key(client.addr);
         if let Some(ban) = self.ban_on(&BanTarget::Nick(key.clone()), now) {
-            let text = super::moderation::ban_text(&ban, now);
+            let text = ban_text(&ban, now);
             return self.error(id, ErrorCode::Banned, text);
         }
         if let Some(text) = self.throttled(addr, &key, &nick, now) {
@@ -366,7 +369,7 @@ impl<O: Outbox> Hub<O> {
         // An operator may have banned the nickname while its password was
         // being checked (found by the hub fuzzer).
         if let Some(ban) = self.ban_on(&BanTarget::Nick(key.clone()), now) {
-            let text = super::moderation::ban_text(&ban, now);
+            let text = ban_text(&ban, now);
             return self.error(id, ErrorCode::Banned, text);
         }
         self.failed_by_addr.succeed(&addr);

@@ -7,9 +7,13 @@
 //! closed, never by the address: other users do not learn each other's
 //! addresses.
 
-use super::{encode, ClientId, Hub, Outbox};
+use super::outbox::Outbox;
+use super::words::{ban_text, because, left};
+use super::Hub;
 use crate::accounts::{Ban, BanTarget, Request};
+use crate::ids::ClientId;
 use crate::names;
+use crate::protocol::encode;
 use crate::protocol::{Command, ErrorCode, ModAction, ServerLine, Timestamp};
 
 impl<O: Outbox> Hub<O> {
@@ -350,39 +354,5 @@ impl<O: Outbox> Hub<O> {
         self.bans.retain(|_, ban| ban.until > t);
         self.failed_by_addr.prune(t);
         self.failed_by_account.prune(t);
-    }
-}
-
-/// The sentence a banned user is told.
-pub(super) fn ban_text(ban: &Ban, now: Timestamp) -> String {
-    let what = match &ban.target {
-        BanTarget::Nick(nick) => format!("The nickname {nick} is"),
-        BanTarget::Addr(_) => "Your address is".to_owned(),
-    };
-    format!(
-        "{what} banned by {} until {} ({} left){}.",
-        ban.by,
-        Timestamp::from_unix(ban.until).map_or_else(String::new, |t| t.to_string()),
-        left(ban.until - now.unix()),
-        because(&ban.reason)
-    )
-}
-
-/// ": reason", or nothing.
-fn because(reason: &str) -> String {
-    if reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {reason}")
-    }
-}
-
-/// A duration in words: "42 s", "10 min", "3 h", "2 d".
-fn left(secs: i64) -> String {
-    match secs {
-        s if s < 120 => format!("{s} s"),
-        s if s < 2 * 3600 => format!("{} min", s / 60),
-        s if s < 2 * 86400 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86400),
     }
 }

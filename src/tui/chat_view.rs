@@ -16,8 +16,8 @@ use cursive::utils::markup::StyledString;
 use cursive::{Printer, Vec2, View};
 
 use super::{lock, Shared};
+use crate::client::words::clock;
 use crate::client::{Entry, EntryKind, Model, SystemKind};
-use crate::protocol::Timestamp;
 
 /// Rows one mouse-wheel notch scrolls.
 pub const WHEEL_ROWS: usize = 3;
@@ -353,14 +353,6 @@ fn pos_from_top(model: &Model, height: usize, width: usize) -> Option<Pos> {
         left -= rows;
     }
     None
-}
-
-/// The local wall-clock time of a server timestamp, as `HH:MM`.
-pub fn clock(time: Timestamp) -> String {
-    time.datetime()
-        .with_timezone(&chrono::Local)
-        .format("%H:%M")
-        .to_string()
 }
 
 /// A nickname's colour: the same for the same nickname (in any case) on

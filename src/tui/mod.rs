@@ -38,7 +38,8 @@ use crate::client::{
 use crate::names;
 use crate::protocol::Timestamp;
 
-pub use chat_view::{clock, nick_color};
+pub use crate::client::words::clock;
+pub use chat_view::nick_color;
 
 /// The server the login form offers.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5555";

@@ -20,14 +20,14 @@ use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use smol::{Async, Timer};
 
-use super::{Input, Output};
+use super::lines;
+use super::transport::{Input, Output, Ports};
 use crate::config::Config;
-use crate::hub::{ClientId, Line};
+use crate::decoder::TLS_HANDSHAKE;
+use crate::ids::ClientId;
+use crate::protocol::Line;
 use crate::protocol::{ErrorCode, ServerLine};
-use crate::server::{Event, Ports};
-
-/// The first byte of every TLS connection: a handshake record.
-const HANDSHAKE_RECORD: u8 = 0x16;
+use crate::server::hub_task::Event;
 
 /// The most bytes a TLS write carries: lines queued together are copied into
 /// one buffer of about this size, so they go out in few records.
@@ -45,11 +45,11 @@ const GOODBYE_TIME: Duration = Duration::from_secs(1);
 /// destroy the explanation before it is read.
 const GOODBYE_DRAIN: usize = 64 * 1024;
 
-/// The socket, shared with the session so it can shut it down whatever
-/// state TLS is left in.
-struct Shared(Arc<Async<TcpStream>>);
+/// The socket as rustls reads and writes it: a handle on the session's own
+/// socket, so the session can shut it down whatever state TLS is left in.
+struct Socket(Arc<Async<TcpStream>>);
 
-impl AsyncRead for Shared {
+impl AsyncRead for Socket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -60,7 +60,7 @@ impl AsyncRead for Shared {
     }
 }
 
-impl AsyncWrite for Shared {
+impl AsyncWrite for Socket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -82,7 +82,7 @@ impl AsyncWrite for Shared {
 }
 
 /// Reads through TLS.
-struct TlsInput(ReadHalf<TlsStream<Shared>>);
+struct TlsInput(ReadHalf<TlsStream<Socket>>);
 
 impl Input for TlsInput {
     async fn read_some(&mut self) -> io::Result<Vec<u8>> {
@@ -95,7 +95,7 @@ impl Input for TlsInput {
 /// Writes through TLS: a batch is copied into one buffer of up to
 /// [`WRITE_CHUNK`] bytes at a time (TLS encrypts a copy anyway), written
 /// and flushed.
-struct TlsOutput(WriteHalf<TlsStream<Shared>>);
+struct TlsOutput(WriteHalf<TlsStream<Socket>>);
 
 impl Output for TlsOutput {
     async fn write_batch(&mut self, batch: &mut VecDeque<Line>) -> io::Result<()> {
@@ -147,7 +147,7 @@ pub(super) async fn run(
     let reason = match handshake(&stream, &acceptor, config, ports).await {
         Ok(tls) => {
             let (input, output) = futures_lite::io::split(tls);
-            super::serve(
+            lines::run_session(
                 id,
                 peer,
                 TlsInput(input),
@@ -172,7 +172,7 @@ async fn handshake(
     acceptor: &TlsAcceptor,
     config: &Config,
     ports: Ports,
-) -> Result<TlsStream<Shared>, String> {
+) -> Result<TlsStream<Socket>, String> {
     let deadline = Instant::now() + config.tls_handshake_timeout;
     let first = future::or(async { Some(first_byte(stream).await) }, async {
         Timer::at(deadline).await;
@@ -187,7 +187,7 @@ async fn handshake(
             return Err("TLS handshake timed out: the peer sent nothing".into());
         }
         Some(Ok(None)) => return Err("connection closed before the TLS handshake".into()),
-        Some(Ok(Some(HANDSHAKE_RECORD))) => {}
+        Some(Ok(Some(TLS_HANDSHAKE))) => {}
         Some(Ok(Some(_))) => {
             not_tls(stream, ports).await;
             return Err("not TLS: plain text on the TLS port".into());
@@ -195,7 +195,7 @@ async fn handshake(
         Some(Err(err)) => return Err(format!("read failed: {err}")),
     }
     let accepted = future::or(
-        async { Some(acceptor.accept(Shared(Arc::clone(stream))).await) },
+        async { Some(acceptor.accept(Socket(Arc::clone(stream))).await) },
         async {
             Timer::at(deadline).await;
             None
@@ -270,27 +270,21 @@ async fn not_tls(stream: &Arc<Async<TcpStream>>, ports: Ports) {
     future::or(goodbye, sleep(GOODBYE_TIME)).await;
 }
 
-/// Tells a newcomer on the TLS port that the server is full, inside TLS so
-/// its client can show it, and closes. Runs on its own task; the handshake
-/// and the goodbye are bounded in time like any other.
-pub(crate) async fn refuse_tls(
+/// Tells a newcomer on the TLS port why it is refused (`refusal`, the
+/// same bytes the plain port sends), inside TLS so its client can show it,
+/// and closes. Runs on its own task; the handshake and the goodbye are
+/// bounded in time like any other.
+pub(crate) async fn refuse(
     stream: Arc<Async<TcpStream>>,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    max: usize,
+    refusal: Vec<u8>,
 ) {
-    let mut bytes = Vec::new();
-    ServerLine::Err {
-        code: ErrorCode::ServerFull,
-        text: format!("The server is full ({max} clients); please try again later."),
-    }
-    .encode(&mut bytes);
-    ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
     let refusal = async {
-        let Ok(mut tls) = acceptor.accept(Shared(Arc::clone(&stream))).await else {
+        let Ok(mut tls) = acceptor.accept(Socket(Arc::clone(&stream))).await else {
             return;
         };
-        let _ = tls.write_all(&bytes).await;
+        let _ = tls.write_all(&refusal).await;
         let _ = tls.close().await;
     };
     future::or(

@@ -1,48 +1,36 @@
-//! A session on the web listener: the HTTP request head read under a
-//! deadline, the answer (an embedded file, an error status, or the
-//! WebSocket upgrade on `/ws`), and then the WebSocket transport.
+//! The WebSocket transport: the line protocol over WebSocket, one line per
+//! text frame, under the same session loop as plain text and TLS
+//! (`lines::run_session`), so the decoder, the token bucket, the outbox and
+//! the hub see no difference.
 //!
-//! The transport carries the same line protocol as the plain port, one line
-//! per text frame, and sits under the same session code: the decoder, the
-//! token bucket, the outbox and the hub see no difference. What is its own
-//! is framing (async-tungstenite, with buffers sized for chat rather than
-//! its 128 KiB default), frames capped at `--max-line`, binary frames
-//! refused with an `ERR`, and a ping every [`PING_EVERY`] that keeps mobile
-//! connections open through NATs and closes a peer that stopped answering.
+//! What is its own is framing (async-tungstenite, with buffers sized for
+//! chat rather than its 128 KiB default), frames and messages capped at
+//! `--max-line`, binary frames refused with an `ERR`, and a ping every
+//! [`PING_EVERY`] that keeps mobile connections open through NATs and
+//! closes a peer that stopped answering. The HTTP in front of it, up to
+//! the 101, is `server::web`.
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
-use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures_lite::{future, AsyncRead, AsyncWrite, StreamExt};
 use smol::lock::Mutex;
-use smol::{Async, Timer};
+use smol::Timer;
 
-use super::{Input, Output};
+use super::lines;
+use super::transport::{Input, Output, Ports};
 use crate::config::Config;
-use crate::hub::{encode, ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::{encode, Line};
 use crate::protocol::{ErrorCode, ServerLine};
-use crate::server::{Event, Ports};
-use crate::web::http::{self, HeadReader, Progress, Route, Site, Status};
-
-/// How long a peer has to send its whole request head, however slowly it
-/// trickles: a connection that never finishes one holds a slot of
-/// `--max-clients` for no longer than this.
-const HEAD_TIME: Duration = Duration::from_secs(10);
-
-/// How long writing a response (a file, an error, the 101) may take.
-const RESPONSE_TIME: Duration = Duration::from_secs(10);
-
-/// Bytes read at once while the head comes in.
-const HEAD_CHUNK: usize = 2048;
+use crate::server::hub_task::Event;
 
 /// The WebSocket read buffer of each connection, allocated up front and
 /// kept for its life: a line is at most `--max-line` (1 KiB by default),
@@ -57,95 +45,13 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(25);
 /// How long the closing handshake may take.
 const GOODBYE_TIME: Duration = Duration::from_secs(1);
 
-/// The socket, shared between the WebSocket and the session, which shuts
-/// it down whatever state the WebSocket is left in.
-struct Socket(Arc<Async<TcpStream>>);
-
-impl Socket {
-    fn from(stream: Arc<Async<TcpStream>>) -> Self {
-        Self(stream)
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_flush(cx)
-    }
-
-    /// Shuts down the sending side only, as the end of a response.
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.get_ref().shutdown(std::net::Shutdown::Write))
-    }
-}
-
-/// What a TLS web listener's sessions need for their handshakes.
-#[cfg(feature = "tls")]
-pub(super) type Acceptor = futures_rustls::TlsAcceptor;
-
-/// Without TLS there are no handshakes: a type with no values.
-#[cfg(not(feature = "tls"))]
-pub(super) enum Acceptor {}
-
-/// Serves a connection to a web listener: over TLS with `tls` (the
-/// handshake within `config.tls_handshake_timeout`), then HTTP.
-pub(super) async fn run(
+/// Serves a chat session over a stream whose WebSocket upgrade has just
+/// been answered; `rest` is what the peer sent after its request head.
+pub(crate) async fn run<S>(
     id: ClientId,
     peer: SocketAddr,
-    stream: Arc<Async<TcpStream>>,
-    tls: Option<Acceptor>,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
-) -> String {
-    let _ = stream.get_ref().set_nodelay(true);
-    let socket = Socket::from(Arc::clone(&stream));
-    let reason = match tls {
-        None => serve_http(id, peer, socket, false, config, ports, events).await,
-        #[cfg(feature = "tls")]
-        Some(acceptor) => {
-            let accepted = future::or(async { Some(acceptor.accept(socket).await) }, async {
-                Timer::after(config.tls_handshake_timeout).await;
-                None
-            })
-            .await;
-            match accepted {
-                Some(Ok(tls)) => serve_http(id, peer, tls, true, config, ports, events).await,
-                Some(Err(err)) => format!("TLS handshake failed: {err}"),
-                None => "TLS handshake timed out".into(),
-            }
-        }
-        #[cfg(not(feature = "tls"))]
-        Some(never) => match never {},
-    };
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
-    reason
-}
-
-/// Reads one request head and answers it; after an upgrade, serves the
-/// chat session until it ends. Returns why it ended, for the log.
-async fn serve_http<S>(
-    id: ClientId,
-    peer: SocketAddr,
-    mut stream: S,
-    tls: bool,
+    stream: S,
+    rest: Vec<u8>,
     config: &Config,
     ports: Ports,
     events: &Sender<Event>,
@@ -153,73 +59,9 @@ async fn serve_http<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let deadline = Instant::now() + HEAD_TIME;
-    let mut reader = HeadReader::new(http::HEAD_LIMIT);
-    loop {
-        let mut buf = [0u8; HEAD_CHUNK];
-        let read = future::or(async { Some(stream.read(&mut buf).await) }, async {
-            Timer::at(deadline).await;
-            None
-        })
-        .await;
-        let n = match read {
-            None => return "HTTP head timed out".into(),
-            Some(Ok(0)) => return "connection closed before an HTTP head".into(),
-            Some(Ok(n)) => n,
-            Some(Err(err)) => return format!("read failed: {err}"),
-        };
-        match reader.feed(buf.get(..n).unwrap_or_default()) {
-            Progress::More => continue,
-            Progress::Done => break,
-            Progress::TooLarge => {
-                respond(&mut stream, &http::error_response(Status::HeadTooLarge)).await;
-                return "HTTP head too large: 431".into();
-            }
-            Progress::NotHttp => return "not HTTP".into(),
-        }
-    }
-    let request = match http::parse(reader.head()) {
-        Ok(request) => request,
-        Err(status) => {
-            respond(&mut stream, &http::error_response(status)).await;
-            return format!("bad HTTP request: {}", status.code());
-        }
-    };
-    let site = Site {
-        tls,
-        origins: &config.web_origins,
-    };
-    let response = match http::route(&request, site) {
-        Route::Respond { code, response } => {
-            respond(&mut stream, &response).await;
-            return format!("HTTP {} {}: {code}", request.method, request.path);
-        }
-        Route::Upgrade { response } => response,
-    };
-    let wrote = future::or(
-        async { stream.write_all(&response).await.is_ok() && stream.flush().await.is_ok() },
-        async {
-            Timer::after(RESPONSE_TIME).await;
-            false
-        },
-    )
-    .await;
-    if !wrote {
-        return "WebSocket upgrade not written".into();
-    }
-    // Bans and limits go by the client's address: behind the trusted
-    // proxy, the one it forwarded for.
-    let peer = match (config.web_trust_proxy, request.forwarded_for) {
-        (Some(proxy), Some(client)) if proxy == peer.ip() => SocketAddr::new(client, peer.port()),
-        _ => peer,
-    };
-    let ws = WebSocketStream::from_partially_read(
-        stream,
-        reader.rest(),
-        Role::Server,
-        Some(ws_config(config)),
-    )
-    .await;
+    let ws =
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(config)))
+            .await;
     let (sender, receiver) = ws.split();
     let sender = Arc::new(Mutex::new(sender));
     let input = WsInput {
@@ -231,7 +73,8 @@ where
         next_ping: Instant::now() + PING_EVERY,
         awaiting_pong: false,
     };
-    super::serve(id, peer, input, WsOutput { sender }, config, ports, events).await
+    let output = WsOutput { sender };
+    lines::run_session(id, peer, input, output, config, ports, events).await
 }
 
 /// The WebSocket settings for a chat session: small buffers, frames and
@@ -247,23 +90,6 @@ fn ws_config(config: &Config) -> WebSocketConfig {
         .max_write_buffer_size(64 * 1024 + 4 * config.max_line)
         .max_message_size(Some(config.max_line))
         .max_frame_size(Some(config.max_line))
-}
-
-/// Writes a whole response and closes the stream, within
-/// [`RESPONSE_TIME`].
-async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, response: &[u8]) {
-    future::or(
-        async {
-            if stream.write_all(response).await.is_ok() {
-                let _ = stream.flush().await;
-                let _ = stream.close().await;
-            }
-        },
-        async {
-            Timer::after(RESPONSE_TIME).await;
-        },
-    )
-    .await;
 }
 
 /// The reading side of a WebSocket session, which also pings.
@@ -436,12 +262,4 @@ fn ws_io(err: WsError) -> io::Error {
         WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::BrokenPipe.into(),
         other => io::Error::other(other.to_string()),
     }
-}
-
-/// Tells a newcomer on the plain web listener that the server is full, with
-/// a 503, and closes.
-pub(crate) async fn refuse_web(stream: Arc<Async<TcpStream>>) {
-    let mut socket = Socket::from(Arc::clone(&stream));
-    respond(&mut socket, &http::error_response(Status::Unavailable)).await;
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
 }

@@ -1,35 +1,30 @@
-//! One connection: a reader that turns bytes into commands for the hub, and a
-//! writer that drains the connection's outbox into the socket.
+//! The part of a session every transport shares: registering with the hub,
+//! the reader (decoder, parser, token bucket), the writer draining the
+//! outbox, and the final flush.
 //!
 //! The reader answers what it can on its own (telnet negotiation, lines too
 //! long, bad UTF-8, unknown commands) and sends the rest to the hub. Nothing
 //! here waits on another client: the only shared things are the hub's inbox
 //! (bounded, so a flood slows its sender) and this connection's own outbox.
+//! Generic over the transport, so each one gets its own compiled copy.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
+use std::io;
 use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use futures_lite::future;
-use smol::{Async, Timer};
+use smol::Timer;
 
+use super::transport::{Input, Output, Ports};
 use crate::config::Config;
 use crate::decoder::{Frame, LineDecoder, NotChat};
-use crate::hub::{encode, ClientId, Line};
+use crate::ids::ClientId;
+use crate::protocol::{encode, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
-use crate::server::{Event, OutboxReader, Ports, SessionOutbox};
-
-#[cfg(feature = "tls")]
-mod tls;
-#[cfg(feature = "tls")]
-pub(crate) use tls::refuse_tls;
-#[cfg(feature = "web")]
-mod ws;
-#[cfg(feature = "web")]
-pub(crate) use ws::refuse_web;
+use crate::server::hub_task::Event;
+use crate::server::outbox::{OutboxReader, SessionOutbox};
+use crate::text::capitalise;
 
 /// How a session ended, before the final flush.
 enum End {
@@ -44,109 +39,9 @@ enum End {
     Writer(String),
 }
 
-/// A connection as accepted, before anything is read from it.
-pub(crate) enum Connection {
-    /// From the plain-text listener: the protocol straight on the socket.
-    Plain(Arc<Async<TcpStream>>),
-    /// From the TLS listener: the session first waits for the handshake.
-    #[cfg(feature = "tls")]
-    Tls(Arc<Async<TcpStream>>, futures_rustls::TlsAcceptor),
-    /// From the web listener: HTTP, and the protocol over WebSocket on `/ws`.
-    #[cfg(feature = "web")]
-    Web(Arc<Async<TcpStream>>),
-    /// From the web listener over TLS: the handshake, then as `Web`.
-    #[cfg(all(feature = "web", feature = "tls"))]
-    WebTls(Arc<Async<TcpStream>>, futures_rustls::TlsAcceptor),
-}
-
-impl Connection {
-    /// Whether this came to the TLS listener, for the log.
-    pub(crate) fn is_tls(&self) -> bool {
-        match self {
-            Connection::Plain(_) => false,
-            #[cfg(feature = "tls")]
-            Connection::Tls(..) => true,
-            #[cfg(feature = "web")]
-            Connection::Web(_) => false,
-            #[cfg(all(feature = "web", feature = "tls"))]
-            Connection::WebTls(..) => true,
-        }
-    }
-}
-
-/// Where a session's bytes come from: the socket itself, or what TLS
-/// decrypted from it. Monomorphised, so the plain path pays nothing for
-/// the choice.
-pub(crate) trait Input {
-    /// Waits for bytes and returns them; empty once the peer has closed.
-    async fn read_some(&mut self) -> io::Result<Vec<u8>>;
-}
-
-/// Where a session's lines go: the socket itself, or TLS on top of it.
-pub(crate) trait Output {
-    /// Writes every line of `batch`, emptying it.
-    async fn write_batch(&mut self, batch: &mut VecDeque<Line>) -> io::Result<()>;
-
-    /// Ends the stream politely once everything is written (TLS sends its
-    /// close_notify); the socket itself is shut down by the caller.
-    async fn finish(&mut self) {}
-}
-
-/// The plain-text transport: non-blocking reads and gathered writes on the
-/// socket, with no buffer of its own between them (reads use the stack,
-/// writes a buffer of the worker thread).
-#[derive(Clone, Copy)]
-struct Plain<'a>(&'a Async<TcpStream>);
-
-impl Input for Plain<'_> {
-    async fn read_some(&mut self) -> io::Result<Vec<u8>> {
-        loop {
-            self.0.readable().await?;
-            match read_now(self.0) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
-    }
-}
-
-/// Serves connection `id` until it ends, and returns why, for the log.
-pub(crate) async fn run(
-    id: ClientId,
-    peer: std::net::SocketAddr,
-    connection: Connection,
-    config: &Config,
-    ports: Ports,
-    events: Sender<Event>,
-) -> String {
-    match connection {
-        Connection::Plain(stream) => {
-            // Chat lines are small and latency matters more than packet
-            // count; the writer already coalesces what is queued into one
-            // write.
-            let _ = stream.get_ref().set_nodelay(true);
-            let plain = Plain(&stream);
-            let reason = serve(id, peer, plain, plain, config, ports, &events).await;
-            let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
-            reason
-        }
-        #[cfg(feature = "tls")]
-        Connection::Tls(stream, acceptor) => {
-            tls::run(id, peer, stream, acceptor, config, ports, &events).await
-        }
-        #[cfg(feature = "web")]
-        Connection::Web(stream) => ws::run(id, peer, stream, None, config, ports, &events).await,
-        #[cfg(all(feature = "web", feature = "tls"))]
-        Connection::WebTls(stream, acceptor) => {
-            ws::run(id, peer, stream, Some(acceptor), config, ports, &events).await
-        }
-    }
-}
-
 /// Serves a connection whose transport is ready: registers it with the hub,
 /// reads and writes until either side ends, then flushes what is left.
-async fn serve(
+pub(crate) async fn run_session(
     id: ClientId,
     peer: std::net::SocketAddr,
     mut input: impl Input,
@@ -262,15 +157,14 @@ async fn read_lines(
                     }
                     Err(CommandError::Empty) => continue,
                     Err(err) => {
-                        let (code, hint) = match err {
-                            CommandError::Unknown(_) => {
-                                (ErrorCode::UnknownCommand, " HELP lists the commands.")
-                            }
-                            CommandError::BadRoom(_) => (ErrorCode::NoSuchRoom, ""),
-                            CommandError::BadArgument(_) => (ErrorCode::BadArgument, ""),
-                            _ => (ErrorCode::MissingArgument, ""),
+                        let hint = match err {
+                            CommandError::Unknown(_) => " HELP lists the commands.",
+                            _ => "",
                         };
-                        error(code, format!("{}.{hint}", capitalised(&err.to_string())))
+                        error(
+                            err.code(),
+                            format!("{}.{hint}", capitalise(&err.to_string())),
+                        )
                     }
                 },
                 Frame::TooLong => error(
@@ -292,7 +186,7 @@ async fn read_lines(
                     };
                     let explain = error(
                         ErrorCode::NotChat,
-                        format!("{}.{hint}", capitalised(kind.describe())),
+                        format!("{}.{hint}", capitalise(kind.describe())),
                     );
                     let _ = events.send(explain).await;
                     let _ = events
@@ -314,23 +208,6 @@ async fn read_lines(
     }
 }
 
-/// Reads what the socket has now, without waiting. The buffer lives only
-/// for this call, so an idle connection holds none.
-fn read_now(stream: &Async<TcpStream>) -> io::Result<Vec<u8>> {
-    let mut buf = [0u8; 4096];
-    let n = stream.get_ref().read(&mut buf)?;
-    Ok(buf.get(..n).unwrap_or_default().to_vec())
-}
-
-/// How many bytes one write hands to the kernel at most.
-const WRITE_BYTES: usize = 16 * 1024;
-
-thread_local! {
-    /// Where a plain writer gathers a batch for one write; one per thread.
-    static WRITE_BUFFER: std::cell::RefCell<Vec<u8>> =
-        std::cell::RefCell::new(Vec::with_capacity(WRITE_BYTES));
-}
-
 /// The most queue capacity, in lines, that a writer keeps between batches.
 const KEEP_LINES: usize = 4;
 
@@ -348,70 +225,6 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
         }
     }
     Ok(())
-}
-
-impl Output for Plain<'_> {
-    /// Copies as much of the batch as fits into this thread's write buffer
-    /// and writes it with one call: one contiguous copy into the kernel
-    /// costs less than many small vectors. The buffer belongs to the
-    /// thread, not the connection, so an idle connection holds none.
-    async fn write_batch(&mut self, batch: &mut VecDeque<Line>) -> io::Result<()> {
-        let stream = self.0;
-        // Bytes of the front line already written.
-        let mut written = 0;
-        loop {
-            // Lines are never empty (each ends in CRLF), but a write of
-            // nothing would look like a closed socket: skip any.
-            while batch.front().is_some_and(|line| line.len() <= written) {
-                batch.pop_front();
-                written = 0;
-            }
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let result = WRITE_BUFFER.with(|buffer| {
-                let mut buffer = buffer.borrow_mut();
-                buffer.clear();
-                for (i, line) in batch.iter().enumerate() {
-                    let bytes: &[u8] = line;
-                    let bytes = if i == 0 {
-                        bytes.get(written..).unwrap_or_default()
-                    } else {
-                        bytes
-                    };
-                    let room = WRITE_BYTES - buffer.len();
-                    buffer
-                        .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
-                    if buffer.len() >= WRITE_BYTES {
-                        break;
-                    }
-                }
-                stream.get_ref().write(&buffer)
-            });
-            let sent = match result {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    stream.writable().await?;
-                    continue;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
-            // Drop the lines written in full; remember how far into the
-            // next one the write got.
-            let mut left = written + sent;
-            written = 0;
-            while let Some(line) = batch.front() {
-                if left < line.len() {
-                    written = left;
-                    break;
-                }
-                left -= line.len();
-                batch.pop_front();
-            }
-        }
-    }
 }
 
 /// Paces a client's commands: `burst` at once, then `rate` per second.
@@ -450,13 +263,5 @@ impl TokenBucket {
             self.last = Instant::now();
         }
         self.tokens -= 1.0;
-    }
-}
-
-fn capitalised(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }

@@ -1,0 +1,116 @@
+//! Nicknames: taking one, changing it, and the refusals (invalid, taken,
+//! registered, banned), each with a free suggestion.
+
+use super::outbox::Outbox;
+use super::words::ban_text;
+use super::Hub;
+use crate::accounts::BanTarget;
+use crate::ids::ClientId;
+use crate::names;
+use crate::protocol::{encode, ErrorCode, ServerLine, Timestamp, LOBBY};
+use crate::text::capitalise;
+
+impl<O: Outbox> Hub<O> {
+    pub(super) fn set_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
+        let folded = names::fold(wanted);
+        let holder = self.nicks.get(&folded).copied();
+        let own = self.clients.get(&id).and_then(|c| c.account.clone());
+        let taken = |n: &str| {
+            let key = names::fold(n);
+            self.nicks.get(&key).is_some_and(|&holder| holder != id)
+                || (self.registered.contains_key(&key) && own.as_ref() != Some(&key))
+        };
+        if let Err(err) = names::check_nick(wanted) {
+            let suggestion = names::suggest_nick(wanted, taken);
+            let why = capitalise(&err.to_string());
+            return self.error(
+                id,
+                ErrorCode::NickInvalid,
+                format!("{why}; try {suggestion}"),
+            );
+        }
+        if holder.is_some_and(|holder| holder != id) {
+            let suggestion = names::suggest_nick(wanted, taken);
+            return self.error(
+                id,
+                ErrorCode::NickTaken,
+                format!("Someone already uses the nickname {wanted}; try {suggestion}"),
+            );
+        }
+        if let Some(ban) = self.ban_on(&BanTarget::Nick(folded.clone()), now) {
+            let text = ban_text(&ban, now);
+            return self.error(id, ErrorCode::Banned, text);
+        }
+        if let Some(text) = self.muted(id, now) {
+            return self.error(id, ErrorCode::Muted, text);
+        }
+        let owner = self.clients.get(&id).and_then(|c| c.account.as_deref()) == Some(&folded);
+        if self.registered.contains_key(&folded) && !owner {
+            let suggestion = self.guest_nick(id);
+            return self.error(
+                id,
+                ErrorCode::NickRegistered,
+                format!(
+                    "{wanted} is a registered nickname: if it is yours, LOGIN {wanted} \
+                     <password>; otherwise pick another, such as {suggestion}"
+                ),
+            );
+        }
+        self.assign_nick(id, wanted, now);
+    }
+
+    /// Gives client `id` the nickname `wanted`, which it may take: registers
+    /// the connection, or renames it and tells everyone concerned.
+    pub(super) fn assign_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
+        let folded = names::fold(wanted);
+        // The owner of an account reads its private history from the
+        // account's registration on; anyone else from now on.
+        let since = match self.clients.get(&id).and_then(|c| c.account.as_ref()) {
+            Some(account) if *account == folded => self
+                .registered
+                .get(&folded)
+                .map_or(self.last_msg_id, |a| a.since),
+            _ => self.last_msg_id,
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let old = client.nick.replace(wanted.to_owned());
+        match old {
+            None => {
+                client.since = since;
+                self.nicks.insert(folded, id);
+                self.send(
+                    id,
+                    &ServerLine::Welcome {
+                        nick: wanted.to_owned(),
+                        text: format!(
+                            "Hello {wanted}! Type a line and press Enter to talk to everyone in \
+                             {LOBBY}. HELP lists commands."
+                        ),
+                    },
+                );
+                self.enter(id, &names::fold(LOBBY), LOBBY, now);
+            }
+            Some(old) => {
+                if old == wanted {
+                    return self.send(id, &ServerLine::Info(format!("You are already {old}.")));
+                }
+                if names::fold(&old) != folded {
+                    // A new name, not just new capitals: private history
+                    // under it starts now (or at its account's start).
+                    client.since = since;
+                }
+                self.nicks.remove(&names::fold(&old));
+                self.nicks.insert(folded, id);
+                let line = encode(&ServerLine::Nick {
+                    time: now,
+                    old,
+                    new: wanted.to_owned(),
+                });
+                self.send_encoded(id, &line);
+                self.broadcast_neighbours(id, &line);
+            }
+        }
+    }
+}

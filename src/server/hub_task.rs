@@ -1,0 +1,238 @@
+//! The hub task: the one owner of the [`Hub`], fed [`Event`]s by the
+//! sessions and the accounts thread through one bounded inbox.
+//!
+//! It applies events in order, expires unregistered connections once a
+//! second, hands history work to the store thread and password checks and
+//! ban changes to the accounts thread, and says goodbye to everyone on
+//! shutdown. It never waits on a client; it waits on the disk only when the
+//! store falls far behind (see [`STORE_PATIENCE`]).
+
+use std::time::Duration;
+
+use async_channel::Receiver;
+use futures_lite::future;
+use smol::Timer;
+
+use super::outbox::SessionOutbox;
+use crate::accounts::thread::Accounts;
+use crate::accounts::Answer;
+use crate::hub::history::history_line;
+use crate::hub::outbox::Outbox;
+use crate::hub::Hub;
+use crate::ids::ClientId;
+use crate::protocol::{encode, Command, Line, ServerLine, Timestamp};
+use crate::store::thread::Store;
+use crate::store::Fetch;
+
+/// How many events the hub's inbox holds before sessions wait to send more.
+pub(crate) const HUB_QUEUE: usize = 4096;
+
+/// What sessions tell the hub task.
+pub(crate) enum Event {
+    /// A connection was accepted; the hub greets it through `outbox`.
+    Connect {
+        /// The connection.
+        id: ClientId,
+        /// Where it comes from: bans and failed-login limits go by address.
+        addr: std::net::IpAddr,
+        /// Where its lines go.
+        outbox: SessionOutbox,
+    },
+    /// A parsed command from a connection.
+    Command {
+        /// The connection.
+        id: ClientId,
+        /// What it asked.
+        command: Command,
+    },
+    /// A line for the connection itself (an error about its input, a telnet
+    /// reply), passed through the hub so it keeps its place among the
+    /// hub's answers.
+    Reply {
+        /// The connection.
+        id: ClientId,
+        /// The encoded line.
+        line: Line,
+    },
+    /// The connection ended; `reason` is shown to others if it was registered.
+    Disconnect {
+        /// The connection.
+        id: ClientId,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The accounts thread answered (a password check, a reload).
+    Account(Answer),
+}
+
+/// How long the hub waits, in all, for the history store to make room
+/// for one message before giving up on storing it.
+const STORE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The most queued events a tick applies before expiring registrations; with
+/// more than this queued, expiry waits for a later tick.
+const TICK_BACKLOG: usize = 64;
+
+/// Applies one session event to the hub.
+fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
+    match event {
+        Event::Connect { id, addr, outbox } => hub.connect_from(id, outbox, addr, now),
+        Event::Command { id, command } => hub.command(id, command, now),
+        Event::Reply { id, line } => hub.reply(id, &line, now),
+        Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
+        Event::Account(reply) => hub.account(reply, now),
+    }
+}
+
+/// Gives the accounts thread what the hub queued for it; a request its full
+/// queue refuses is answered "busy" at once.
+fn hand_to_accounts(hub: &mut Hub<SessionOutbox>, accounts: &Accounts, now: Timestamp) {
+    for request in hub.take_requests() {
+        if let Err(request) = accounts.try_send(request) {
+            hub.refused(request, now);
+        }
+    }
+}
+
+/// Gives the store what the hub queued: messages to keep, and history to
+/// fetch, whose answer goes straight into the asking client's outbox.
+///
+/// When the disk falls behind, the hub waits for it (up to
+/// [`STORE_PATIENCE`] per message) instead of dropping history: meanwhile
+/// its bounded inbox fills and the senders slow down to the disk's pace.
+///
+/// `stalled` remembers that the disk did not move for a whole
+/// [`STORE_PATIENCE`]: until it takes a message again, messages it has no
+/// room for are dropped at once (and logged), so a hung disk slows the chat
+/// for one second, not for a second per message.
+async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled: &mut bool) {
+    for record in hub.take_records() {
+        let mut record = record;
+        let mut waited = Duration::ZERO;
+        loop {
+            match store.try_append(record) {
+                Ok(()) => {
+                    *stalled = false;
+                    break;
+                }
+                Err(back) if *stalled || waited >= STORE_PATIENCE => {
+                    *stalled = true;
+                    store.drop_record(back);
+                    break;
+                }
+                Err(back) => {
+                    Timer::after(Duration::from_millis(1)).await;
+                    waited += Duration::from_millis(1);
+                    record = back;
+                }
+            }
+        }
+    }
+    for fetch in hub.take_fetches() {
+        let Some(outbox) = hub.outbox(fetch.client).cloned() else {
+            continue;
+        };
+        let Fetch {
+            scope,
+            range,
+            count,
+            target,
+            ..
+        } = fetch;
+        store.fetch(
+            scope,
+            range,
+            count,
+            Box::new(move |records| {
+                let mut outbox = outbox;
+                for record in &records {
+                    let _ = outbox.push(&encode(&history_line(record, Timestamp::now())));
+                }
+                let end = ServerLine::HistoryEnd {
+                    target,
+                    count: u32::try_from(records.len()).unwrap_or(u32::MAX),
+                };
+                let _ = outbox.push(&encode(&end));
+            }),
+        );
+    }
+}
+
+/// The hub task: applies events in order, expires unregistered connections
+/// once a second, and says goodbye to everyone on shutdown.
+pub(crate) async fn run_hub(
+    mut hub: Hub<SessionOutbox>,
+    mut store: Option<Store>,
+    accounts: Accounts,
+    inbox: Receiver<Event>,
+    shutdown: Receiver<()>,
+) {
+    let mut tick = Timer::interval(Duration::from_secs(1));
+    // Whether the history store has stopped taking messages; see
+    // `hand_to_store`.
+    let mut store_stalled = false;
+    enum Wake {
+        Event(Event),
+        Tick,
+        Shutdown,
+    }
+    loop {
+        // `or` polls its first future first: shutdown and the tick must not
+        // starve behind a flood of events.
+        let wake = future::or(
+            async {
+                let _ = shutdown.recv().await;
+                Wake::Shutdown
+            },
+            future::or(
+                async {
+                    futures_lite::StreamExt::next(&mut tick).await;
+                    Wake::Tick
+                },
+                async {
+                    match inbox.recv().await {
+                        Ok(event) => Wake::Event(event),
+                        Err(_) => Wake::Shutdown,
+                    }
+                },
+            ),
+        )
+        .await;
+        let now = Timestamp::now();
+        match wake {
+            Wake::Event(event) => apply(&mut hub, event, now),
+            // Registration deadlines judge clients, not the server: while the
+            // hub is behind on its inbox (a registration storm), a NICK may be
+            // waiting in it, so expiry waits for a calmer tick, and what is
+            // queued is applied before anyone is timed out.
+            Wake::Tick if inbox.len() > TICK_BACKLOG => {}
+            Wake::Tick => {
+                for _ in 0..TICK_BACKLOG {
+                    match inbox.try_recv() {
+                        Ok(event) => apply(&mut hub, event, now),
+                        Err(_) => break,
+                    }
+                }
+                hub.tick(now);
+            }
+            Wake::Shutdown => {
+                hub.shutdown("The server is shutting down. See you soon!");
+                // The accounts thread may be waiting to hand the hub an
+                // answer: closing the inbox releases it, and it then stores
+                // the last ban changes and stops.
+                inbox.close();
+                hand_to_accounts(&mut hub, &accounts, now);
+                accounts.close();
+                if let Some(store) = store {
+                    // Writes the last batch before the process ends.
+                    store.close();
+                }
+                return;
+            }
+        }
+        hand_to_accounts(&mut hub, &accounts, now);
+        if let Some(store) = &mut store {
+            hand_to_store(&mut hub, store, &mut store_stalled).await;
+        }
+    }
+}

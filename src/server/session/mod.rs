@@ -1,0 +1,70 @@
+//! One connection's session: the transport it came in on, then the same
+//! reader, writer and rate limiter for all of them.
+//!
+//! # Layout
+//! - `transport`: the `Input`/`Output` traits a transport implements, and
+//!   `Ports` for the sentences that name the listeners.
+//! - `lines`: the generic session loop over any transport: reader, writer,
+//!   token bucket, final flush.
+//! - `plain`: the plain-text socket (the hot path).
+//! - `tls` (feature `tls`): the wrong-port check, the handshake under a
+//!   deadline, rustls reads and buffered writes.
+//! - `ws` (feature `web`): the WebSocket transport, one line per text
+//!   frame, pinged; the HTTP in front of it is `server::web`.
+
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use async_channel::Sender;
+use smol::Async;
+
+use crate::config::Config;
+use crate::ids::ClientId;
+use crate::server::hub_task::Event;
+use transport::Ports;
+
+pub(crate) mod lines;
+mod plain;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+pub(crate) mod transport;
+#[cfg(feature = "web")]
+pub(crate) mod ws;
+
+/// A connection as accepted, before anything is read from it.
+pub(crate) enum Connection {
+    /// From the plain-text listener: the protocol straight on the socket.
+    Plain(Arc<Async<TcpStream>>),
+    /// From the TLS listener: the session first waits for the handshake.
+    #[cfg(feature = "tls")]
+    Tls(Arc<Async<TcpStream>>, futures_rustls::TlsAcceptor),
+}
+
+impl Connection {
+    /// Whether this came to the TLS listener, for the log.
+    pub(crate) fn is_tls(&self) -> bool {
+        match self {
+            Connection::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Connection::Tls(..) => true,
+        }
+    }
+}
+
+/// Serves connection `id` until it ends, and returns why, for the log.
+pub(crate) async fn run(
+    id: ClientId,
+    peer: std::net::SocketAddr,
+    connection: Connection,
+    config: &Config,
+    ports: Ports,
+    events: Sender<Event>,
+) -> String {
+    match connection {
+        Connection::Plain(stream) => plain::run(id, peer, stream, config, ports, &events).await,
+        #[cfg(feature = "tls")]
+        Connection::Tls(stream, acceptor) => {
+            tls::run(id, peer, stream, acceptor, config, ports, &events).await
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The trait the store's thread writes through, and the conversation keys
+//! both backends file records under.
+
+use super::{Place, Range, Record, Retention, Scope};
+use crate::names;
+
+/// Where records actually go. Failures are logged, not returned: history is
+/// a service to users, and the chat goes on without it.
+pub(super) trait Backend: Send {
+    fn append(&mut self, batch: &[Record]);
+    fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record>;
+    fn prune(&mut self, retention: Retention, now: i64);
+    fn last_id(&mut self) -> u64;
+}
+
+/// The key of a private conversation: the two folded nicknames in order.
+pub(super) fn pair_key(a: &str, b: &str) -> String {
+    let (a, b) = (names::fold(a), names::fold(b));
+    if a <= b {
+        format!("{a} {b}")
+    } else {
+        format!("{b} {a}")
+    }
+}
+
+pub(super) fn scope_key(record: &Record) -> (bool, String) {
+    match &record.place {
+        Place::Room(room) => (true, names::fold(room)),
+        Place::Private(to) => (false, pair_key(&record.nick, to)),
+    }
+}
