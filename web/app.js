@@ -23,6 +23,11 @@ const state = new State();
 let registration = null;
 /** Retries of a nickname the server still thinks is ours, just after a reconnection. */
 let takenRetries = 0;
+/**
+ * The server closed us on purpose (kicked, banned, or this account logged
+ * in elsewhere): coming back at once would undo it, or fight the other tab.
+ */
+let dismissed = false;
 
 const conn = new Connection(socketUrl(), {
   onLine(text) {
@@ -33,7 +38,15 @@ const conn = new Connection(socketUrl(), {
       setTimeout(register, 1000);
       return;
     }
-    if (m.type === 'account' && registration) registration.account = true;
+    if (m.type === 'err' && (m.code === 'kicked' || (m.code === 'banned' && state.nick !== null))) dismissed = true;
+    if (m.type === 'bye' && (dismissed || /another connection/i.test(m.text))) {
+      dismissed = false;
+      state.apply(m);
+      conn.stop();
+      state.prompt = { shown: true, message: m.text, suggestion: state.wanted, password: Boolean(registration?.password) };
+      render();
+      return;
+    }
     if (m.type === 'err' && m.code === 'login-failed' && registration) registration.password = '';
     const out = state.apply(m);
     if (m.type === 'welcome') {
@@ -72,6 +85,7 @@ const login = new LoginView($('login'), {
     }
     registration = { nick, password };
     state.wanted = nick;
+    conn.restart();
     state.prompt = { ...state.prompt, message: '' };
     saveNick(nick);
     register();
@@ -220,6 +234,7 @@ function submit(input) {
     case 'quit':
       conn.send(format.quit(cmd.reason));
       conn.stop();
+      state.prompt = { shown: true, message: 'You left the chat.', suggestion: state.wanted, password: false };
       break;
     case 'send':
       if (cmd.secret && registration && /^LOGIN /.test(cmd.line)) {
@@ -322,6 +337,13 @@ function draw() {
   badge.classList.toggle('alert', state.panes.some((p) => p.alert));
   setTitle(unread);
 }
+
+// While the page is hidden, what arrives counts in the tab title; coming back reads it.
+document.addEventListener('visibilitychange', () => {
+  state.away = document.visibilityState === 'hidden';
+  if (!state.away) state.show(state.shownKey);
+  render();
+});
 
 if ('serviceWorker' in navigator && location.protocol !== 'file:') {
   navigator.serviceWorker.register('/sw.js').catch(() => {});

@@ -118,6 +118,14 @@ export class Connection {
     this.lost('you quit');
   }
 
+  /** Connects again after `stop()`, when the user asks to. */
+  restart() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.failures = 0;
+    this.connect();
+  }
+
   startKeepalive() {
     this.stopKeepalive();
     this.keepalive = setInterval(() => {

@@ -71,6 +71,8 @@ export class State {
     /** Lines the app should notify about: {pane, nick, text}. */
     this.alerts = [];
     this.listeners = [];
+    /** The page is hidden: lines in the shown pane count as unread too. */
+    this.away = false;
   }
 
   onChange(fn) {
@@ -98,6 +100,7 @@ export class State {
     let pane = this.pane(name);
     if (pane) return pane;
     pane = new Pane(kind, name);
+    if (kind === 'private' && this.nick) pane.users = [this.nick, name].sort((a, b) => fold(a).localeCompare(fold(b)));
     if (kind === 'room') {
       const firstPrivate = this.panes.findIndex((p) => p.kind === 'private');
       this.panes.splice(firstPrivate < 0 ? this.panes.length : firstPrivate, 0, pane);
@@ -203,6 +206,8 @@ export class State {
     const mention = !own && kind === 'chat' && mentions(m.text, this.nick);
     const entry = { seq: nextSeq++, id: m.id, time: m.time, kind, nick, text: m.text, own, mention };
     const newer = m.id > pane.newestId;
+    // A first replay is the room's past, not news; later ones are what we missed.
+    const news = newer && (!replayed || pane.newestId > 0);
     pane.ids.add(m.id);
     if (newer) {
       pane.lines.push(entry);
@@ -215,11 +220,11 @@ export class State {
     this.trim(pane);
     pane.version += 1;
     const alert = mention || (kind === 'whisper' && !own);
-    if (newer && !own && pane.key !== this.shownKey) {
+    if (news && !own && (pane.key !== this.shownKey || this.away)) {
       pane.unread += 1;
       pane.alert ||= alert;
     }
-    if (newer && !own && !replayed && (alert || pane.key !== this.shownKey)) {
+    if (newer && !own && !replayed && (alert || pane.key !== this.shownKey || this.away)) {
       this.alerts.push({ pane: pane.name, nick, text: m.text, alert });
     }
   }

@@ -219,6 +219,99 @@ describe('web client', { skip: why ?? false }, () => {
       }
     }));
 
+  test('a registered nickname asks for its password, and logging in takes it over', LIMIT, () =>
+    withServer({}, async (server, track) => {
+      const first = await openPage(browser, server, 'alice', DESKTOP);
+      await first.getByTestId('register-password').fill('correct-horse');
+      await first.getByTestId('register-password').press('Enter');
+      await first.getByTestId('status').filter({ hasText: 'online as alice (user)' }).waitFor();
+      await first.context().close();
+
+      // Someone on a phone asks for the nickname: it is registered.
+      const phone = await track(await browser.newContext({ ...PHONE, serviceWorkers: 'block' }).then((c) => c.newPage()));
+      await phone.goto(server.url);
+      await phone.getByTestId('nick-input').fill('alice');
+      await phone.getByTestId('nick-input').press('Enter');
+      const password = phone.getByTestId('password-input');
+      await password.waitFor();
+      await password.fill('wrong-password');
+      await password.press('Enter');
+      await phone.locator('#login-message').filter({ hasText: 'Wrong password' }).waitFor();
+      await password.fill('correct-horse');
+      await password.press('Enter');
+      await online(phone);
+      assert.match(await phone.getByTestId('status').textContent(), /online as alice \(user\)/);
+
+      // Logging in from a laptop while the phone holds it: the phone is told and does not take it back.
+      const laptop = await track(await browser.newContext({ ...DESKTOP, serviceWorkers: 'block' }).then((c) => c.newPage()));
+      await laptop.goto(server.url);
+      await laptop.getByTestId('nick-input').fill('alice');
+      await laptop.locator('#login-toggle').click();
+      await laptop.getByTestId('password-input').fill('correct-horse');
+      await laptop.getByTestId('password-input').press('Enter');
+      await online(laptop);
+      await phone.getByTestId('nick-input').waitFor();
+      await phone.locator('#login-message').filter({ hasText: 'another connection' }).waitFor();
+      await laptop.waitForTimeout(1500);
+      assert.match(await laptop.getByTestId('status').textContent(), /online as alice/);
+    }));
+
+  test('scrolling to the top fetches older pages of history', LIMIT, () =>
+    withServer({}, async (server, track) => {
+      const carol = await TcpUser.connect(server.ports.tcp, 'carol');
+      try {
+        for (let i = 1; i <= 120; i += 1) carol.send(`old ${i}`);
+        carol.send('PING sent');
+        await carol.expect(/^PONG sent$/);
+        const alice = await track(await openPage(browser, server, 'alice', PHONE));
+        await message(alice, 'old 120').waitFor();
+        assert.equal((await ids(alice)).length, 50);
+        for (const want of [100, 120]) {
+          await until(`${want} messages after scrolling up`, async () => {
+            await alice.getByTestId('messages').evaluate((ol) => {
+              ol.scrollTop = 0;
+              ol.dispatchEvent(new Event('scroll'));
+            });
+            return (await ids(alice)).length >= want;
+          });
+        }
+        const shown = await ids(alice);
+        assert.equal(shown.length, 120);
+        assert.deepEqual(shown, [...shown].sort((a, b) => a - b));
+        await message(alice, 'old 1').waitFor({ state: 'attached' });
+      } finally {
+        carol.close();
+      }
+    }));
+
+  test('the installed page opens without the server and says it is offline', LIMIT, async () => {
+    const server = await startServer({});
+    const context = await browser.newContext({ ...PHONE });
+    try {
+      const page = await context.newPage();
+      await page.goto(server.url);
+      await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+      await page.reload();
+      await until('the service worker to control the page', () =>
+        page.evaluate(() => navigator.serviceWorker.controller !== null));
+      const manifest = await page.evaluate(async () => (await fetch('/manifest.webmanifest')).json());
+      assert.equal(manifest.display, 'standalone');
+      assert.deepEqual(manifest.icons.filter((i) => i.type === 'image/png').map((i) => i.sizes), ['192x192', '512x512']);
+      await server.stop();
+      await page.reload();
+      await page.getByTestId('nick-input').waitFor();
+      await until('the page to say it is offline', async () => {
+        const text = await page.locator('#login-status').textContent();
+        return /Not connected/.test(text);
+      }, 15000);
+      assert.doesNotMatch(await page.getByTestId('status').textContent(), /online/);
+    } finally {
+      await context.close();
+      await server.stop();
+      server.clean();
+    }
+  });
+
   test('a restarted server: every page reconnects and fills the gap, nothing twice', LIMIT, async () => {
     const first = await startServer({ history: 'sqlite' });
     let server = first;
