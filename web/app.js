@@ -54,6 +54,7 @@ const conn = new Connection(socketUrl(), {
       saveNick(m.nick);
       for (const room of state.rejoin()) conn.send(format.join(room));
     }
+    if (m.type === 'nick' && state.isMe(m.nick)) saveNick(m.nick);
     for (const line of out) conn.send(line);
     for (const a of state.alerts.splice(0)) notify(a);
     render();

@@ -64,8 +64,8 @@ export async function startServer({ history = 'memory', dataDir = null, ports = 
   });
   const found = await until('the server to print its addresses', () => {
     if (gone) throw new Error(`natter exited (${JSON.stringify(gone)}):\n${log}`);
-    const web = log.match(/web client.*?url=(http:\/\/[^\s]+)/);
-    const tcp = log.match(/listening.*?address=127\.0\.0\.1:(\d+)/);
+    const web = log.match(/web client.*?url="?(http:\/\/[^\s"]+)/);
+    const tcp = log.match(/listening.*?address="?127\.0\.0\.1:(\d+)/);
     return web && tcp ? { url: web[1], tcp: Number(tcp[1]) } : null;
   }, 15000);
   const webPort = Number(new URL(found.url).port);
@@ -117,6 +117,9 @@ export async function openPage(browser, server, nick, device = DESKTOP) {
     d.dismiss().catch(() => {});
   });
   page.on('pageerror', (e) => page.errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content.Security.Policy/i.test(m.text())) page.errors.push(m.text());
+  });
   await page.goto(server.url);
   await signIn(page, nick);
   return page;
