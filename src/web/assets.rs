@@ -39,9 +39,19 @@ macro_rules! assets {
 assets! {
     "/" => "index.html", "text/html; charset=utf-8", true;
     "/app.js" => "app.js", "text/javascript; charset=utf-8", false;
+    "/protocol.js" => "protocol.js", "text/javascript; charset=utf-8", false;
+    "/state.js" => "state.js", "text/javascript; charset=utf-8", false;
+    "/connection.js" => "connection.js", "text/javascript; charset=utf-8", false;
+    "/view-messages.js" => "view-messages.js", "text/javascript; charset=utf-8", false;
+    "/view-rooms.js" => "view-rooms.js", "text/javascript; charset=utf-8", false;
+    "/view-users.js" => "view-users.js", "text/javascript; charset=utf-8", false;
+    "/view-login.js" => "view-login.js", "text/javascript; charset=utf-8", false;
+    "/view-composer.js" => "view-composer.js", "text/javascript; charset=utf-8", false;
+    "/notify.js" => "notify.js", "text/javascript; charset=utf-8", false;
     "/style.css" => "style.css", "text/css; charset=utf-8", false;
     "/manifest.webmanifest" => "manifest.webmanifest", "application/manifest+json", true;
     "/sw.js" => "sw.js", "text/javascript; charset=utf-8", true;
+    "/icon.svg" => "icon.svg", "image/svg+xml", false;
     "/icon-192.png" => "icon-192.png", "image/png", false;
     "/icon-512.png" => "icon-512.png", "image/png", false;
 }
