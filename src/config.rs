@@ -66,6 +66,10 @@ pub struct Config {
     /// only from this address is `X-Forwarded-For` believed, so that bans
     /// and limits see the real client and nobody else can claim to be one.
     pub web_trust_proxy: Option<std::net::IpAddr>,
+    /// How often an idle WebSocket is pinged (`--web-ping`): mobile
+    /// carriers' NATs forget a quiet connection after a minute or so, and a
+    /// peer that has not answered one ping by the next is closed.
+    pub web_ping: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             // The web client.
             web_origins: Vec::new(),
             web_trust_proxy: None,
+            web_ping: Duration::from_secs(25),
         }
     }
 }

@@ -430,3 +430,180 @@ fn the_start_up_log_gives_the_web_client_url() {
         .expect("url");
     assert!(url.ends_with('/'), "{url}");
 }
+
+/// Opens the WebSocket by hand on a plain socket, so the test decides what
+/// is answered: this peer never answers a ping. Returns the socket after
+/// the 101.
+fn raw_ws(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).expect("read the 101"), 1);
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
+    stream
+}
+
+#[test]
+fn a_websocket_peer_that_answers_no_ping_is_closed_and_one_that_does_stays() {
+    // Story: a phone that vanished without a goodbye is noticed by the next ping; a live one is kept.
+    let server = start(natter::Config {
+        web_ping: Duration::from_secs(1),
+        ..config()
+    });
+    let mut mute = raw_ws(server.web);
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match mute.read(&mut buf) {
+            Ok(0) | Err(_) => break start.elapsed(),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never closed");
+    };
+    // A ping frame (opcode 9) came before the close.
+    assert!(seen.contains(&0x89), "no ping in {seen:?}");
+    assert!(
+        closed >= Duration::from_millis(1500) && closed < Duration::from_secs(5),
+        "closed after {closed:?}"
+    );
+    smol::block_on(async {
+        // async-tungstenite answers pings as it reads.
+        let mut live = ws_register(server.web, "alive").await;
+        let mut tcp = Client::register(server.plain, "witness");
+        let until = Instant::now() + Duration::from_millis(3500);
+        while Instant::now() < until {
+            let next = future::or(async { Some(live.next().await) }, async {
+                smol::Timer::at(until).await;
+                None
+            })
+            .await;
+            if let Some(frame) = next {
+                assert!(matches!(frame, Some(Ok(_))), "closed: {frame:?}");
+            }
+        }
+        ws_send(&mut live, "still here after three pings").await;
+        let line = tcp.until("MSG ");
+        assert!(
+            line.ends_with(" alive still here after three pings"),
+            "{line}"
+        );
+    });
+}
+
+/// An address ban made by an operator over TCP, then WebSocket connections
+/// through a proxy on loopback that forwards for that address.
+#[test]
+fn behind_the_trusted_proxy_bans_see_the_forwarded_address_and_only_there() {
+    // Story: behind nginx, a banned visitor is turned away although every connection comes from the proxy.
+    let dir = std::env::temp_dir().join(format!("natter-web-proxy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    natter::accounts::admin::Admin::open(&dir)
+        .expect("open accounts")
+        .create(
+            "owner",
+            &natter::protocol::Secret::new("owner-password"),
+            true,
+        )
+        .expect("create operator");
+    let with_proxy = |proxy: &str| natter::Config {
+        accounts: natter::accounts::AccountsMode::Sqlite(dir.clone()),
+        web_trust_proxy: Some(proxy.parse().expect("address")),
+        ..config()
+    };
+    // What the server sends in its first 1.5 s (or until it closes).
+    let forwarded = |addr: SocketAddr, from: &str| {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .expect("timeout");
+        let head = format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             X-Forwarded-For: {from}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let server = start(with_proxy("127.0.0.1"));
+    let mut op = Client::connect(server.plain);
+    op.expect("HELLO ");
+    op.send_line("LOGIN owner owner-password");
+    op.until("ACCOUNT owner op ");
+    op.send_line("BAN 203.0.113.7 10m");
+    let info = op.until("INFO ");
+    assert!(info.contains("203.0.113.7 is banned"), "{info}");
+    // Through the proxy, for the banned address: turned away at once.
+    let banned = forwarded(server.web, "198.51.100.1, 203.0.113.7");
+    assert!(banned.contains("ERR banned "), "{banned}");
+    assert!(banned.contains("BYE "), "{banned}");
+    // Through the proxy, for someone else: in.
+    let other = forwarded(server.web, "198.51.100.9");
+    assert!(other.contains("HELLO natter/1 "), "{other}");
+    assert!(!other.contains("ERR banned "), "{other}");
+    drop(op);
+    drop(server);
+    // From a peer that is not the trusted proxy, the header is ignored.
+    let server = start(with_proxy("192.0.2.99"));
+    let ignored = forwarded(server.web, "203.0.113.7");
+    assert!(ignored.contains("HELLO natter/1 "), "{ignored}");
+    assert!(!ignored.contains("ERR banned "), "{ignored}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_web_serves_no_web_client_and_leaves_its_port_alone() {
+    // Story: an operator who wants only nc and the TUI turns the web client off, and its port stays free.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--history", "off"])
+        .args(["--accounts", "memory", "--no-web"])
+        .args(["--web-bind", &address.to_string()])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start natter serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (found, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = found.send(line);
+        }
+    });
+    // It starts although --web-bind's port is taken, and names no web URL.
+    let mut log = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while !log.iter().any(|l: &String| l.contains("accounts loaded")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    let running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "natter exited: {log:?}");
+    assert!(log.iter().any(|l| l.contains("listening")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("web client")), "{log:?}");
+    drop(taken);
+}

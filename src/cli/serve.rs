@@ -139,6 +139,10 @@ pub struct Serve {
     /// only, the client address is taken from X-Forwarded-For (default none)
     #[argh(option)]
     web_trust_proxy: Option<std::net::IpAddr>,
+    /// seconds between pings on an idle WebSocket; a peer that has not
+    /// answered one by the next is closed (default 25)
+    #[argh(option, default = "Config::default().web_ping.as_secs()")]
+    web_ping: u64,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -218,6 +222,8 @@ impl Serve {
             ban_default: Duration::from_secs(self.ban_default),
             web_origins: self.web_origin.clone(),
             web_trust_proxy: self.web_trust_proxy,
+            // At least a second: a ping per poll would be a busy loop.
+            web_ping: Duration::from_secs(self.web_ping.max(1)),
         }
     }
 

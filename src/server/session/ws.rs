@@ -6,7 +6,7 @@
 //! What is its own is framing (async-tungstenite, with buffers sized for
 //! chat rather than its 128 KiB default), frames and messages capped at
 //! `--max-line`, binary frames refused with an `ERR`, and a ping every
-//! [`PING_EVERY`] that keeps mobile connections open through NATs and
+//! `Config::web_ping` (25 s by default) that keeps mobile connections open through NATs and
 //! closes a peer that stopped answering. The HTTP in front of it, up to
 //! the 101, is `server::web`.
 
@@ -37,11 +37,6 @@ use crate::server::hub_task::Event;
 /// and the default 128 KiB would dwarf the rest of a session.
 const READ_BUFFER: usize = 2048;
 
-/// How often an idle WebSocket is pinged. Mobile carriers' NATs forget a
-/// quiet connection after a minute or so; a ping every 25 s keeps it, and a
-/// peer that has not answered one ping by the next is closed.
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(25);
-
 /// How long the closing handshake may take.
 const GOODBYE_TIME: Duration = Duration::from_secs(1);
 
@@ -70,7 +65,8 @@ where
         id,
         events: events.clone(),
         max_line: config.max_line,
-        next_ping: Instant::now() + PING_EVERY,
+        ping_every: config.web_ping,
+        next_ping: Instant::now() + config.web_ping,
         awaiting_pong: false,
     };
     let output = WsOutput { sender };
@@ -102,6 +98,8 @@ struct WsInput<S> {
     id: ClientId,
     events: Sender<Event>,
     max_line: usize,
+    /// How often to ping (`--web-ping`).
+    ping_every: Duration,
     /// When the next ping is due.
     next_ping: Instant,
     /// A ping was sent and no pong has come since.
@@ -123,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsInput<S> {
                 "no answer to a WebSocket ping",
             ));
         }
-        self.next_ping = Instant::now() + PING_EVERY;
+        self.next_ping = Instant::now() + self.ping_every;
         // While the writer holds the sender it is writing, which is life
         // enough; the next ping will ask.
         let Some(mut sender) = self.sender.try_lock() else {
@@ -132,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsInput<S> {
         let sent = future::or(
             async { Some(sender.send(Message::Ping(Default::default())).await) },
             async {
-                Timer::after(PING_EVERY).await;
+                Timer::after(self.ping_every).await;
                 None
             },
         )
