@@ -188,7 +188,10 @@ where
         (Some(proxy), Some(client)) if proxy == peer.ip() => SocketAddr::new(client, peer.port()),
         _ => peer,
     };
-    ws::run(id, peer, stream, reader.rest(), config, ports, events).await
+    // The head is done with: nothing of it stays with an idle session.
+    let rest = reader.rest();
+    drop((request, response));
+    ws::run(id, peer, stream, rest, config, ports, events).await
 }
 
 /// Writes a whole response and closes the stream, within

@@ -33,9 +33,11 @@ use crate::protocol::{ErrorCode, ServerLine};
 use crate::server::hub_task::Event;
 
 /// The WebSocket read buffer of each connection, allocated up front and
-/// kept for its life: a line is at most `--max-line` (1 KiB by default),
-/// and the default 128 KiB would dwarf the rest of a session.
-const READ_BUFFER: usize = 2048;
+/// kept for its life, and the most read from the socket at once. Chat lines
+/// are short; a longer frame (up to `--max-line`) grows the buffer to its
+/// length. tungstenite's default of 128 KiB would dwarf the rest of an idle
+/// session (BENCHMARKS.md, "Web client").
+const READ_BUFFER: usize = 256;
 
 /// How long the closing handshake may take.
 const GOODBYE_TIME: Duration = Duration::from_secs(1);
