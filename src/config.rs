@@ -57,6 +57,19 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // The web client.
+    /// Origins besides the page's own whose pages may open the WebSocket
+    /// (`--web-origin`): the handshake refuses others, so that a page on
+    /// another site cannot chat in its visitor's name.
+    pub web_origins: Vec<String>,
+    /// The reverse proxy in front of the web listener (`--web-trust-proxy`):
+    /// only from this address is `X-Forwarded-For` believed, so that bans
+    /// and limits see the real client and nobody else can claim to be one.
+    pub web_trust_proxy: Option<std::net::IpAddr>,
+    /// How often an idle WebSocket is pinged (`--web-ping`): mobile
+    /// carriers' NATs forget a quiet connection after a minute or so, and a
+    /// peer that has not answered one ping by the next is closed.
+    pub web_ping: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +91,10 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            // The web client.
+            web_origins: Vec::new(),
+            web_trust_proxy: None,
+            web_ping: Duration::from_secs(25),
         }
     }
 }

@@ -35,6 +35,9 @@
 //! - `tls`: certificate fingerprints, PEM loading and self-signed
 //!   certificates, for the TLS listener and clients (feature `tls`).
 //! - [`tui`]: the Cursive terminal client (feature `tui`, on by default).
+//! - [`web`]: the web client's embedded files and the HTTP in front of them
+//!   (feature `web`, on by default); its WebSocket sessions are a session
+//!   transport.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
@@ -59,3 +62,5 @@ pub mod text;
 pub mod tls;
 #[cfg(feature = "tui")]
 pub mod tui;
+#[cfg(feature = "web")]
+pub mod web;

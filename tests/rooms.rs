@@ -293,6 +293,7 @@ fn a_killed_server_loses_at_most_the_last_batch() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
         .args([
             "serve",
+            "--no-web",
             "--bind",
             &format!("127.0.0.1:{port}"),
             "--rate",

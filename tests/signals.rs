@@ -37,7 +37,14 @@ impl Natter {
             .and_then(|l| l.local_addr())
             .expect("pick a free port");
         let child = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args(["serve", "--bind", &addr.to_string(), "--threads", "2"])
+            .args([
+                "serve",
+                "--no-web",
+                "--bind",
+                &addr.to_string(),
+                "--threads",
+                "2",
+            ])
             .env_remove("RUST_LOG")
             .env("XDG_DATA_HOME", &data)
             .stdin(Stdio::null())

@@ -35,7 +35,7 @@ pub struct Args {
 #[derive(FromArgs)]
 #[argh(subcommand)]
 enum Subcommand {
-    Serve(serve::Serve),
+    Serve(Box<serve::Serve>),
     Admin(admin::Admin),
     Bench(bench::Bench),
     #[cfg(feature = "tui")]
@@ -46,7 +46,7 @@ enum Subcommand {
 /// signal, the client until the user quits).
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
-        Subcommand::Serve(serve) => serve.run(),
+        Subcommand::Serve(serve) => (*serve).run(),
         Subcommand::Admin(admin) => admin.run(),
         Subcommand::Bench(bench) => crate::bench::run(bench.options()),
         #[cfg(feature = "tui")]
@@ -166,6 +166,12 @@ mod tests {
             ("--shutdown-grace", c.shutdown_grace.as_secs().to_string()),
             ("--mute-default", c.mute_default.as_secs().to_string()),
             ("--ban-default", c.ban_default.as_secs().to_string()),
+            // The web client.
+            ("--web-bind", super::serve::DEFAULT_WEB_BIND.to_owned()),
+            (
+                "--web-tls-bind",
+                super::serve::DEFAULT_WEB_TLS_BIND.to_owned(),
+            ),
         ];
         for (flag, value) in expected {
             assert_eq!(default_in_help(&["serve"], flag), value, "{flag}");

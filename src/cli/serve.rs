@@ -17,6 +17,12 @@ pub const DEFAULT_BIND: &str = "0.0.0.0:5555";
 /// Where the TLS listener listens without `--tls-bind`.
 pub const DEFAULT_TLS_BIND: &str = "0.0.0.0:5556";
 
+/// Where the web client's HTTP listener listens without `--web-bind`.
+pub const DEFAULT_WEB_BIND: &str = "0.0.0.0:8080";
+
+/// Where the web client's HTTPS listener listens without `--web-tls-bind`.
+pub const DEFAULT_WEB_TLS_BIND: &str = "0.0.0.0:8443";
+
 /// Where `natter serve` keeps history without `--history`: in SQLite, as a
 /// server run by hand should remember (`Config::default()` keeps none, for
 /// tests). The directory is filled in from `--data-dir`.
@@ -113,6 +119,30 @@ pub struct Serve {
     /// no plain-text listener: serve only TLS (--bind is then unused)
     #[argh(switch)]
     no_plain: bool,
+    // The web client.
+    /// address of the web client's HTTP listener, the page and its
+    /// WebSocket (default 0.0.0.0:8080)
+    #[argh(option, default = "DEFAULT_WEB_BIND.to_owned()")]
+    web_bind: String,
+    /// do not serve the web client
+    #[argh(switch)]
+    no_web: bool,
+    /// address of the web client over HTTPS, served when a TLS certificate
+    /// is configured (default 0.0.0.0:8443)
+    #[argh(option, default = "DEFAULT_WEB_TLS_BIND.to_owned()")]
+    web_tls_bind: String,
+    /// another origin whose pages may open the WebSocket, such as
+    /// https://chat.example.org (repeatable); the page's own always may
+    #[argh(option)]
+    web_origin: Vec<String>,
+    /// the address of a reverse proxy in front of the web listener: from it
+    /// only, the client address is taken from X-Forwarded-For (default none)
+    #[argh(option)]
+    web_trust_proxy: Option<std::net::IpAddr>,
+    /// seconds between pings on an idle WebSocket; a peer that has not
+    /// answered one by the next is closed (default 25)
+    #[argh(option, default = "Config::default().web_ping.as_secs()")]
+    web_ping: u64,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -204,6 +234,10 @@ impl Serve {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             mute_default: Duration::from_secs(self.mute_default),
             ban_default: Duration::from_secs(self.ban_default),
+            web_origins: self.web_origin.clone(),
+            web_trust_proxy: self.web_trust_proxy,
+            // At least a second: a ping per poll would be a busy loop.
+            web_ping: Duration::from_secs(self.web_ping.max(1)),
         }
     }
 
@@ -235,8 +269,32 @@ impl Serve {
                         .map_err(|err| format!("cannot listen on {}: {err}", self.bind))?,
                 )
             };
+            // Built without the web client, its flags change nothing.
+            #[cfg(not(feature = "web"))]
+            let _ = (&self.web_bind, self.no_web, &self.web_tls_bind);
+            // Without TLS there is no HTTPS listener to move.
+            #[cfg(all(feature = "web", not(feature = "tls")))]
+            let _ = &self.web_tls_bind;
+            #[cfg(feature = "web")]
+            let web = if self.no_web {
+                None
+            } else {
+                Some(bind_web(&self.web_bind, "--web-bind").await?)
+            };
+            #[cfg(all(feature = "web", feature = "tls"))]
+            let web_tls = match (&tls, self.no_web) {
+                (Some(tls), false) => Some((
+                    bind_web(&self.web_tls_bind, "--web-tls-bind").await?,
+                    std::sync::Arc::clone(&tls.config),
+                )),
+                _ => None,
+            };
             let listeners = crate::server::Listeners {
                 plain,
+                #[cfg(feature = "web")]
+                web,
+                #[cfg(all(feature = "web", feature = "tls"))]
+                web_tls,
                 #[cfg(feature = "tls")]
                 tls: match tls {
                     Some(tls) => Some((
@@ -312,4 +370,20 @@ impl Serve {
         }
         Ok(None)
     }
+}
+
+/// Binds a web listener; a port that is taken stops the server with a
+/// sentence naming the flags that move or drop it.
+#[cfg(feature = "web")]
+async fn bind_web(
+    address: &str,
+    flag: &str,
+) -> Result<smol::net::TcpListener, Box<dyn std::error::Error>> {
+    smol::net::TcpListener::bind(address).await.map_err(|err| {
+        format!(
+            "cannot listen for the web client on {address}: {err}; \
+             choose another address with {flag}, or turn the web client off with --no-web"
+        )
+        .into()
+    })
 }

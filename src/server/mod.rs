@@ -16,7 +16,10 @@
 //!   and hands work to the store and accounts threads.
 //! - `outbox`: `SessionOutbox`, the bounded queue between the hub and one
 //!   session's writer, and its reading end.
-//! - `session`: one connection, over the plain or the TLS transport.
+//! - `session`: one connection, over the plain, the TLS or the WebSocket
+//!   transport.
+//! - `web` (feature `web`): the web listener's connections: HTTP heads under
+//!   a deadline, the embedded files, and the upgrade to a WebSocket session.
 //!
 //! Children import each other by their own paths and never this file, so
 //! the module graph has no loop.
@@ -37,7 +40,7 @@ use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
 use crate::protocol::Timestamp;
 use crate::store::thread::Store;
-#[cfg(not(feature = "tls"))]
+#[cfg(not(all(feature = "web", feature = "tls")))]
 use accept::Handshake;
 use accept::{reserve, Accepting};
 use hub_task::{run_hub, Event, HUB_QUEUE};
@@ -48,6 +51,8 @@ mod accept;
 mod hub_task;
 mod outbox;
 mod session;
+#[cfg(feature = "web")]
+mod web;
 
 /// The sockets a server accepts connections on: the plain-text port, the TLS
 /// port, or both. They share everything else: the hub, the limit on clients
@@ -59,6 +64,13 @@ pub struct Listeners {
     /// configuration its handshakes use.
     #[cfg(feature = "tls")]
     pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// HTTP for the web client (port 8080 in `natter serve`): the page, and
+    /// the protocol over WebSocket on `/ws`.
+    #[cfg(feature = "web")]
+    pub web: Option<TcpListener>,
+    /// The web client over HTTPS (port 8443 in `natter serve`).
+    #[cfg(all(feature = "web", feature = "tls"))]
+    pub web_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 impl Listeners {
@@ -68,6 +80,10 @@ impl Listeners {
             plain: Some(listener),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "web")]
+            web: None,
+            #[cfg(all(feature = "web", feature = "tls"))]
+            web_tls: None,
         }
     }
 }
@@ -135,6 +151,14 @@ fn listeners_empty(listeners: &Listeners) -> bool {
     if listeners.tls.is_some() {
         return false;
     }
+    #[cfg(feature = "web")]
+    if listeners.web.is_some() {
+        return false;
+    }
+    #[cfg(all(feature = "web", feature = "tls"))]
+    if listeners.web_tls.is_some() {
+        return false;
+    }
     listeners.plain.is_none()
 }
 
@@ -156,6 +180,16 @@ async fn run(
         .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
     #[cfg(not(feature = "tls"))]
     let tls: Option<(TcpListener, Handshake)> = None;
+    #[cfg(feature = "web")]
+    let web = listeners.web;
+    #[cfg(not(feature = "web"))]
+    let web: Option<TcpListener> = None;
+    #[cfg(all(feature = "web", feature = "tls"))]
+    let web_tls = listeners
+        .web_tls
+        .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
+    #[cfg(not(all(feature = "web", feature = "tls")))]
+    let web_tls: Option<(TcpListener, Handshake)> = None;
     let mut ports = Ports::default();
     if let Some(listener) = &plain {
         let address = listener.local_addr()?;
@@ -166,6 +200,14 @@ async fn run(
         let address = listener.local_addr()?;
         ports.tls = Some(address.port());
         tracing::info!(%address, "listening for TLS");
+    }
+    if let Some(listener) = &web {
+        let url = web_url("http", listener.local_addr()?);
+        tracing::info!(%url, "web client");
+    }
+    if let Some((listener, _)) = &web_tls {
+        let url = web_url("https", listener.local_addr()?);
+        tracing::info!(%url, "web client");
     }
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
@@ -201,22 +243,44 @@ async fn run(
 
     let accept_plain = async {
         match &plain {
-            Some(listener) => accepting.accept(listener, None).await,
+            Some(listener) => accepting.accept(listener, None, false).await,
             None => future::pending().await,
         }
     };
     let accept_tls = async {
         match &tls {
             Some((listener, handshake)) => {
-                accepting.accept(listener, Some(handshake.clone())).await
+                accepting
+                    .accept(listener, Some(handshake.clone()), false)
+                    .await
             }
             None => future::pending().await,
         }
     };
-    future::or(future::or(accept_plain, accept_tls), shutdown).await;
+    let accept_web = async {
+        match &web {
+            Some(listener) => accepting.accept(listener, None, true).await,
+            None => future::pending().await,
+        }
+    };
+    let accept_web_tls = async {
+        match &web_tls {
+            Some((listener, handshake)) => {
+                accepting
+                    .accept(listener, Some(handshake.clone()), true)
+                    .await
+            }
+            None => future::pending().await,
+        }
+    };
+    let accept_all = future::or(
+        future::or(accept_plain, accept_tls),
+        future::or(accept_web, accept_web_tls),
+    );
+    future::or(accept_all, shutdown).await;
 
     tracing::info!("shutting down");
-    drop((plain, tls));
+    drop((plain, tls, web, web_tls));
     drop(accepting);
     let _ = shutting_down.send(()).await;
     let grace = config.shutdown_grace + Duration::from_millis(500);
@@ -242,4 +306,18 @@ async fn run(
     )
     .await;
     Ok(())
+}
+
+/// The address a person on this machine opens for the web client: a
+/// listener on every interface is reachable on loopback.
+fn web_url(scheme: &str, address: std::net::SocketAddr) -> String {
+    let ip = match address.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "{scheme}://{}/",
+        std::net::SocketAddr::new(ip, address.port())
+    )
 }

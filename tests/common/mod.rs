@@ -129,6 +129,10 @@ pub fn start_tls(config: natter::Config, plain: bool) -> TlsServer {
     let listeners = natter::server::Listeners {
         plain,
         tls: Some((tls, certificate.config)),
+        #[cfg(feature = "web")]
+        web: None,
+        #[cfg(feature = "web")]
+        web_tls: None,
     };
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let thread = std::thread::Builder::new()
