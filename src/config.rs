@@ -1,6 +1,7 @@
 //! The server's limits: every buffer, queue and count a peer can grow has one,
 //! and each has a flag in `natter serve` (see `natter serve --help`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accounts::AccountsMode;
@@ -55,6 +56,13 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // Message ids across restarts.
+    /// Where the id floor file (`ids.floor`) is kept, so message ids grow
+    /// across restarts (a `kill -9` included) in every history mode. `None`
+    /// keeps it next to the SQLite history if there is one, and otherwise
+    /// nowhere: ids then come from the clock alone. `natter serve` keeps it
+    /// in its data directory.
+    pub id_floor_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -76,6 +84,7 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            id_floor_dir: None,
         }
     }
 }

@@ -65,8 +65,8 @@ pub struct Serve {
     /// where to keep chat history: sqlite, memory or off (default sqlite)
     #[argh(option, default = "default_history()")]
     history: HistoryMode,
-    /// directory of the history database (default $XDG_DATA_HOME/natter,
-    /// or ~/.local/share/natter)
+    /// directory of the history and accounts databases and the id floor
+    /// (default $XDG_DATA_HOME/natter, or ~/.local/share/natter)
     #[argh(option)]
     data_dir: Option<PathBuf>,
     /// days of history to keep; 0 keeps it forever (default 90)
@@ -177,6 +177,7 @@ impl Serve {
             },
             replay: self.replay,
             tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout),
+            id_floor_dir: Some(dir()),
             ..Config::default()
         }
     }
