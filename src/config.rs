@@ -3,6 +3,7 @@
 //! internal queue are constants beside the queue they bound (the hub's inbox,
 //! the store's and the accounts thread's queues; see ARCHITECTURE.md).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accounts::AccountsMode;
@@ -70,6 +71,13 @@ pub struct Config {
     /// carriers' NATs forget a quiet connection after a minute or so, and a
     /// peer that has not answered one ping by the next is closed.
     pub web_ping: Duration,
+    // Message ids across restarts.
+    /// Where the id floor file (`ids.floor`) is kept, so message ids grow
+    /// across restarts (a `kill -9` included) in every history mode. `None`
+    /// keeps it next to the SQLite history if there is one, and otherwise
+    /// nowhere: ids then come from the clock alone. `natter serve` keeps it
+    /// in its data directory.
+    pub id_floor_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -95,6 +103,7 @@ impl Default for Config {
             web_origins: Vec::new(),
             web_trust_proxy: None,
             web_ping: Duration::from_secs(25),
+            id_floor_dir: None,
         }
     }
 }

@@ -71,8 +71,8 @@ pub struct Serve {
     /// where to keep chat history: sqlite, memory or off (default sqlite)
     #[argh(option, default = "default_history()")]
     history: HistoryMode,
-    /// directory of the history database (default $XDG_DATA_HOME/natter,
-    /// or ~/.local/share/natter)
+    /// directory of the history and accounts databases and the id floor
+    /// (default $XDG_DATA_HOME/natter, or ~/.local/share/natter)
     #[argh(option)]
     data_dir: Option<PathBuf>,
     /// days of history to keep; 0 keeps it forever (default 90)
@@ -238,6 +238,7 @@ impl Serve {
             web_trust_proxy: self.web_trust_proxy,
             // At least a second: a ping per poll would be a busy loop.
             web_ping: Duration::from_secs(self.web_ping.max(1)),
+            id_floor_dir: Some(dir()),
         }
     }
 

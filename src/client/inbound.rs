@@ -460,7 +460,9 @@ impl Model {
                         batch.last = Some((id, seq));
                     }
                 }
-                if newer && !own && !shown {
+                // Live lines are news even under an id seen before (a
+                // server that reused it); replayed ones only if newer.
+                if (newer || !replayed) && !own && !shown {
                     pane.unread = pane.unread.saturating_add(1);
                     pane.alert |= alert;
                     changes.panes = true;

@@ -39,7 +39,9 @@ use crate::accounts::thread::Accounts;
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
 use crate::protocol::Timestamp;
+use crate::store::floor::IdFloor;
 use crate::store::thread::Store;
+use crate::store::HistoryMode;
 #[cfg(not(all(feature = "web", feature = "tls")))]
 use accept::Handshake;
 use accept::{reserve, Accepting};
@@ -127,8 +129,9 @@ pub async fn serve_with(
         })
         .collect::<io::Result<_>>()?;
 
-    let (store, last_msg_id) =
+    let (store, stored_id) =
         Store::open(&config.history, config.retention).map_err(io::Error::other)?;
+    let (ids, last_msg_id) = open_id_floor(&config, stored_id);
     let hub = Hub::with_config(HubConfig {
         register_timeout_secs: config.register_timeout.as_secs(),
         max_rooms: config.max_rooms,
@@ -138,12 +141,24 @@ pub async fn serve_with(
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
     });
-    let result = run(&executor, listeners, config, hub, store, shutdown).await;
+    let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
     drop(stop);
     for worker in workers {
         let _ = worker.join();
     }
     result
+}
+
+/// The id floor in the configured directory (or beside the SQLite
+/// history), and the id new ones start above; without either, no floor and
+/// ids from the clock alone, above the highest one stored.
+fn open_id_floor(config: &Config, stored_id: u64) -> (Option<IdFloor>, u64) {
+    let dir = match (&config.id_floor_dir, &config.history) {
+        (Some(dir), _) | (None, HistoryMode::Sqlite(dir)) => dir,
+        (None, _) => return (None, stored_id),
+    };
+    let (floor, last) = IdFloor::open(dir, stored_id);
+    (Some(floor), last)
 }
 
 fn listeners_empty(listeners: &Listeners) -> bool {
@@ -170,6 +185,7 @@ async fn run(
     config: Config,
     mut hub: Hub<SessionOutbox>,
     store: Option<Store>,
+    ids: Option<IdFloor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = Arc::new(config);
@@ -226,7 +242,7 @@ async fn run(
     );
     hub.load(snapshot, Timestamp::now());
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(hub, store, accounts, inbox, shutdown_signal));
+    let hub = executor.spawn(run_hub(hub, store, ids, accounts, inbox, shutdown_signal));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
