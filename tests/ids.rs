@@ -64,7 +64,14 @@ impl Natter {
         let log =
             std::env::temp_dir().join(format!("natter-ids-{port}-{}.log", std::process::id()));
         let child = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args(["serve", "--bind", &addr.to_string(), "--threads", "2"])
+            .args([
+                "serve",
+                "--no-web",
+                "--bind",
+                &addr.to_string(),
+                "--threads",
+                "2",
+            ])
             .args(["--rate", "0", "--outbox", "100000", "--history", mode])
             .arg("--data-dir")
             .arg(data)

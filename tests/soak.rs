@@ -140,7 +140,16 @@ fn a_soak_that_goes_wrong_exits_non_zero_and_says_why() {
         .expect("pick a free port")
         .to_string();
     let mut server = Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args(["serve", "--bind", &addr, "--threads", "1", "--rate", "0"])
+        .args([
+            "serve",
+            "--no-web",
+            "--bind",
+            &addr,
+            "--threads",
+            "1",
+            "--rate",
+            "0",
+        ])
         .args(["--history", "memory", "--accounts", "memory"])
         .args(["--max-rooms", "2"])
         .env_remove("RUST_LOG")
