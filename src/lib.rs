@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! The pure core (no files, sockets, threads or clock reads) is `ids`,
-//! `protocol`, `names`, `text`, `decoder`, `limiter`, `config`, `hub` and the plain
+//! `protocol`, `names`, `text`, `decoder`, `limiter`, `web`, `config`, `hub` and the plain
 //! data at the root of `accounts` and `store`; everything else is the IO
 //! side above it (ARCHITECTURE.md says more).
 //! - [`accounts`]: registered nicknames (argon2id password hashes) and bans
