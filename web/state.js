@@ -186,7 +186,9 @@ export class State {
       nick = m.from;
       kind = 'whisper';
     }
-    if (pane.ids.has(m.id)) return;
+    // A duplicate is the same id with the same words: a different message under
+    // a known id (a server that lost its id floor) is shown, never dropped.
+    if (pane.ids.has(m.id) && pane.lines.some((e) => e.id === m.id && e.nick === nick && e.text === m.text)) return;
     if (m.id < pane.oldestId && pane.lines.length >= SCROLLBACK) return;
     const own = this.isMe(nick);
     if (own) {

@@ -155,3 +155,18 @@ test('no innerHTML, inline script or inline style anywhere in the page', () => {
     }
   }
 });
+
+test('a different message under a known id is shown; the same one is not shown twice', async () => {
+  const { State } = await import('../../web/state.js');
+  const state = new State();
+  state.apply(parseLine('HELLO natter/1 hi'));
+  state.apply(parseLine('WELCOME bob Hello bob!'));
+  state.apply(parseLine('JOIN 2026-12-07T10:00:00Z #lobby bob'));
+  const lobby = state.pane('#lobby');
+  assert.ok(lobby, 'the lobby pane');
+  const chat = () => lobby.lines.filter((e) => e.kind === 'chat').map((e) => `${e.id}:${e.nick}:${e.text}`);
+  state.apply(parseLine('MSG 2026-12-07T10:00:01Z 801 #lobby alice before the restart'));
+  state.apply(parseLine('MSG 2026-12-07T10:00:01Z 801 #lobby alice before the restart'));
+  state.apply(parseLine('MSG 2026-12-07T10:00:09Z 801 #lobby carol after the restart'));
+  assert.deepEqual(chat(), ['801:alice:before the restart', '801:carol:after the restart']);
+});
