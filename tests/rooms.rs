@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::raw::Client;
 use common::start;
+use common::TempDir;
 use natter::protocol::ServerLine;
 use natter::store::HistoryMode;
 
@@ -16,24 +16,6 @@ fn with_history(history: HistoryMode) -> natter::Config {
         history,
         rate: 0,
         ..common::config()
-    }
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("natter-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
