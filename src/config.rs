@@ -78,6 +78,11 @@ pub struct Config {
     /// nowhere: ids then come from the clock alone. `natter serve` keeps it
     /// in its data directory.
     pub id_floor_dir: Option<PathBuf>,
+    // A locked accounts database.
+    /// How long a `LOGIN`, `REGISTER` or `PASSWORD` may wait, from when it
+    /// is queued, for an accounts database another process holds locked,
+    /// before it gets `ERR busy` (`--accounts-wait`).
+    pub accounts_wait: Duration,
 }
 
 impl Default for Config {
@@ -104,6 +109,8 @@ impl Default for Config {
             web_trust_proxy: None,
             web_ping: Duration::from_secs(25),
             id_floor_dir: None,
+            // A locked accounts database.
+            accounts_wait: Duration::from_secs(2),
         }
     }
 }

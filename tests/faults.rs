@@ -238,3 +238,73 @@ fn a_full_disk_stops_history_not_the_chat() {
         "{log_end}"
     );
 }
+
+/// Story: an operator's long `natter admin` transaction (here, a test
+/// holding `BEGIN EXCLUSIVE` on the accounts file) locks the accounts
+/// database. Registrations get `ERR busy` within the 2 s deadline, queued
+/// ones too, the chat goes on meanwhile, and once the lock is gone
+/// registering and logging in work again.
+#[test]
+fn a_locked_accounts_database_answers_busy_promptly() {
+    let dir = TempDir::new("faults-locked");
+    let log = dir.0.join("natter.log");
+    let server = Natter::start(&dir.0, &log, &["--history", "off", "--accounts", "sqlite"]);
+    let mut alice = Client::register(server.addr, "alice");
+    alice.send_line("REGISTER correct-horse");
+    alice.expect("ACCOUNT alice user ");
+
+    let db = rusqlite::Connection::open(dir.0.join("accounts.sqlite3")).expect("open the file");
+    db.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the database");
+
+    // Three registrations at once: each is answered within its deadline,
+    // not one after another's.
+    let mut waiting: Vec<Client> = ["bob", "carol", "dave"]
+        .into_iter()
+        .map(|nick| Client::register(server.addr, nick))
+        .collect();
+    let sent = Instant::now();
+    for client in &mut waiting {
+        client.send_line("REGISTER battery-staple");
+    }
+    // Meanwhile the chat goes on.
+    let mut erin = Client::register(server.addr, "erin");
+    let start = Instant::now();
+    erin.send_line("still chatting");
+    let line = waiting[0].until("MSG ");
+    let took = start.elapsed();
+    assert!(line.ends_with("still chatting"), "bob got {line:?}");
+    assert!(took < Duration::from_secs(1), "the chat waited {took:?}");
+    for client in &mut waiting {
+        let line = client.until("ERR ");
+        let took = sent.elapsed();
+        assert!(line.starts_with("ERR busy "), "{}: {line:?}", client.name());
+        assert!(
+            took < Duration::from_millis(3500),
+            "{}: ERR busy came after {took:?}",
+            client.name()
+        );
+    }
+    // A login needs only to read, which the lock allows.
+    let mut again = Client::connect(server.addr);
+    again.expect("HELLO ");
+    again.send_line("LOGIN alice correct-horse");
+    let start = Instant::now();
+    let line = again.until("ACCOUNT alice ");
+    assert!(
+        start.elapsed() < Duration::from_millis(3500),
+        "login took {:?}: {line:?}",
+        start.elapsed()
+    );
+
+    db.execute_batch("ROLLBACK").expect("unlock the database");
+    drop(db);
+    for client in &mut waiting {
+        client.send_line("REGISTER battery-staple");
+        client.until(&format!("ACCOUNT {} user ", client.name()));
+    }
+    let mut fresh = Client::connect(server.addr);
+    fresh.expect("HELLO ");
+    fresh.send_line("LOGIN bob battery-staple");
+    fresh.until("ACCOUNT bob user ");
+}

@@ -1,8 +1,15 @@
 //! Accounts and bans in an SQLite database (`accounts.sqlite3`, WAL mode),
 //! which notices writes by other processes.
+//!
+//! Another process may hold the database's write lock for a while (a long
+//! `natter admin` transaction). Waits for it are bounded by the deadline of
+//! the request at hand ([`wait_until`]), so that a locked database gets a
+//! prompt `ERR busy` instead of a login that hangs.
 #![cfg(feature = "sqlite")]
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -20,7 +27,6 @@ pub(super) struct Sqlite {
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
-    PRAGMA busy_timeout = 5000;
     CREATE TABLE IF NOT EXISTS accounts (
         nick_key TEXT PRIMARY KEY,     -- folded nickname
         nick     TEXT NOT NULL,        -- as registered
@@ -39,6 +45,46 @@ const SCHEMA: &str = "
     );
 ";
 
+/// How long a statement waits for another process's lock when no request
+/// deadline is set (`natter admin`).
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long to sleep between two tries of a locked database.
+const BUSY_NAP: Duration = Duration::from_millis(10);
+
+/// Tries every statement gets, even past the deadline, so that a lock held
+/// for a moment (another process's quick write) is waited out.
+const MIN_TRIES: i32 = 5;
+
+thread_local! {
+    /// The deadline of the request this thread is working on, if any.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Bounds this thread's waits for a locked database until `deadline` (or,
+/// with `None`, to [`BUSY_WAIT`] per statement): the accounts thread sets
+/// it before each request, so that one request waits at most its deadline
+/// in total, however many statements it runs.
+pub(super) fn wait_until(deadline: Option<Instant>) {
+    DEADLINE.with(|d| d.set(deadline));
+}
+
+/// SQLite's busy handler: whether to try the locked database again (after
+/// a nap), until the deadline and at least [`MIN_TRIES`] times.
+fn busy(tries: i32) -> bool {
+    let now = Instant::now();
+    let give_up = DEADLINE.with(Cell::get).unwrap_or_else(|| {
+        // Without a deadline: `tries` naps so far, as busy_timeout counts.
+        let waited = BUSY_NAP.saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX));
+        now + BUSY_WAIT.saturating_sub(waited)
+    });
+    if now >= give_up && tries >= MIN_TRIES {
+        return false;
+    }
+    std::thread::sleep(BUSY_NAP);
+    true
+}
+
 impl Sqlite {
     pub(super) fn open(dir: &Path) -> Result<Self, AccountsError> {
         std::fs::create_dir_all(dir).map_err(|source| AccountsError::Dir {
@@ -55,6 +101,7 @@ impl Sqlite {
             path,
             version: 0,
         };
+        this.db.busy_handler(Some(busy)).map_err(|e| this.fail(e))?;
         this.db.execute_batch(SCHEMA).map_err(|e| this.fail(e))?;
         this.version = this.data_version().map_err(|e| this.fail(e))?;
         Ok(this)

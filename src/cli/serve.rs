@@ -143,6 +143,11 @@ pub struct Serve {
     /// answered one by the next is closed (default 25)
     #[argh(option, default = "Config::default().web_ping.as_secs()")]
     web_ping: u64,
+    // A locked accounts database.
+    /// seconds a login or registration may wait for an accounts database
+    /// another process has locked, before it gets ERR busy (default 2)
+    #[argh(option, default = "Config::default().accounts_wait.as_secs()")]
+    accounts_wait: u64,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -239,6 +244,8 @@ impl Serve {
             // At least a second: a ping per poll would be a busy loop.
             web_ping: Duration::from_secs(self.web_ping.max(1)),
             id_floor_dir: Some(dir()),
+            // A locked accounts database.
+            accounts_wait: Duration::from_secs(self.accounts_wait),
         }
     }
 

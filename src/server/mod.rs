@@ -228,7 +228,7 @@ async fn run(
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
         let events = events.clone();
-        Accounts::open(&config.accounts, move |reply| {
+        Accounts::open_with(&config.accounts, config.accounts_wait, move |reply| {
             // Blocks this thread (not the hub) while the hub is behind;
             // fails at once after shutdown.
             let _ = events.send_blocking(Event::Account(reply));
