@@ -308,3 +308,128 @@ fn a_locked_accounts_database_answers_busy_promptly() {
     fresh.send_line("LOGIN bob battery-staple");
     fresh.until("ACCOUNT bob user ");
 }
+
+/// The password each test account gets.
+fn password_of(nick: &str) -> String {
+    format!("pw-{nick}-secret")
+}
+
+/// On a thread of its own: connects, takes `nick` by `REGISTER` (or, if
+/// `login`, by `LOGIN`) and says whether the server confirmed it with
+/// `ACCOUNT` before the connection ended. Never panics on a dead server.
+fn account_attempt(addr: SocketAddr, nick: String, login: bool) -> bool {
+    use std::io::{BufRead, BufReader};
+    let Ok(stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return false;
+    };
+    let lines = if login {
+        format!("LOGIN {nick} {}\n", password_of(&nick))
+    } else {
+        format!("NICK {nick}\nREGISTER {}\n", password_of(&nick))
+    };
+    if writer.write_all(lines.as_bytes()).is_err() {
+        return false;
+    }
+    BufReader::new(stream)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with(&format!("ACCOUNT {nick} ")))
+}
+
+/// Story: the server is killed with SIGKILL in the middle of a burst of
+/// registrations and logins. Afterwards the accounts database opens and
+/// passes SQLite's integrity check, every registration the server confirmed
+/// is there, and no account is half-made: an account is one row written by
+/// one statement (nickname and argon2id hash together), so "half" would be a
+/// row whose password does not log in, or a confirmed one that is missing;
+/// every account listed logs in with its password after the restart.
+#[test]
+fn sigkill_during_a_registration_burst_leaves_whole_accounts() {
+    let dir = TempDir::new("faults-kill");
+    let log = dir.0.join("natter.log");
+    let flags = ["--history", "off", "--accounts", "sqlite"];
+    let mut server = Natter::start(&dir.0, &log, &flags);
+    let old: Vec<String> = (0..4).map(|n| format!("old{n}")).collect();
+    for nick in &old {
+        assert!(
+            account_attempt(server.addr, nick.clone(), false),
+            "{nick} registers before the burst"
+        );
+    }
+
+    // Twelve connections at once (under any per-address limit): eight
+    // registering, four logging in.
+    let fresh: Vec<String> = (0..8).map(|n| format!("new{n}")).collect();
+    let (done, confirmations) = std::sync::mpsc::channel();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(12));
+    let attempts: Vec<_> = fresh
+        .iter()
+        .map(|nick| (nick.clone(), false))
+        .chain(old.iter().map(|nick| (nick.clone(), true)))
+        .map(|(nick, login)| {
+            let (addr, done, start) = (server.addr, done.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let confirmed = account_attempt(addr, nick.clone(), login);
+                let _ = done.send((nick, login, confirmed));
+            })
+        })
+        .collect();
+    drop(done);
+    // Kill it once the burst is under way: after the first confirmation.
+    let first = confirmations
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a first answer");
+    server.kill();
+    let mut results = vec![first];
+    results.extend(confirmations.iter());
+    for attempt in attempts {
+        attempt.join().expect("an attempt thread");
+    }
+    let confirmed: Vec<&String> = results
+        .iter()
+        .filter(|(_, login, confirmed)| !login && *confirmed)
+        .map(|(nick, _, _)| nick)
+        .collect();
+    assert!(
+        results.iter().any(|(_, _, confirmed)| !confirmed),
+        "the kill came after the whole burst: {results:?}"
+    );
+
+    let db = rusqlite::Connection::open(dir.0.join("accounts.sqlite3")).expect("open the file");
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("run the integrity check");
+    assert_eq!(check, "ok");
+    drop(db);
+
+    let listing = Command::new(BIN)
+        .args(["admin", "--data-dir"])
+        .arg(&dir.0)
+        .arg("list")
+        .output()
+        .expect("run natter admin list");
+    assert!(listing.status.success(), "natter admin list: {listing:?}");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let listed: Vec<String> = listing
+        .lines()
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .map(|line| line.trim().to_owned())
+        .collect();
+    for nick in old.iter().chain(confirmed.iter().copied()) {
+        assert!(listed.contains(nick), "{nick} is missing:\n{listing}");
+    }
+
+    let restarted = Natter::start(&dir.0, &dir.0.join("natter-2.log"), &flags);
+    for nick in &listed {
+        assert!(
+            account_attempt(restarted.addr, nick.clone(), true),
+            "{nick} is listed but cannot log in with its password"
+        );
+    }
+}
