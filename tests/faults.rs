@@ -334,10 +334,13 @@ fn account_attempt(addr: SocketAddr, nick: String, login: bool) -> bool {
     if writer.write_all(lines.as_bytes()).is_err() {
         return false;
     }
+    // The answer is an ACCOUNT line or an ERR (wrong password, busy).
+    let account = format!("ACCOUNT {nick} ");
     BufReader::new(stream)
         .lines()
         .map_while(Result::ok)
-        .any(|line| line.starts_with(&format!("ACCOUNT {nick} ")))
+        .find(|line| line.starts_with(&account) || line.starts_with("ERR "))
+        .is_some_and(|line| line.starts_with(&account))
 }
 
 /// Story: the server is killed with SIGKILL in the middle of a burst of

@@ -22,29 +22,30 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// A request and when it must be answered by, if the database is locked.
 struct Queued {
     request: Request,
-    /// Past this, a locked database gets the request `ERR busy` at once.
-    deadline: Instant,
+    /// Past this, a locked database gets the request `ERR busy` at once
+    /// (`None`: SQLite's own 5 s per statement).
+    deadline: Option<Instant>,
 }
 
 /// The handle the server holds: queue requests, close on shutdown.
 pub struct Accounts {
     queue: Option<SyncSender<Queued>>,
     /// How long a request may wait for a database another process has
-    /// locked, counted from when it is queued.
-    wait: Duration,
+    /// locked, counted from when it is queued (`None`: no request deadline).
+    wait: Option<Duration>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Accounts {
     /// Opens the accounts and starts their thread; `reply` is called on that
     /// thread with every answer. Also returns what the hub must start with.
-    /// Requests wait for a locked database as long as
-    /// `Config::default().accounts_wait`.
+    /// Requests have no deadline of their own: each statement waits up to
+    /// 5 s for a locked database, which suits `natter admin`.
     pub fn open(
         mode: &AccountsMode,
         reply: impl Fn(Answer) + Send + 'static,
     ) -> Result<(Self, Snapshot), AccountsError> {
-        Self::open_with(mode, crate::Config::default().accounts_wait, reply)
+        Self::start(mode, None, reply)
     }
 
     /// [`Accounts::open`] with `wait`, the longest a request may wait,
@@ -53,6 +54,14 @@ impl Accounts {
     pub fn open_with(
         mode: &AccountsMode,
         wait: Duration,
+        reply: impl Fn(Answer) + Send + 'static,
+    ) -> Result<(Self, Snapshot), AccountsError> {
+        Self::start(mode, Some(wait), reply)
+    }
+
+    fn start(
+        mode: &AccountsMode,
+        wait: Option<Duration>,
         reply: impl Fn(Answer) + Send + 'static,
     ) -> Result<(Self, Snapshot), AccountsError> {
         let mut backend = open_backend(mode)?;
@@ -77,7 +86,7 @@ impl Accounts {
         let Some(queue) = &self.queue else {
             return Err(request);
         };
-        let deadline = Instant::now() + self.wait;
+        let deadline = self.wait.map(|wait| Instant::now() + wait);
         queue
             .try_send(Queued { request, deadline })
             .map_err(|err| match err {
@@ -109,7 +118,7 @@ fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Queued>, reply: impl
     loop {
         match inbox.recv_timeout(WATCH_EVERY) {
             Ok(Queued { request, deadline }) => {
-                wait_until(Some(deadline));
+                wait_until(deadline);
                 let answer = handle(backend.as_mut(), request);
                 wait_until(None);
                 if let Some(answer) = answer {
