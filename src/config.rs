@@ -20,9 +20,14 @@ pub struct Config {
     /// The most bytes one line may hold; longer lines get `ERR line-too-long`
     /// and are dropped. Also bounds the memory a connection's read side holds.
     pub max_line: usize,
-    /// Lines queued for a client that is not reading them; one more and the
-    /// client is disconnected, so it never delays anyone else.
-    pub outbox: usize,
+    /// Bytes a client may have pending (queued for it, or being written to
+    /// its socket) before it is disconnected, so it never delays anyone
+    /// else. A client with nothing pending is always sent its next line.
+    pub outbox_bytes: usize,
+    /// Bytes pending for all clients together; past it, a client with
+    /// something already pending is disconnected rather than queued more,
+    /// so that many stalled clients cannot take the machine's memory.
+    pub outbox_total_bytes: usize,
     /// How long a connection may stay without a nickname before it is closed.
     pub register_timeout: Duration,
     /// Lines per second a client may send over time; 0 switches the limit off.
@@ -90,7 +95,8 @@ impl Default for Config {
         Self {
             max_clients: 10_000,
             max_line: 1024,
-            outbox: 1024,
+            outbox_bytes: 1 << 20,
+            outbox_total_bytes: 512 << 20,
             register_timeout: Duration::from_secs(60),
             rate: 10,
             burst: 50,

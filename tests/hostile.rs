@@ -376,7 +376,7 @@ fn chat_that_looks_like_http_is_chat() {
 #[test]
 fn slow_reader_is_dropped_and_delays_nobody() {
     let server = start(natter::Config {
-        outbox: 64,
+        outbox_bytes: 64 << 10,
         rate: 0,
         shutdown_grace: Duration::from_millis(500),
         ..config()
@@ -438,6 +438,65 @@ fn slow_reader_is_dropped_and_delays_nobody() {
     slow.drain_to_eof(1 << 30);
     sender.send_line("USERS");
     sender.expect_exact("USERS #lobby reader sender");
+}
+
+// Stalled clients together cannot hold more than the server-wide bound: with
+// a per-client bound no test could reach, the stalled ones are still cut off
+// once they are behind and all outboxes hold `outbox_total_bytes`, while the
+// client that keeps up loses nothing.
+#[test]
+fn stalled_clients_are_cut_off_at_the_server_wide_bound() {
+    let server = start(natter::Config {
+        outbox_bytes: 1 << 30,
+        outbox_total_bytes: 256 << 10,
+        rate: 0,
+        shutdown_grace: Duration::from_millis(500),
+        ..config()
+    });
+    let mut sender = Client::register(server.addr, "sender");
+    let mut reader = Client::register(server.addr, "reader");
+    let stalled: Vec<Client> = (0..3)
+        .map(|i| Client::register(server.addr, &format!("stalled{i}")))
+        .collect();
+    for _ in 0..3 {
+        reader.expect("JOIN ");
+    }
+    const BATCH: usize = 16;
+    const MAX_BATCHES: usize = 4_000; // ~60 MB each: far more than the kernel buffers
+    let padding = "p".repeat(900);
+    let mut quits = 0;
+    let mut sent = 0;
+    let started = Instant::now();
+    while quits < 3 && sent < BATCH * MAX_BATCHES {
+        let mut bytes = Vec::new();
+        for i in 0..BATCH {
+            bytes.extend_from_slice(format!("{} {padding}\n", sent + i).as_bytes());
+        }
+        sender.send(&bytes);
+        let mut got = 0;
+        while got < BATCH {
+            let line = reader.line();
+            if line.starts_with("QUIT ") {
+                assert!(line.contains(" too slow: stopped reading"), "{line}");
+                quits += 1;
+                continue;
+            }
+            let (_, _, _, nick, text) = parse_msg(&line);
+            assert_eq!(nick, "sender");
+            assert_eq!(text, format!("{} {padding}", sent + got), "no line lost");
+            got += 1;
+        }
+        sent += BATCH;
+    }
+    assert_eq!(
+        quits,
+        3,
+        "after {sent} lines in {:?} the stalled clients were not all dropped",
+        started.elapsed()
+    );
+    drop(stalled);
+    sender.send_line("USERS");
+    sender.until("USERS #lobby reader sender");
 }
 
 // Past the client limit a newcomer is refused politely; those already in are

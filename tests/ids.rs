@@ -55,7 +55,14 @@ impl Natter {
                 "--threads",
                 "2",
             ])
-            .args(["--rate", "0", "--outbox", "100000", "--history", mode])
+            .args([
+                "--rate",
+                "0",
+                "--outbox-bytes",
+                "67108864",
+                "--history",
+                mode,
+            ])
             .arg("--data-dir")
             .arg(data)
             .args(extra)

@@ -92,7 +92,7 @@ pub(crate) const FD_MARGIN: usize = 64;
 /// warm-up instead of growing for the whole run and looking like a leak.
 pub fn soak_config(threads: usize) -> crate::config::Config {
     crate::config::Config {
-        outbox: crate::config::Config::default().outbox,
+        outbox_bytes: crate::config::Config::default().outbox_bytes,
         history: crate::store::HistoryMode::Memory,
         retention: crate::store::Retention {
             max_age: Some(Duration::from_secs(60)),

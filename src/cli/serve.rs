@@ -48,10 +48,14 @@ pub struct Serve {
     /// longest line in bytes (default 1024)
     #[argh(option, default = "Config::default().max_line")]
     max_line: usize,
-    /// lines queued for a client that is not reading before it is
-    /// disconnected (default 1024)
-    #[argh(option, default = "Config::default().outbox")]
-    outbox: usize,
+    /// bytes pending for a client that is not reading before it is
+    /// disconnected (default 1048576)
+    #[argh(option, default = "Config::default().outbox_bytes")]
+    outbox_bytes: usize,
+    /// bytes pending for all clients together; past it, clients that are
+    /// behind are disconnected (default 536870912)
+    #[argh(option, default = "Config::default().outbox_total_bytes")]
+    outbox_total_bytes: usize,
     /// seconds a connection may take to pick a nickname (default 60)
     #[argh(option, default = "Config::default().register_timeout.as_secs()")]
     register_timeout: u64,
@@ -222,7 +226,8 @@ impl Serve {
             accounts,
             max_clients: self.max_clients,
             max_line: self.max_line,
-            outbox: self.outbox,
+            outbox_bytes: self.outbox_bytes,
+            outbox_total_bytes: self.outbox_total_bytes,
             register_timeout: Duration::from_secs(self.register_timeout),
             rate: self.rate,
             burst: self.burst,

@@ -8,13 +8,14 @@
 //! store falls far behind (see [`STORE_PATIENCE`]), or when the id floor's
 //! writer has not reserved the id a message needs (see [`ID_PATIENCE`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_channel::Receiver;
 use futures_lite::future;
 use smol::Timer;
 
-use super::outbox::SessionOutbox;
+use super::outbox::{QueuedBytes, SessionOutbox};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
 use crate::hub::history::history_line;
@@ -83,9 +84,12 @@ const ID_PATIENCE: Duration = Duration::from_millis(500);
 const TICK_BACKLOG: usize = 64;
 
 /// Applies one session event to the hub.
-fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
+fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, now: Timestamp) {
     match event {
-        Event::Connect { id, addr, outbox } => hub.connect_from(id, outbox, addr, now),
+        Event::Connect { id, addr, outbox } => {
+            outbox.count_in(queued);
+            hub.connect_from(id, outbox, addr, now)
+        }
         Event::Command { id, command } => hub.command(id, command, now),
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
@@ -221,6 +225,7 @@ pub(crate) async fn run_hub(
     mut store: Option<Store>,
     ids: Option<IdFloor>,
     accounts: Accounts,
+    queued: Arc<QueuedBytes>,
     inbox: Receiver<Event>,
     shutdown: Receiver<()>,
 ) {
@@ -266,7 +271,7 @@ pub(crate) async fn run_hub(
         match wake {
             Wake::Event(event) => {
                 reserve_an_id(&mut hub, ids.as_ref(), &event, &mut ids_stalled).await;
-                apply(&mut hub, event, now);
+                apply(&mut hub, &queued, event, now);
             }
             // Registration deadlines judge clients, not the server: while the
             // hub is behind on its inbox (a registration storm), a NICK may be
@@ -278,7 +283,7 @@ pub(crate) async fn run_hub(
                     match inbox.try_recv() {
                         Ok(event) => {
                             reserve_an_id(&mut hub, ids.as_ref(), &event, &mut ids_stalled).await;
-                            apply(&mut hub, event, now);
+                            apply(&mut hub, &queued, event, now);
                         }
                         Err(_) => break,
                     }

@@ -46,7 +46,7 @@ use crate::store::HistoryMode;
 use accept::Handshake;
 use accept::{reserve, Accepting};
 use hub_task::{run_hub, Event, HUB_QUEUE};
-use outbox::SessionOutbox;
+use outbox::{QueuedBytes, SessionOutbox};
 use session::transport::Ports;
 
 mod accept;
@@ -242,7 +242,15 @@ async fn run(
     );
     hub.load(snapshot, Timestamp::now());
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(hub, store, ids, accounts, inbox, shutdown_signal));
+    let hub = executor.spawn(run_hub(
+        hub,
+        store,
+        ids,
+        accounts,
+        QueuedBytes::new(config.outbox_total_bytes),
+        inbox,
+        shutdown_signal,
+    ));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));

@@ -51,7 +51,7 @@ pub(crate) async fn run_session(
     ports: Ports,
     events: &Sender<Event>,
 ) -> String {
-    let (outbox, reader) = SessionOutbox::new(config.outbox);
+    let (outbox, reader) = SessionOutbox::new(config.outbox_bytes);
     if events
         .send(Event::Connect {
             id,
@@ -256,6 +256,7 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
     let mut batch = VecDeque::new();
     while reader.take(&mut batch).await.is_some() {
         output.write_batch(&mut batch).await?;
+        reader.written();
         // The next take swaps this empty queue in for the hub to fill: keep
         // a small one, so a line at a time costs no allocation, but not the
         // memory of a backlog (a burst of announcements) while idle.
