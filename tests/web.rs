@@ -327,7 +327,7 @@ fn a_head_that_trickles_forever_is_closed_by_the_deadline() {
 fn a_slow_websocket_reader_is_dropped_without_hurting_others() {
     // Story: a phone that stops reading is disconnected when its outbox fills; everyone else keeps chatting.
     let server = start(natter::Config {
-        outbox_bytes: 1024,
+        outbox_bytes: 16 << 10,
         rate: 0,
         ..config()
     });
