@@ -21,16 +21,21 @@
 //! - `password`: argon2id hashing and checking.
 //! - `memory` and `sqlite`: the two backends, behind the trait in `backend`.
 //! - `admin`: [`admin::Admin`], for `natter admin`.
+//! - `bans`: [`AddressBans`], the address bans shared with the accept loops.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::cidr::Cidr;
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::Secret;
 
+pub use bans::AddressBans;
+
 pub mod admin;
 mod backend;
+mod bans;
 mod memory;
 pub mod password;
 mod sqlite;
@@ -66,17 +71,24 @@ pub struct AccountInfo {
 pub enum BanTarget {
     /// A nickname, folded.
     Nick(String),
-    /// An IP address (IPv4-mapped IPv6 addresses in their IPv4 form).
-    Addr(IpAddr),
+    /// A range of addresses (a single IPv4 address is its /32, a single
+    /// IPv6 address its /64; see [`Cidr`]).
+    Addr(Cidr),
 }
 
 impl BanTarget {
-    /// Reads an operator's argument: an IP address, or else a nickname.
+    /// Reads an operator's argument: an address or a range in CIDR
+    /// notation, or else a nickname.
     pub fn parse(text: &str) -> Self {
-        match text.parse::<IpAddr>() {
-            Ok(addr) => BanTarget::Addr(addr.to_canonical()),
+        match Cidr::parse(text) {
+            Ok(range) => BanTarget::Addr(range),
             Err(_) => BanTarget::Nick(names::fold(text)),
         }
+    }
+
+    /// Whether this ban keeps out a connection from `addr`.
+    pub fn covers_addr(&self, addr: IpAddr) -> bool {
+        matches!(self, BanTarget::Addr(range) if range.contains(addr))
     }
 
     #[cfg(feature = "sqlite")]
@@ -91,7 +103,7 @@ impl BanTarget {
     fn from_kind_value(kind: &str, value: &str) -> Option<Self> {
         match kind {
             "nick" => Some(BanTarget::Nick(value.to_owned())),
-            "addr" => value.parse().ok().map(BanTarget::Addr),
+            "addr" => Cidr::parse(value).ok().map(BanTarget::Addr),
             _ => None,
         }
     }

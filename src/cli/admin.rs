@@ -92,7 +92,8 @@ struct Delete {
     nick: String,
 }
 
-/// Lift a ban on a nickname or an IP address.
+/// Lift a ban on a nickname, an IP address or a range (203.0.113.0/24;
+/// a single IPv6 address stands for its /64).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "unban")]
 struct Unban {

@@ -35,6 +35,7 @@ impl<O: Outbox> Hub<O> {
             .filter(|b| b.until > now.unix())
             .map(|b| (b.target.clone(), b))
             .collect();
+        self.publish_bans();
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
             let Some(client) = self.clients.get_mut(&id) else {

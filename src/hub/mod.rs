@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
+use crate::accounts::{AccountInfo, AddressBans, Ban, BanTarget, Request};
 use crate::ids::ClientId;
 use crate::limiter::Limiter;
 use crate::names;
@@ -50,6 +50,8 @@ mod rooms;
 #[cfg(test)]
 mod tests;
 mod words;
+
+pub use moderation::ban_refusal;
 
 struct Client<O> {
     /// `None` until the client picks a nickname.
@@ -148,6 +150,8 @@ pub struct Hub<O> {
     registered: HashMap<String, AccountInfo>,
     /// Bans by target; expired ones are dropped by `tick`.
     bans: HashMap<BanTarget, Ban>,
+    /// The address bans, shared with the accept loops (see `moderation`).
+    address_bans: AddressBans,
     /// Muted folded nicknames: until when, and by whom.
     mutes: HashMap<String, (i64, String)>,
     /// Failed logins per address.
@@ -193,6 +197,7 @@ impl<O: Outbox> Hub<O> {
             fetches: Vec::new(),
             registered: HashMap::new(),
             bans: HashMap::new(),
+            address_bans: AddressBans::default(),
             mutes: HashMap::new(),
             failed_by_addr: Limiter::default(),
             failed_by_account: Limiter::default(),
@@ -222,7 +227,7 @@ impl<O: Outbox> Hub<O> {
             pending: false,
         };
         self.clients.insert(id, client);
-        if let Some(ban) = self.ban_on(&BanTarget::Addr(addr.to_canonical()), now) {
+        if let Some(ban) = self.address_bans.find(addr, now.unix()) {
             let text = ban_text(&ban, now);
             self.error(id, ErrorCode::Banned, text);
             self.send(id, &ServerLine::Bye("Goodbye.".into()));

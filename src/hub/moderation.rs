@@ -7,10 +7,12 @@
 //! closed, never by the address: other users do not learn each other's
 //! addresses.
 
+use std::net::IpAddr;
+
 use super::outbox::Outbox;
 use super::words::{ban_text, because, left};
 use super::Hub;
-use crate::accounts::{Ban, BanTarget, Request};
+use crate::accounts::{AddressBans, Ban, BanTarget, Request};
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::encode;
@@ -89,15 +91,18 @@ impl<O: Outbox> Hub<O> {
                 if self.bans.remove(&parsed).is_none() {
                     return self.send(id, &ServerLine::Info(format!("{target} is not banned.")));
                 }
+                self.publish_bans();
                 self.requests.push(Request::RemoveBan(parsed.clone()));
                 tracing::info!(op = %op, action = "unban", target = %parsed, "moderation");
                 match parsed {
                     BanTarget::Nick(_) => {
                         self.announce(id, None, ModAction::Unban, &target, None, "", now);
                     }
-                    BanTarget::Addr(addr) => self.send(
+                    // In the operator's own words: `UNBAN 192.0.2.1` is
+                    // answered about 192.0.2.1, not 192.0.2.1/32.
+                    BanTarget::Addr(_) => self.send(
                         id,
-                        &ServerLine::Info(format!("The ban on {addr} is lifted.")),
+                        &ServerLine::Info(format!("The ban on {target} is lifted.")),
                     ),
                 }
             }
@@ -122,10 +127,10 @@ impl<O: Outbox> Hub<O> {
                 }
                 self.nicks.get(key).copied().into_iter().collect()
             }
-            BanTarget::Addr(addr) => self
+            BanTarget::Addr(range) => self
                 .clients
                 .iter()
-                .filter(|(_, c)| c.addr == *addr)
+                .filter(|(_, c)| range.contains(c.addr))
                 .map(|(&cid, _)| cid)
                 .collect(),
         };
@@ -143,6 +148,7 @@ impl<O: Outbox> Hub<O> {
             reason: reason.clone(),
         };
         self.bans.insert(parsed.clone(), ban.clone());
+        self.publish_bans();
         self.requests.push(Request::SaveBan(ban.clone()));
         let until_time = Timestamp::from_unix(until);
         let text = ban_text(&ban, now);
@@ -169,13 +175,20 @@ impl<O: Outbox> Hub<O> {
                 self.announce(id, None, ModAction::Ban, target, until_time, &reason, now);
             }
             BanTarget::Nick(_) => {}
-            BanTarget::Addr(addr) => {
-                tracing::info!(op = %op, action = "ban", target = %addr, until, reason, "moderation");
+            BanTarget::Addr(range) => {
+                tracing::info!(op = %op, action = "ban", target = %range, until, reason, "moderation");
                 let until = until_time.map_or_else(String::new, |t| format!(" until {t}"));
+                // The operator's words, and the range they stand for when
+                // that says more (a bare IPv6 address means its /64).
+                let what = if range.is_single_address() && !target.contains('/') {
+                    target.to_owned()
+                } else {
+                    format!("{target} ({range})")
+                };
                 self.send(
                     id,
                     &ServerLine::Info(format!(
-                        "{addr} is banned{until}; {closed} connection(s) closed."
+                        "{what} is banned{until}; {closed} connection(s) closed."
                     )),
                 );
             }
@@ -259,7 +272,7 @@ impl<O: Outbox> Hub<O> {
         self.error(
             id,
             ErrorCode::BadArgument,
-            format!("{text} is neither a nickname nor an IP address."),
+            format!("{text} is neither a nickname nor an IP address or range."),
         );
     }
 
@@ -347,12 +360,43 @@ impl<O: Outbox> Hub<O> {
             .cloned()
     }
 
+    /// The address bans in force, as a handle the accept loops can read
+    /// from any thread: kept up to date by this hub as bans change, so a
+    /// banned newcomer is turned away before a session is started for it.
+    pub fn address_bans(&self) -> AddressBans {
+        self.address_bans.clone()
+    }
+
+    /// Copies the address bans into the shared set.
+    pub(super) fn publish_bans(&self) {
+        self.address_bans.replace(self.bans.values());
+    }
+
     /// Drops mutes and bans that have run out, and old login failures.
     pub(super) fn expire_sanctions(&mut self, now: Timestamp) {
         let t = now.unix();
         self.mutes.retain(|_, (until, _)| *until > t);
+        let before = self.bans.len();
         self.bans.retain(|_, ban| ban.until > t);
+        if self.bans.len() != before {
+            self.publish_bans();
+        }
         self.failed_by_addr.prune(t);
         self.failed_by_account.prune(t);
     }
+}
+
+/// What a newcomer from `addr` is told at `now` if a ban in `bans` keeps it
+/// out: the ban's `ERR banned` line and a `BYE`, encoded; `None` if it may
+/// come in. The accept loops call it before any other work on a newcomer.
+pub fn ban_refusal(bans: &AddressBans, addr: IpAddr, now: Timestamp) -> Option<Vec<u8>> {
+    let ban = bans.find(addr, now.unix())?;
+    let mut bytes = Vec::new();
+    ServerLine::Err {
+        code: ErrorCode::Banned,
+        text: ban_text(&ban, now),
+    }
+    .encode(&mut bytes);
+    ServerLine::Bye("Goodbye.".into()).encode(&mut bytes);
+    Some(bytes)
 }

@@ -4,6 +4,7 @@
 use super::error_code::ErrorCode;
 use super::secret::Secret;
 use super::server_line::is_clean;
+use crate::cidr::Cidr;
 use crate::names;
 
 /// What a client asks of the server.
@@ -448,8 +449,12 @@ fn command(verb: Verb, arg: &str) -> Result<Command, CommandError> {
                 return missing(if verb == Verb::Mute {
                     "a nickname, as in MUTE bob 10m flooding"
                 } else {
-                    "a nickname or an address, as in BAN bob 1d spam"
+                    "a nickname, an address or a range, as in BAN bob 1d spam or \
+                     BAN 203.0.113.0/24 1d spam"
                 });
+            }
+            if verb == Verb::Ban {
+                check_range(target)?;
             }
             let (first, after) = split_word(rest);
             let (secs, reason) = match parse_duration(first) {
@@ -480,7 +485,10 @@ fn command(verb: Verb, arg: &str) -> Result<Command, CommandError> {
         Verb::Unmute | Verb::Unban => {
             let (target, rest) = split_word(arg);
             if target.is_empty() || !rest.is_empty() {
-                return missing("one nickname (or, for UNBAN, an address)");
+                return missing("one nickname (or, for UNBAN, an address or a range)");
+            }
+            if verb == Verb::Unban {
+                check_range(target)?;
             }
             Ok(if verb == Verb::Unmute {
                 Command::Unmute(target.to_owned())
@@ -515,6 +523,18 @@ fn password(word: &str) -> Result<Secret, CommandError> {
         ));
     }
     Ok(Secret::new(word))
+}
+
+/// Refuses a `BAN`/`UNBAN` target meant as an address range (it has a `/`
+/// or a `:`, which no nickname has) that is not a valid one.
+fn check_range(target: &str) -> Result<(), CommandError> {
+    if (target.contains('/') || target.contains(':')) && Cidr::parse(target).is_err() {
+        return Err(CommandError::BadArgument(format!(
+            "{target} is not an address range; write an address (a single IPv6 address \
+             stands for its /64) or a range such as 203.0.113.0/24 or 2001:db8::/48"
+        )));
+    }
+    Ok(())
 }
 
 /// The longest duration a `MUTE` or `BAN` may name: ten years.

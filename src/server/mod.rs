@@ -183,6 +183,7 @@ async fn run(
         "accounts loaded"
     );
     hub.load(snapshot, Timestamp::now());
+    let bans = hub.address_bans();
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
     let hub = executor.spawn(run_hub(hub, store, accounts, inbox, shutdown_signal));
     // Every session holds a clone; when all are dropped, `all_done` ends.
@@ -197,6 +198,7 @@ async fn run(
         clients: Arc::clone(&clients),
         next_id: Cell::new(0),
         spare: Cell::new(reserve()),
+        bans,
     };
 
     let accept_plain = async {
