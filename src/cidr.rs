@@ -111,7 +111,9 @@ impl Cidr {
     }
 
     /// Whether `addr` is in the range; an IPv4-mapped IPv6 address counts
-    /// as its IPv4 address.
+    /// as its IPv4 address, and an IPv4 address as its mapped form for an
+    /// IPv6 range wide enough to hold `::ffff:0:0/96` (so `::/0` is every
+    /// address).
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self.network, addr.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
@@ -120,7 +122,10 @@ impl Cidr {
             (IpAddr::V6(net), IpAddr::V6(a)) => {
                 u128::from(a) & mask128(self.prefix) == u128::from(net)
             }
-            _ => false,
+            (IpAddr::V6(net), IpAddr::V4(a)) => {
+                u128::from(a.to_ipv6_mapped()) & mask128(self.prefix) == u128::from(net)
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => false,
         }
     }
 
@@ -202,6 +207,17 @@ mod tests {
         assert!(v6.contains(ip("2001:db8::ffff:1")));
         assert!(!v6.contains(ip("2001:db8:0:1::1")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(!Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains(ip("2001:db8::1")));
+        // An IPv6 range that holds the IPv4-mapped block holds IPv4 too.
+        assert!(Cidr::parse("::/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(Cidr::parse("::ffff:0:0/95")
+            .unwrap()
+            .contains(ip("8.8.8.8")));
+        assert!(!Cidr::parse("2001:db8::/32")
+            .unwrap()
+            .contains(ip("8.8.8.8")));
     }
 
     #[test]

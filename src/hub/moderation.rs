@@ -179,8 +179,12 @@ impl<O: Outbox> Hub<O> {
                 tracing::info!(op = %op, action = "ban", target = %range, until, reason, "moderation");
                 let until = until_time.map_or_else(String::new, |t| format!(" until {t}"));
                 // The operator's words, and the range they stand for when
-                // that says more (a bare IPv6 address means its /64).
-                let what = if range.is_single_address() && !target.contains('/') {
+                // that says more (a bare IPv6 address means its /64, and
+                // `::ffff:192.0.2.0/120` is 192.0.2.0/24).
+                let canonical = range.to_string();
+                let what = if target == canonical
+                    || (range.is_single_address() && !target.contains('/'))
+                {
                     target.to_owned()
                 } else {
                     format!("{target} ({range})")
