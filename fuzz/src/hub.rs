@@ -1016,7 +1016,10 @@ impl World {
                     }
                 }
             }
-            Request::SaveBan(_) | Request::RemoveBan(_) => return None,
+            Request::SaveBan(_)
+            | Request::RemoveBan(_)
+            | Request::SaveMute(_)
+            | Request::RemoveMute(_) => return None,
         })
     }
 
@@ -1065,6 +1068,7 @@ impl World {
                     self.bans.remove(&ban_key(target));
                     continue;
                 }
+                Request::SaveMute(_) | Request::RemoveMute(_) => continue,
             }
             self.queue.push_back(request);
         }

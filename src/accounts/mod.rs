@@ -1,4 +1,4 @@
-//! Registered nicknames and bans, kept in SQLite (or in memory), on a thread
+//! Registered nicknames, bans and mutes, kept in SQLite (or in memory), on a thread
 //! of their own.
 //!
 //! Password hashing (argon2id) is slow on purpose: tens of milliseconds of
@@ -10,7 +10,7 @@
 //! into a hub event.
 //!
 //! The hub keeps its own copy of what it must know at once — which nicknames
-//! are registered, and the bans — loaded from a [`Snapshot`] at start-up. When
+//! are registered, the bans and the mutes — loaded from a [`Snapshot`] at start-up. When
 //! another process changes the database (`natter admin ...` while the server
 //! runs), this thread notices within a second and sends a fresh snapshot.
 //!
@@ -131,14 +131,28 @@ pub struct Ban {
     pub reason: String,
 }
 
+/// A mute, as stored: kept with the bans so that it outlasts a restart
+/// (a user muted for an hour is not let off by a server upgrade).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    /// The nickname, folded.
+    pub nick: String,
+    /// Until this Unix second.
+    pub until: i64,
+    /// The operator who set it.
+    pub by: String,
+}
+
 /// What the hub must know without asking: the registered nicknames (with
-/// their operator flags) and the bans.
+/// their operator flags), the bans and the mutes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Every account.
     pub accounts: Vec<AccountInfo>,
     /// Every ban, expired or not.
     pub bans: Vec<Ban>,
+    /// Every mute, ended or not.
+    pub mutes: Vec<Mute>,
 }
 
 /// Work for the accounts thread.
@@ -179,6 +193,10 @@ pub enum Request {
     SaveBan(Ban),
     /// Forget a ban.
     RemoveBan(BanTarget),
+    /// Keep a mute (replacing one on the same nickname).
+    SaveMute(Mute),
+    /// Forget the mute on a folded nickname.
+    RemoveMute(String),
 }
 
 /// The accounts thread's answers, for the hub.

@@ -36,6 +36,13 @@ impl<O: Outbox> Hub<O> {
             .map(|b| (b.target.clone(), b))
             .collect();
         self.publish_bans();
+        // Mutes that ended while the server was down end silently.
+        self.mutes = snapshot
+            .mutes
+            .into_iter()
+            .filter(|m| m.until > now.unix())
+            .map(|m| (m.nick, (m.until, m.by)))
+            .collect();
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
             let Some(client) = self.clients.get_mut(&id) else {
@@ -149,6 +156,9 @@ impl<O: Outbox> Hub<O> {
             }
             Request::SaveBan(_) | Request::RemoveBan(_) => {
                 tracing::error!("the accounts thread is behind; a ban change is not stored");
+            }
+            Request::SaveMute(_) | Request::RemoveMute(_) => {
+                tracing::error!("the accounts thread is behind; a mute change is not stored");
             }
         }
         self.settle(now);

@@ -1,9 +1,10 @@
 //! Operators' tools: `KICK`, `MUTE`, `UNMUTE`, `BAN` and `UNBAN`.
 //!
 //! Every action is announced with a `MOD` line to each room its target is
-//! in and to the operator's current room, and logged. Mutes live in the hub
-//! (they are short); bans are also kept by the accounts thread, so they
-//! outlast a restart. An address ban is announced by the nicknames it
+//! in and to the operator's current room, and logged. Bans and mutes live
+//! in the hub and are also kept by the accounts thread, so they outlast a
+//! restart. A mute's end is told to its user by the tick that sees it run
+//! out (or, if that user speaks first, then): the hub reads no clock. An address ban is announced by the nicknames it
 //! closed, never by the address: other users do not learn each other's
 //! addresses.
 
@@ -12,7 +13,7 @@ use std::net::IpAddr;
 use super::outbox::Outbox;
 use super::words::{ban_text, because, left};
 use super::Hub;
-use crate::accounts::{AddressBans, Ban, BanTarget, Request};
+use crate::accounts::{AddressBans, Ban, BanTarget, Mute, Request};
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::encode;
@@ -61,7 +62,12 @@ impl<O: Outbox> Hub<O> {
                 let until = now
                     .unix()
                     .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
-                self.mutes.insert(key, (until, op));
+                self.mutes.insert(key.clone(), (until, op.clone()));
+                self.requests.push(Request::SaveMute(Mute {
+                    nick: key,
+                    until,
+                    by: op,
+                }));
                 let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
                 let until = Timestamp::from_unix(until);
                 self.announce(id, target, ModAction::Mute, &name, until, &reason, now);
@@ -71,6 +77,7 @@ impl<O: Outbox> Hub<O> {
                 if self.mutes.remove(&key).is_none() {
                     return self.send(id, &ServerLine::Info(format!("{nick} is not muted.")));
                 }
+                self.requests.push(Request::RemoveMute(key.clone()));
                 let target = self.nicks.get(&key).copied();
                 let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
                 self.announce(id, target, ModAction::Unmute, &name, None, "", now);
@@ -346,7 +353,7 @@ impl<O: Outbox> Hub<O> {
         let key = names::fold(self.nick(id)?);
         let (until, by) = self.mutes.get(&key)?.clone();
         if until <= now.unix() {
-            self.mutes.remove(&key);
+            self.end_mute(&key);
             return None;
         }
         Some(format!(
@@ -376,10 +383,37 @@ impl<O: Outbox> Hub<O> {
         self.address_bans.replace(self.bans.values());
     }
 
-    /// Drops mutes and bans that have run out, and old login failures.
+    /// A mute on folded nickname `key` has run out: it is forgotten (here
+    /// and in the database), and whoever holds the nickname is told.
+    fn end_mute(&mut self, key: &str) {
+        let Some((_, by)) = self.mutes.remove(key) else {
+            return;
+        };
+        self.requests.push(Request::RemoveMute(key.to_owned()));
+        tracing::info!(target = %key, by = %by, "mute ended");
+        if let Some(&holder) = self.nicks.get(key) {
+            self.send(
+                holder,
+                &ServerLine::Info(format!("Your mute by {by} has ended; you can talk again.")),
+            );
+        }
+    }
+
+    /// Drops mutes and bans that have run out (telling the muted), and old
+    /// login failures.
     pub(super) fn expire_sanctions(&mut self, now: Timestamp) {
         let t = now.unix();
-        self.mutes.retain(|_, (until, _)| *until > t);
+        if !self.mutes.is_empty() {
+            let ended: Vec<String> = self
+                .mutes
+                .iter()
+                .filter(|(_, (until, _))| *until <= t)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in ended {
+                self.end_mute(&key);
+            }
+        }
         let before = self.bans.len();
         self.bans.retain(|_, ban| ban.until > t);
         if self.bans.len() != before {
