@@ -55,6 +55,11 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // Registrations per address.
+    /// Accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off. Registering is cheap for a script and every account is
+    /// kept for good, so without it one host could fill the database.
+    pub registrations_per_hour: u32,
 }
 
 impl Default for Config {
@@ -76,6 +81,8 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            // Registrations per address.
+            registrations_per_hour: 5,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Address bans against a real server over real sockets: an operator bans a
-//! range, newcomers from inside it are turned away before anything else,
-//! `BANS` lists it, `UNBAN` lifts it in any spelling, and it outlasts a
-//! restart.
+//! Limits by address against a real server over real sockets. Bans: an
+//! operator bans a range, newcomers from inside it are turned away before
+//! anything else, `BANS` lists it, `UNBAN` lifts it in any spelling, and it
+//! outlasts a restart. Registrations: one address may create only so many
+//! accounts an hour.
 //!
 //! Connections come from chosen loopback addresses (127.0.0.2, 127.0.0.3,
 //! ...; Linux routes all of 127.0.0.0/8 to the loopback interface): the
@@ -251,4 +252,80 @@ fn a_range_ban_outlasts_a_restart() {
     newcomer.expect("HELLO ");
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Registers the nickname `nick` from `127.0.0.<last>`: `NICK`, then
+/// `REGISTER`; returns the client and the answer to `REGISTER`.
+fn try_register(server: SocketAddr, last: u8, nick: &str) -> (Client, ServerLine) {
+    let mut client = connect_from(server, last).register_as(nick);
+    client.send_line("REGISTER a-long-password");
+    let answer = client.parsed();
+    (client, answer)
+}
+
+/// One address may register 5 accounts an hour; the 6th is refused with
+/// when the next is possible, on a connection that stays, and other
+/// addresses and everyone's chat go on as before.
+#[test]
+fn an_address_registers_at_most_five_accounts_an_hour() {
+    let server = start(natter::Config {
+        registrations_per_hour: 5,
+        ..common::config()
+    });
+    let mut bystander = connect_from(server.addr, 7).register_as("bystander");
+    for n in 1..=5 {
+        let nick = format!("sock{n}");
+        let (_client, answer) = try_register(server.addr, 5, &nick);
+        assert!(
+            matches!(&answer, ServerLine::Account { nick: got, .. } if *got == nick),
+            "registration {n}: {answer:?}"
+        );
+    }
+    let (mut sixth, answer) = try_register(server.addr, 5, "sock6");
+    let ServerLine::Err {
+        code: ErrorCode::RegisterThrottled,
+        text,
+    } = answer
+    else {
+        panic!("the 6th registration: {answer:?}");
+    };
+    assert!(
+        text.starts_with("5 account(s) were registered from your address in the last hour")
+            && text.contains("the next is possible in ")
+            && text.contains(" (at 20"),
+        "{text}"
+    );
+    // The connection stays and may chat; the nickname is still a guest's.
+    sixth.send_line("still here");
+    let line = bystander.until("MSG ");
+    assert!(line.ends_with(" #lobby sock6 still here"), "{line}");
+
+    // Another address registers as usual.
+    let (_other, answer) = try_register(server.addr, 6, "elsewhere");
+    assert!(
+        matches!(&answer, ServerLine::Account { nick, .. } if nick == "elsewhere"),
+        "{answer:?}"
+    );
+    bystander.send_line("REGISTER bystander-password");
+    bystander.until("ACCOUNT bystander user ");
+    server.stop();
+}
+
+/// With the limit off (`--registrations-per-hour 0`), one address registers
+/// as many accounts as it likes.
+#[test]
+fn the_registration_limit_can_be_switched_off() {
+    let server = start(natter::Config {
+        registrations_per_hour: 0,
+        ..common::config()
+    });
+    for n in 1..=6 {
+        let nick = format!("many{n}");
+        let (_client, answer) = try_register(server.addr, 8, &nick);
+        assert!(
+            matches!(&answer, ServerLine::Account { nick: got, .. } if *got == nick),
+            "registration {n}: {answer:?}"
+        );
+    }
+    server.stop();
 }

@@ -162,7 +162,8 @@ pub const START: i64 = 1_795_000_000;
 pub struct Script {
     /// Seconds a connection may stay without a nickname.
     pub register_timeout: u8,
-    /// The most rooms a client may be in: `1 + max_rooms % 4`.
+    /// The most rooms a client may be in: `1 + max_rooms % 4`; also the
+    /// registrations per address and hour: `max_rooms / 4 % 4` (0: no limit).
     pub max_rooms: u8,
     /// Whether the hub records messages and queues history requests.
     pub history: bool,
@@ -753,6 +754,9 @@ pub fn run(script: &Script) {
             register_timeout_secs: u64::from(script.register_timeout),
             max_rooms: 1 + usize::from(script.max_rooms % 4),
             history: script.history,
+            // Off, or low enough for scripts to reach (the same byte as
+            // `max_rooms`, so that the seeds stay as they are).
+            registrations_per_hour: u32::from(script.max_rooms / 4 % 4),
             ..HubConfig::default()
         }),
         timeout: i64::from(script.register_timeout),

@@ -103,6 +103,11 @@ pub struct Serve {
     /// no plain-text listener: serve only TLS (--bind is then unused)
     #[argh(switch)]
     no_plain: bool,
+    // Registrations per address.
+    /// accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off (default 5)
+    #[argh(option, default = "Config::default().registrations_per_hour")]
+    registrations_per_hour: u32,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -177,6 +182,7 @@ impl Serve {
             },
             replay: self.replay,
             tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout),
+            registrations_per_hour: self.registrations_per_hour,
             ..Config::default()
         }
     }

@@ -108,6 +108,8 @@ pub struct HubConfig {
     pub mute_default_secs: u64,
     /// Seconds a `BAN` without a duration lasts.
     pub ban_default_secs: u64,
+    /// Accounts one address may register per hour; 0: no limit.
+    pub registrations_per_hour: u32,
 }
 
 impl Default for HubConfig {
@@ -120,6 +122,7 @@ impl Default for HubConfig {
             last_msg_id: 0,
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
+            registrations_per_hour: 5,
         }
     }
 }
@@ -162,6 +165,8 @@ pub struct Hub<O> {
     requests: Vec<Request>,
     /// Password checks under way, per address key.
     checking: HashMap<IpAddr, u32>,
+    /// Recent registrations per address key (see `accounts`).
+    registrations: accounts::Registrations,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -203,6 +208,7 @@ impl<O: Outbox> Hub<O> {
             failed_by_account: Limiter::default(),
             requests: Vec::new(),
             checking: HashMap::new(),
+            registrations: accounts::Registrations::default(),
         }
     }
 
@@ -323,7 +329,7 @@ impl<O: Outbox> Hub<O> {
             }
             Command::Whisper { nick, text } => self.whisper(id, &nick, text, now),
             Command::History { target, query } => self.history(id, &target, query),
-            Command::Register(password) => self.register(id, password),
+            Command::Register(password) => self.register(id, password, now),
             Command::Password { old, new } => self.change_password(id, old, new, now),
             Command::Kick { .. }
             | Command::Mute { .. }

@@ -421,6 +421,7 @@ impl<O: Outbox> Hub<O> {
         }
         self.failed_by_addr.prune(t);
         self.failed_by_account.prune(t);
+        self.registrations.prune(t);
     }
 }
 
