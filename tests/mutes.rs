@@ -3,57 +3,14 @@
 //! a restart of the server.
 
 mod common;
+mod operators;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::raw::Client;
 use common::start;
-use natter::accounts::admin::Admin;
-use natter::accounts::AccountsMode;
-use natter::protocol::{ErrorCode, Secret, ServerLine};
-
-/// A fresh directory for one test's database.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("natter-mutes-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// The test configuration, with accounts, bans and mutes in SQLite in `dir`.
-fn sqlite_config(dir: &Path) -> natter::Config {
-    natter::Config {
-        accounts: AccountsMode::Sqlite(dir.to_path_buf()),
-        ..common::config()
-    }
-}
-
-/// Makes `oper` an operator account in the database in `dir`.
-fn make_operator(dir: &Path) {
-    Admin::open(dir)
-        .expect("open the accounts database")
-        .create("oper", &Secret::new("operator-password"), true)
-        .expect("create the operator");
-}
-
-/// Logs in as the operator.
-fn operator(server: std::net::SocketAddr) -> Client {
-    let mut op = Client::connect(server);
-    op.set_name("oper");
-    op.expect("HELLO ");
-    op.send_line("LOGIN oper operator-password");
-    op.expect("WELCOME oper ");
-    op.until("ACCOUNT oper op ");
-    op
-}
-
-/// The next line must be `ERR <code> ...`; returns its text.
-fn expect_err(client: &mut Client, code: ErrorCode) -> String {
-    match client.parsed() {
-        ServerLine::Err { code: got, text } if got == code => text,
-        other => panic!("{}: expected ERR {code}, got {other:?}", client.name()),
-    }
-}
+use natter::protocol::ErrorCode;
+use operators::{expect_err, make_operator, operator, sqlite_config, temp_dir};
 
 /// A muted user who stays silent is told when the mute runs out (within
 /// about a second of it), and can talk again.
