@@ -60,6 +60,10 @@ pub struct Config {
     /// the limit off. Registering is cheap for a script and every account is
     /// kept for good, so without it one host could fill the database.
     pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered for that limit;
+    /// past it the one that registered least recently is forgotten, so
+    /// many addresses cost bounded memory.
+    pub registration_addresses: usize,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             tls_handshake_timeout: Duration::from_secs(10),
             // Registrations per address.
             registrations_per_hour: 5,
+            registration_addresses: 4096,
         }
     }
 }

@@ -108,6 +108,11 @@ pub struct Serve {
     /// the limit off (default 5)
     #[argh(option, default = "Config::default().registrations_per_hour")]
     registrations_per_hour: u32,
+    /// addresses whose recent registrations are remembered for
+    /// --registrations-per-hour; past it the stalest is forgotten
+    /// (default 4096)
+    #[argh(option, default = "Config::default().registration_addresses")]
+    registration_addresses: usize,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -183,6 +188,7 @@ impl Serve {
             replay: self.replay,
             tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout),
             registrations_per_hour: self.registrations_per_hour,
+            registration_addresses: self.registration_addresses,
             ..Config::default()
         }
     }

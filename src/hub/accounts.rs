@@ -12,17 +12,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-/// Password checks one address may have under way at once.
-pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
-
-/// Addresses whose registrations are remembered at once. Past it, the one
-/// that registered least recently is forgotten: a flood of addresses costs
-/// at most this much memory (times the per-hour limit).
-pub(super) const REGISTRATION_ADDRESSES: usize = 4096;
-
-/// The window registrations are counted over, in seconds.
-const REGISTRATION_WINDOW: i64 = 3600;
-
 use super::outbox::Outbox;
 use super::words::{ban_text, left};
 use super::Hub;
@@ -31,6 +20,12 @@ use crate::ids::ClientId;
 use crate::limiter::address_key;
 use crate::names;
 use crate::protocol::{ErrorCode, Secret, ServerLine, Timestamp};
+
+/// Password checks one address may have under way at once.
+pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
+
+/// The window registrations are counted over, in seconds.
+const REGISTRATION_WINDOW: i64 = 3600;
 
 /// Registrations per address key in the last hour, for the per-address
 /// limit. Pure and fed the time, like the login limits.
@@ -61,11 +56,15 @@ impl Registrations {
         full.then(|| oldest.saturating_add(REGISTRATION_WINDOW))
     }
 
-    /// Counts a registration by `client` from `addr` at `now`.
-    fn count(&mut self, client: ClientId, addr: IpAddr, limit: u32, now: i64) {
-        if !self.by_addr.contains_key(&addr) && self.by_addr.len() >= REGISTRATION_ADDRESSES {
+    /// Counts a registration by `client` from `addr` at `now`, remembering
+    /// at most `addresses` addresses: past that, the one that registered
+    /// least recently is forgotten, so a flood of addresses costs at most
+    /// `addresses` times `limit` timestamps.
+    fn count(&mut self, client: ClientId, addr: IpAddr, limit: u32, addresses: usize, now: i64) {
+        let addresses = addresses.max(1);
+        if !self.by_addr.contains_key(&addr) && self.by_addr.len() >= addresses {
             self.prune(now);
-            if self.by_addr.len() >= REGISTRATION_ADDRESSES {
+            if self.by_addr.len() >= addresses {
                 let stalest = self
                     .by_addr
                     .iter()
@@ -327,7 +326,8 @@ impl<O: Outbox> Hub<O> {
             },
         );
         if queued && limit > 0 {
-            self.registrations.count(id, addr, limit, t);
+            let addresses = self.config.registration_addresses;
+            self.registrations.count(id, addr, limit, addresses, t);
         }
     }
 
@@ -602,7 +602,7 @@ impl<O: Outbox> Hub<O> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Registrations, REGISTRATION_ADDRESSES, REGISTRATION_WINDOW};
+    use super::{Registrations, REGISTRATION_WINDOW};
     use std::net::{IpAddr, Ipv4Addr};
 
     fn addr(n: u32) -> IpAddr {
@@ -615,7 +615,7 @@ mod tests {
         let one = addr(1);
         for (client, t) in (0..3).zip([100, 200, 300]) {
             assert_eq!(table.next_allowed(one, 3, t), None);
-            table.count(client, one, 3, t);
+            table.count(client, one, 3, 10, t);
             table.finish(client, true);
         }
         // Full: the next one when the oldest is an hour old.
@@ -631,7 +631,7 @@ mod tests {
     fn a_registration_that_is_not_made_does_not_count() {
         let mut table = Registrations::default();
         let one = addr(1);
-        table.count(7, one, 1, 100);
+        table.count(7, one, 1, 10, 100);
         assert!(table.next_allowed(one, 1, 101).is_some());
         table.finish(7, false);
         assert_eq!(table.next_allowed(one, 1, 101), None);
@@ -643,14 +643,14 @@ mod tests {
     #[test]
     fn the_table_is_bounded_and_forgets_the_stalest_address() {
         let mut table = Registrations::default();
-        let cap = u32::try_from(REGISTRATION_ADDRESSES).unwrap();
+        let cap = 64;
         // All within the hour, so none is pruned: the stalest must go.
         let t = |n: u32| if n == 0 { 10_000 } else { 11_000 };
         for n in 0..cap {
-            table.count(u64::from(n), addr(n), 5, t(n));
+            table.count(u64::from(n), addr(n), 5, 64, t(n));
         }
-        table.count(u64::from(cap), addr(cap), 5, t(cap));
-        assert_eq!(table.len(), REGISTRATION_ADDRESSES);
+        table.count(u64::from(cap), addr(cap), 5, 64, t(cap));
+        assert_eq!(table.len(), 64);
         assert_eq!(table.next_allowed(addr(0), 1, t(cap)), None);
         assert!(table.next_allowed(addr(1), 1, t(cap)).is_some());
         assert!(table.next_allowed(addr(cap), 1, t(cap)).is_some());

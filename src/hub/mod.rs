@@ -110,6 +110,8 @@ pub struct HubConfig {
     pub ban_default_secs: u64,
     /// Accounts one address may register per hour; 0: no limit.
     pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered at once.
+    pub registration_addresses: usize,
 }
 
 impl Default for HubConfig {
@@ -123,6 +125,7 @@ impl Default for HubConfig {
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
             registrations_per_hour: 5,
+            registration_addresses: 4096,
         }
     }
 }

@@ -4,9 +4,9 @@
 //! in and to the operator's current room, and logged. Bans and mutes live
 //! in the hub and are also kept by the accounts thread, so they outlast a
 //! restart. A mute's end is told to its user by the tick that sees it run
-//! out (or, if that user speaks first, then): the hub reads no clock. An address ban is announced by the nicknames it
-//! closed, never by the address: other users do not learn each other's
-//! addresses.
+//! out (or, if that user speaks first, then): the hub reads no clock. An
+//! address ban is announced by the nicknames it closed, never by the
+//! address: other users do not learn each other's addresses.
 
 use std::net::IpAddr;
 

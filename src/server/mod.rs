@@ -122,6 +122,7 @@ pub async fn serve_with(
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
         registrations_per_hour: config.registrations_per_hour,
+        registration_addresses: config.registration_addresses,
     });
     let result = run(&executor, listeners, config, hub, store, shutdown).await;
     drop(stop);
