@@ -88,6 +88,15 @@ pub struct Config {
     /// is queued, for an accounts database another process holds locked,
     /// before it gets `ERR busy` (`--accounts-wait`).
     pub accounts_wait: Duration,
+    // Registrations per address.
+    /// Accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off. Registering is cheap for a script and every account is
+    /// kept for good, so without it one host could fill the database.
+    pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered for that limit;
+    /// past it the one that registered least recently is forgotten, so
+    /// many addresses cost bounded memory.
+    pub registration_addresses: usize,
 }
 
 impl Default for Config {
@@ -117,6 +126,9 @@ impl Default for Config {
             id_floor_dir: None,
             // A locked accounts database.
             accounts_wait: Duration::from_secs(2),
+            // Registrations per address.
+            registrations_per_hour: 5,
+            registration_addresses: 4096,
         }
     }
 }

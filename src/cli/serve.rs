@@ -152,6 +152,16 @@ pub struct Serve {
     /// another process has locked, before it gets ERR busy (default 2)
     #[argh(option, default = "Config::default().accounts_wait.as_secs()")]
     accounts_wait: u64,
+    // Registrations per address.
+    /// accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off (default 5)
+    #[argh(option, default = "Config::default().registrations_per_hour")]
+    registrations_per_hour: u32,
+    /// addresses whose recent registrations are remembered for
+    /// --registrations-per-hour; past it the stalest is forgotten
+    /// (default 4096)
+    #[argh(option, default = "Config::default().registration_addresses")]
+    registration_addresses: usize,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -251,6 +261,9 @@ impl Serve {
             id_floor_dir: Some(dir()),
             // A locked accounts database.
             accounts_wait: Duration::from_secs(self.accounts_wait),
+            // Registrations per address.
+            registrations_per_hour: self.registrations_per_hour,
+            registration_addresses: self.registration_addresses,
         }
     }
 

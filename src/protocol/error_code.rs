@@ -59,11 +59,15 @@ pub enum ErrorCode {
     /// Plain text reached the TLS port; the sentence names the plain port.
     /// The connection closes.
     NotTls,
+    // Registrations per address.
+    /// Too many accounts registered from this address in the last hour; the
+    /// text says when the next one is possible.
+    RegisterThrottled,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -90,6 +94,8 @@ impl ErrorCode {
         ErrorCode::Kicked,
         ErrorCode::Busy,
         ErrorCode::NotTls,
+        // Registrations per address.
+        ErrorCode::RegisterThrottled,
     ];
 
     /// The code as it appears on the wire.
@@ -121,6 +127,8 @@ impl ErrorCode {
             ErrorCode::Kicked => "kicked",
             ErrorCode::Busy => "busy",
             ErrorCode::NotTls => "not-tls",
+            // Registrations per address.
+            ErrorCode::RegisterThrottled => "register-throttled",
         }
     }
 

@@ -20,9 +20,13 @@ use super::session::transport::Ports;
 use super::session::{self, Connection};
 #[cfg(feature = "web")]
 use super::web;
+use crate::accounts::AddressBans;
+#[cfg(feature = "web")]
+use crate::web::http::Status;
 use crate::config::Config;
+use crate::hub::ban_refusal;
 use crate::ids::ClientId;
-use crate::protocol::{ErrorCode, ServerLine};
+use crate::protocol::{ErrorCode, ServerLine, Timestamp};
 
 /// What every accept loop of one server shares.
 pub(super) struct Accepting<'a> {
@@ -42,6 +46,8 @@ pub(super) struct Accepting<'a> {
     /// instead of leaving it hanging in the backlog. One for all listeners:
     /// they draw on the same process limit.
     pub(super) spare: Cell<Option<std::net::UdpSocket>>,
+    /// The address bans in force, kept up to date by the hub.
+    pub(super) bans: AddressBans,
 }
 
 impl Accepting<'_> {
@@ -74,7 +80,7 @@ impl Accepting<'_> {
                                 // hanging in the backlog.
                                 drop(stream);
                             } else {
-                                refuse(stream.into(), self.config.max_clients).await;
+                                refuse(stream.into(), refusal(self.config.max_clients)).await;
                             }
                         }
                     } else {
@@ -89,29 +95,20 @@ impl Accepting<'_> {
             };
             self.restock();
             let stream: Arc<Async<std::net::TcpStream>> = stream.into();
+            if let Some(bytes) = ban_refusal(&self.bans, peer.ip(), Timestamp::now()) {
+                tracing::warn!(%peer, "refused: banned address");
+                self.turn_away(stream, &tls, web, bytes, Refused::Banned);
+                continue;
+            }
             if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
-                let max = self.config.max_clients;
-                match &tls {
-                    #[cfg(feature = "web")]
-                    None if web => self.executor.spawn(web::refuse(stream)).detach(),
-                    None => self.executor.spawn(refuse(stream, max)).detach(),
-                    #[cfg(feature = "tls")]
-                    Some(handshake) => {
-                        let handshake = handshake.clone();
-                        let timeout = self.config.tls_handshake_timeout;
-                        self.executor
-                            .spawn(session::tls::refuse(
-                                stream,
-                                handshake,
-                                timeout,
-                                refusal(max),
-                            ))
-                            .detach();
-                    }
-                    #[cfg(not(feature = "tls"))]
-                    Some(never) => match *never {},
-                }
+                self.turn_away(
+                    stream,
+                    &tls,
+                    web,
+                    refusal(self.config.max_clients),
+                    Refused::Full,
+                );
                 continue;
             }
             let id = self.next_id.get() + 1;
@@ -192,6 +189,53 @@ impl Accepted {
     }
 }
 
+impl Accepting<'_> {
+    /// Writes `bytes` (an `ERR` and a `BYE`) to a newcomer and closes it, on
+    /// a task of its own: in plain text, or inside TLS after a handshake. A
+    /// plain web listener answers in HTTP instead, as a browser expects.
+    fn turn_away(
+        &self,
+        stream: Arc<Async<std::net::TcpStream>>,
+        tls: &Option<Handshake>,
+        web: bool,
+        bytes: Vec<u8>,
+        why: Refused,
+    ) {
+        #[cfg(not(feature = "web"))]
+        let _ = (web, why);
+        match tls {
+            #[cfg(feature = "web")]
+            None if web => {
+                let status = match why {
+                    Refused::Banned => Status::Forbidden,
+                    Refused::Full => Status::Unavailable,
+                };
+                self.executor.spawn(web::refuse(stream, status)).detach()
+            }
+            None => self.executor.spawn(refuse(stream, bytes)).detach(),
+            #[cfg(feature = "tls")]
+            Some(handshake) => {
+                let handshake = handshake.clone();
+                let timeout = self.config.tls_handshake_timeout;
+                self.executor
+                    .spawn(session::tls::refuse(stream, handshake, timeout, bytes))
+                    .detach();
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+        }
+    }
+}
+
+/// Why a newcomer is turned away, for the status a web listener answers.
+#[derive(Clone, Copy)]
+enum Refused {
+    /// Its address is banned.
+    Banned,
+    /// The server is full.
+    Full,
+}
+
 /// What a TLS listener's sessions need for their handshakes.
 #[cfg(feature = "tls")]
 pub(super) type Handshake = futures_rustls::TlsAcceptor;
@@ -236,10 +280,9 @@ fn refusal(max: usize) -> Vec<u8> {
     bytes
 }
 
-/// Tells a newcomer on the plain port the server is full, politely and
-/// briefly, and closes.
-async fn refuse(stream: Arc<Async<std::net::TcpStream>>, max: usize) {
-    let bytes = refusal(max);
+/// Tells a newcomer on the plain port why it is refused (`bytes`),
+/// politely and briefly, and closes.
+async fn refuse(stream: Arc<Async<std::net::TcpStream>>, bytes: Vec<u8>) {
     let write = async {
         let _ = (&*stream).write_all(&bytes).await;
     };

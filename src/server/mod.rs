@@ -140,6 +140,8 @@ pub async fn serve_with(
         last_msg_id,
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
+        registrations_per_hour: config.registrations_per_hour,
+        registration_addresses: config.registration_addresses,
     });
     let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
     drop(stop);
@@ -241,6 +243,7 @@ async fn run(
         "accounts loaded"
     );
     hub.load(snapshot, Timestamp::now());
+    let bans = hub.address_bans();
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
     let hub = executor.spawn(run_hub(
         hub,
@@ -263,6 +266,7 @@ async fn run(
         clients: Arc::clone(&clients),
         next_id: Cell::new(0),
         spare: Cell::new(reserve()),
+        bans,
     };
 
     let accept_plain = async {

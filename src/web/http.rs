@@ -224,7 +224,8 @@ pub enum Status {
     NotModified,
     /// 400: a broken request or WebSocket handshake.
     BadRequest,
-    /// 403: a WebSocket handshake from a page of another origin.
+    /// 403: a WebSocket handshake from a page of another origin, or a
+    /// newcomer from a banned address.
     Forbidden,
     /// 404: no such file.
     NotFound,

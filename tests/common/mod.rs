@@ -57,6 +57,7 @@ pub fn config() -> natter::Config {
     natter::Config {
         threads: 2,
         history: natter::store::HistoryMode::Off,
+        registrations_per_hour: 0, // Tests register many accounts from 127.0.0.1.
         ..natter::Config::default()
     }
 }
