@@ -55,6 +55,24 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // Connections per address, checked when a connection is accepted.
+    /// Connections one address may hold open at once (an IPv6 address counts
+    /// by its /64); past it a newcomer gets `ERR too-many-connections`. 0
+    /// switches the limit off. Keeps one host from taking every slot of
+    /// `max_clients`, while a household behind one NAT still fits.
+    pub max_per_address: usize,
+    /// New connections one address may open per minute, over time; past
+    /// `connect_burst` a newcomer gets `ERR connect-throttled`. 0 switches
+    /// the limit off. Keeps a client that reconnects in a loop from costing
+    /// the server a registration each time.
+    pub connect_rate: u32,
+    /// New connections one address may open at once before `connect_rate`
+    /// applies: everyone behind one NAT reconnecting after a network hiccup.
+    pub connect_burst: u32,
+    /// Addresses remembered for `connect_rate`, besides those holding
+    /// connections; when full, those that connected longest ago are
+    /// forgotten (and start afresh).
+    pub address_table: usize,
 }
 
 impl Default for Config {
@@ -76,6 +94,11 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            // Connections per address.
+            max_per_address: 16,
+            connect_rate: 30,
+            connect_burst: 20,
+            address_table: 65_536,
         }
     }
 }

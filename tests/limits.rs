@@ -1,11 +1,14 @@
-//! The server at its operating system's limits: out of file descriptors.
+//! The server at its limits: the operating system's (out of file
+//! descriptors) and its own per address (connections open at once, new
+//! connections per minute).
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::raw::Client;
+use common::{config, start};
 
 /// A `natter serve` child allowed only `fds` open file descriptors.
 struct Limited(Child);
@@ -23,7 +26,7 @@ fn serve_with_fd_limit(fds: u32) -> (Limited, std::net::SocketAddr) {
         l.local_addr().expect("addr").port()
     };
     let script = format!(
-        "ulimit -n {fds} && exec \"$0\" serve --bind 127.0.0.1:{port} --history off --accounts memory --threads 1"
+        "ulimit -n {fds} && exec \"$0\" serve --bind 127.0.0.1:{port} --history off --accounts memory --threads 1 --max-per-address 0 --connect-rate 0"
     );
     let child = Command::new("sh")
         .arg("-c")
@@ -88,4 +91,128 @@ fn out_of_descriptors_refuses_newcomers_politely_and_serves_the_rest() {
         },
     );
     drop(newcomer);
+}
+
+/// The server's configuration with the per-address limits as `natter serve`
+/// has them by default.
+fn default_limits() -> natter::Config {
+    let defaults = natter::Config::default();
+    natter::Config {
+        max_per_address: defaults.max_per_address,
+        connect_rate: defaults.connect_rate,
+        connect_burst: defaults.connect_burst,
+        ..config()
+    }
+}
+
+#[test]
+fn the_seventeenth_connection_from_one_address_is_refused_while_sixteen_chat_on() {
+    // Story: one host cannot take every seat: its 17th connection is told why and closed; its 16 others chat on.
+    let config = default_limits();
+    assert_eq!(config.max_per_address, 16, "the documented default");
+    let server = start(config);
+    let mut inside: Vec<Client> = (0..16)
+        .map(|i| Client::register(server.addr, &format!("user{i}")))
+        .collect();
+    let mut refused = Client::connect(server.addr);
+    let err = refused.line();
+    assert!(err.starts_with("ERR too-many-connections "), "{err}");
+    assert!(err.contains("16"), "the sentence names the limit: {err}");
+    refused.expect("BYE ");
+    refused.expect_eof();
+
+    // The sixteen are served as before.
+    let (first, rest) = inside.split_first_mut().expect("clients inside");
+    first.send_line("still here, all of us");
+    for client in rest.iter_mut() {
+        assert!(client
+            .until("MSG ")
+            .ends_with(" user0 still here, all of us"));
+    }
+
+    // One leaves, and its seat is free again.
+    let mut leaver = inside.pop().expect("a client to leave");
+    leaver.send_line("QUIT");
+    leaver.until("BYE ");
+    leaver.expect_eof();
+    let newcomer = common::retry(
+        "a newcomer gets the seat",
+        50,
+        Duration::from_millis(50),
+        || {
+            let mut client = Client::connect(server.addr);
+            client.line().starts_with("HELLO ").then_some(client)
+        },
+    );
+    drop(newcomer);
+    server.stop();
+}
+
+#[test]
+fn max_per_address_zero_turns_the_limit_off() {
+    // Story: an operator whose users share one address (a gateway, a benchmark) switches the limit off.
+    let server = start(natter::Config {
+        max_per_address: 0,
+        connect_rate: 0,
+        ..default_limits()
+    });
+    let clients: Vec<Client> = (0..24)
+        .map(|i| Client::register(server.addr, &format!("user{i}")))
+        .collect();
+    assert_eq!(clients.len(), 24);
+    server.stop();
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn the_per_address_limit_counts_both_listeners_and_refuses_inside_tls() {
+    // Story: a host over its share is told so on the TLS port too, in TLS, where its client can show it.
+    let tls = common::start_tls(
+        natter::Config {
+            max_per_address: 1,
+            ..default_limits()
+        },
+        true,
+    );
+    let _alice = Client::register(tls.server.addr, "alice");
+    let mut late = Client::tls(tls.tls_addr, &tls.fingerprint).expect("the handshake completes");
+    let err = late.line();
+    assert!(err.starts_with("ERR too-many-connections "), "{err}");
+    late.expect("BYE ");
+}
+
+#[test]
+fn connections_beyond_the_burst_are_refused_until_the_rate_allows() {
+    // Story: a client reconnecting in a loop is turned away with a reason, and gets in again at the rate.
+    let server = start(natter::Config {
+        max_per_address: 0,
+        connect_rate: 60,
+        connect_burst: 3,
+        ..config()
+    });
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut client = Client::connect(server.addr);
+        client.expect("HELLO ");
+        held.push(client);
+    }
+    let mut refused = Client::connect(server.addr);
+    let err = refused.line();
+    assert!(err.starts_with("ERR connect-throttled "), "{err}");
+    assert!(err.ends_with("try again in 1 s."), "{err}");
+    refused.expect("BYE ");
+    refused.expect_eof();
+    // Closing connections does not refill the bucket; time does.
+    drop(held);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "too slow to test"
+    );
+    let mut again = Client::connect(server.addr);
+    assert!(again.line().starts_with("ERR connect-throttled "));
+    std::thread::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed()));
+    let mut later = Client::connect(server.addr);
+    later.expect("HELLO ");
+    server.stop();
 }

@@ -59,11 +59,18 @@ pub enum ErrorCode {
     /// Plain text reached the TLS port; the sentence names the plain port.
     /// The connection closes.
     NotTls,
+    // Connections per address.
+    /// The address already holds as many connections as one may; the
+    /// connection closes.
+    TooManyConnections,
+    /// The address opened too many connections too quickly; the text says
+    /// when to try again. The connection closes.
+    ConnectThrottled,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -90,6 +97,9 @@ impl ErrorCode {
         ErrorCode::Kicked,
         ErrorCode::Busy,
         ErrorCode::NotTls,
+        // Connections per address.
+        ErrorCode::TooManyConnections,
+        ErrorCode::ConnectThrottled,
     ];
 
     /// The code as it appears on the wire.
@@ -121,6 +131,9 @@ impl ErrorCode {
             ErrorCode::Kicked => "kicked",
             ErrorCode::Busy => "busy",
             ErrorCode::NotTls => "not-tls",
+            // Connections per address.
+            ErrorCode::TooManyConnections => "too-many-connections",
+            ErrorCode::ConnectThrottled => "connect-throttled",
         }
     }
 

@@ -2,20 +2,25 @@
 //! connections, the connection ids and one spare descriptor.
 //!
 //! Nothing here waits on a peer. Each accepted connection gets its own
-//! task (a TLS handshake happens there, never here); a newcomer past
-//! `Config::max_clients` is refused in words on a task of its own too.
+//! task (a TLS handshake happens there, never here). A newcomer is checked
+//! before anything else is done for it, in this order: address bans, the
+//! per-address limits (`Config::max_per_address`, `Config::connect_rate`),
+//! `Config::max_clients`; one that is refused is told why on a task of its
+//! own too.
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
 
 use super::hub_task::Event;
+use super::per_address::{AddressTable, Limits, Refusal};
 use super::session::transport::Ports;
 use super::session::{self, Connection};
 use crate::accounts::AddressBans;
@@ -44,6 +49,9 @@ pub(super) struct Accepting<'a> {
     pub(super) spare: Cell<Option<std::net::UdpSocket>>,
     /// The address bans in force, kept up to date by the hub.
     pub(super) bans: AddressBans,
+    /// Open connections and recent arrivals per address, against
+    /// `config.max_per_address` and `config.connect_rate`.
+    pub(super) addresses: Arc<Mutex<AddressTable>>,
 }
 
 impl Accepting<'_> {
@@ -92,6 +100,15 @@ impl Accepting<'_> {
                 self.turn_away(stream, &tls, bytes);
                 continue;
             }
+            let slot = match AddressSlot::take(&self.addresses, peer.ip()) {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    tracing::warn!(%peer, ?refused, "refused: per-address limit");
+                    let bytes = address_refusal(refused, self.config.max_per_address);
+                    self.turn_away(stream, &tls, bytes);
+                    continue;
+                }
+            };
             if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
                 self.turn_away(stream, &tls, refusal(self.config.max_clients));
@@ -125,7 +142,7 @@ impl Accepting<'_> {
                             tracing::error!(id, %peer, "session panicked; connection dropped")
                         }
                     }
-                    drop((guard, done));
+                    drop((guard, slot, done));
                 })
                 .detach();
         }
@@ -182,6 +199,46 @@ impl Drop for Count {
     }
 }
 
+/// A connection's place in the per-address table; given back when dropped.
+/// `None` inside when the per-address limits are off.
+struct AddressSlot(Option<(Arc<Mutex<AddressTable>>, IpAddr)>);
+
+impl AddressSlot {
+    /// Counts a newcomer from `addr`, or says why it is refused.
+    fn take(table: &Arc<Mutex<AddressTable>>, addr: IpAddr) -> Result<Self, Refusal> {
+        let mut locked = lock(table);
+        if locked.is_off() {
+            return Ok(Self(None));
+        }
+        locked.admit(addr, Instant::now())?;
+        Ok(Self(Some((Arc::clone(table), addr))))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some((table, addr)) = self.0.take() {
+            lock(&table).release(addr, Instant::now());
+        }
+    }
+}
+
+/// The table, locked. Nothing panics while holding the lock, but a
+/// poisoned table is still a valid table.
+fn lock(table: &Mutex<AddressTable>) -> MutexGuard<'_, AddressTable> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The per-address table `config` asks for.
+pub(super) fn address_table(config: &Config) -> Arc<Mutex<AddressTable>> {
+    Arc::new(Mutex::new(AddressTable::new(Limits {
+        max_open: config.max_per_address,
+        per_minute: config.connect_rate,
+        burst: config.connect_burst,
+        capacity: config.address_table,
+    })))
+}
+
 /// A descriptor to give back when the process has no other: any small
 /// socket will do.
 pub(super) fn reserve() -> Option<std::net::UdpSocket> {
@@ -197,6 +254,28 @@ fn refusal(max: usize) -> Vec<u8> {
         text: format!("The server is full ({max} clients); please try again later."),
     }
     .encode(&mut bytes);
+    ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
+    bytes
+}
+
+/// What a newcomer refused by the per-address limits is told: why, and
+/// goodbye.
+fn address_refusal(refused: Refusal, max: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let (code, text) = match refused {
+        Refusal::TooMany => (
+            ErrorCode::TooManyConnections,
+            format!("Your address already has {max} connections open; close one and try again."),
+        ),
+        Refusal::TooFast(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            (
+                ErrorCode::ConnectThrottled,
+                format!("Too many new connections from your address; try again in {secs} s."),
+            )
+        }
+    };
+    ServerLine::Err { code, text }.encode(&mut bytes);
     ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
     bytes
 }

@@ -11,7 +11,9 @@
 //!   worker threads, the store, the accounts thread and the hub task, runs
 //!   the accept loops until shutdown, then winds down in order.
 //! - `accept`: the accept loops, the count of live connections, the spare
-//!   descriptor and the refusal of newcomers past the limit.
+//!   descriptor and the refusal of newcomers past the limits.
+//! - `per_address`: the pure table of open connections and recent arrivals
+//!   per address that the accept loops check newcomers against.
 //! - `hub_task`: the `Event`s sessions send, and the task that owns the hub
 //!   and hands work to the store and accounts threads.
 //! - `outbox`: `SessionOutbox`, the bounded queue between the hub and one
@@ -39,7 +41,7 @@ use crate::protocol::Timestamp;
 use crate::store::thread::Store;
 #[cfg(not(feature = "tls"))]
 use accept::Handshake;
-use accept::{reserve, Accepting};
+use accept::{address_table, reserve, Accepting};
 use hub_task::{run_hub, Event, HUB_QUEUE};
 use outbox::SessionOutbox;
 use session::transport::Ports;
@@ -47,6 +49,7 @@ use session::transport::Ports;
 mod accept;
 mod hub_task;
 mod outbox;
+mod per_address;
 mod session;
 
 /// The sockets a server accepts connections on: the plain-text port, the TLS
@@ -199,6 +202,7 @@ async fn run(
         next_id: Cell::new(0),
         spare: Cell::new(reserve()),
         bans,
+        addresses: address_table(&config),
     };
 
     let accept_plain = async {
