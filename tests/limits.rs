@@ -93,6 +93,75 @@ fn out_of_descriptors_refuses_newcomers_politely_and_serves_the_rest() {
     drop(newcomer);
 }
 
+/// A `natter serve` child on a plain and a TLS port, with a self-signed
+/// certificate, allowed only `fds` open file descriptors; returns both
+/// addresses and the certificate's fingerprint.
+#[cfg(feature = "tls")]
+fn serve_tls_with_fd_limit(
+    fds: u32,
+) -> (Limited, std::net::SocketAddr, std::net::SocketAddr, String) {
+    use std::io::BufRead;
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let (plain, tls) = (free(), free());
+    let script = format!(
+        "ulimit -n {fds} && exec \"$0\" serve --bind {plain} --tls-bind {tls} --tls-self-signed \
+         --history off --accounts memory --threads 1 --max-per-address 0 --connect-rate 0"
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_natter"))
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start natter serve under ulimit");
+    let stderr = child.stderr.take().expect("stderr");
+    let limited = Limited(child);
+    // The server logs every connection: read its stderr to the end, so it
+    // never blocks on a full pipe, and hand over the fingerprint.
+    let (found, fingerprint) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("self-signed TLS certificate") {
+                let last = line.rsplit(' ').next().unwrap_or_default().to_owned();
+                let _ = found.send(last);
+            }
+        }
+    });
+    let fingerprint = fingerprint
+        .recv_timeout(Duration::from_secs(10))
+        .expect("natter serve prints its fingerprint");
+    common::retry("the server accepts", 100, Duration::from_millis(50), || {
+        std::net::TcpStream::connect(tls).ok()
+    });
+    (limited, plain, tls, fingerprint)
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn out_of_descriptors_refuses_tls_newcomers_in_words() {
+    // Story: at the descriptor limit a TLS newcomer is told inside TLS that the server is full, not cut off mid-handshake.
+    let (_server, _plain, tls, fingerprint) = serve_tls_with_fd_limit(48);
+    let mut inside = Vec::new();
+    for i in 0..100 {
+        let mut client = Client::tls(tls, &fingerprint)
+            .unwrap_or_else(|e| panic!("client {i}: the handshake failed: {e}"));
+        let first = client.line();
+        if first.starts_with("ERR server-full ") {
+            client.expect("BYE ");
+            assert!(i > 10, "only {i} clients fit under 48 descriptors");
+            return;
+        }
+        assert!(first.starts_with("HELLO "), "{first}");
+        inside.push(client);
+    }
+    panic!("the descriptor limit was not reached within 100 clients");
+}
+
 /// The server's configuration with the per-address limits as `natter serve`
 /// has them by default.
 fn default_limits() -> natter::Config {

@@ -6,9 +6,10 @@
 //! before anything else is done for it, in this order: address bans, the
 //! per-address limits (`Config::max_per_address`, `Config::connect_rate`),
 //! `Config::max_clients`; one that is refused is told why on a task of its
-//! own too.
+//! own too, as is one accepted on the spare descriptor.
 
 use std::cell::Cell;
+use std::io;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,27 +70,7 @@ impl Accepting<'_> {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    if let Some(spare) = self.spare.take() {
-                        drop(spare);
-                        if let Ok((stream, peer)) = listener.accept().await {
-                            tracing::warn!(%peer, %err, "refused: out of file descriptors");
-                            if tls.is_some() {
-                                // Refusing in words would need a handshake,
-                                // which must not happen in the accept loop:
-                                // close at once instead of leaving the peer
-                                // hanging in the backlog.
-                                drop(stream);
-                            } else {
-                                refuse(stream.into(), refusal(self.config.max_clients)).await;
-                            }
-                        }
-                    } else {
-                        // Back off instead of spinning, and keep serving the
-                        // clients we have.
-                        tracing::warn!(%err, "accept failed; pausing for 100 ms");
-                        Timer::after(Duration::from_millis(100)).await;
-                    }
-                    self.restock();
+                    self.accept_failed(listener, &tls, err).await;
                     continue;
                 }
             };
@@ -150,6 +131,37 @@ impl Accepting<'_> {
 }
 
 impl Accepting<'_> {
+    /// Deals with a failed `accept`. Out of descriptors (EMFILE, ENFILE),
+    /// the spare one is let go to accept the newcomer and refuse it in
+    /// words, on a task of its own; with no spare left, or short of kernel
+    /// memory (ENOBUFS, ENOMEM), the loop pauses instead of spinning. Any
+    /// other error (a peer that gave up in the backlog, ECONNABORTED, a
+    /// firewall's EPERM) concerns that one peer: it is logged and the loop
+    /// goes on at once.
+    async fn accept_failed(&self, listener: &TcpListener, tls: &Option<Handshake>, err: io::Error) {
+        match accept_error_kind(&err) {
+            AcceptError::OutOfDescriptors => match self.spare.take() {
+                Some(spare) => {
+                    drop(spare);
+                    if let Ok((stream, peer)) = listener.accept().await {
+                        tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                        self.turn_away(stream.into(), tls, refusal(self.config.max_clients));
+                    }
+                }
+                None => {
+                    tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                    Timer::after(RESOURCE_PAUSE).await;
+                }
+            },
+            AcceptError::OutOfMemory => {
+                tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                Timer::after(RESOURCE_PAUSE).await;
+            }
+            AcceptError::Peer => tracing::info!(%err, "accept failed; going on"),
+        }
+        self.restock();
+    }
+
     /// Writes `bytes` (an `ERR` and a `BYE`) to a newcomer and closes it, on
     /// a task of its own: in plain text, or inside TLS after a handshake.
     fn turn_away(
@@ -171,6 +183,32 @@ impl Accepting<'_> {
             #[cfg(not(feature = "tls"))]
             Some(never) => match *never {},
         }
+    }
+}
+
+/// How long the accept loop pauses when the system is short of a resource
+/// that closing connections gives back: long enough not to spin, short
+/// enough that newcomers wait little once it is back.
+const RESOURCE_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a failed `accept` means for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptError {
+    /// The process or the system has no descriptor left.
+    OutOfDescriptors,
+    /// The kernel is short of memory for sockets.
+    OutOfMemory,
+    /// Something about one peer; the next accept may well succeed.
+    Peer,
+}
+
+/// Sorts an `accept` error by what the loop should do about it.
+fn accept_error_kind(err: &io::Error) -> AcceptError {
+    use rustix::io::Errno;
+    match Errno::from_io_error(err) {
+        Some(Errno::MFILE | Errno::NFILE) => AcceptError::OutOfDescriptors,
+        Some(Errno::NOBUFS | Errno::NOMEM) => AcceptError::OutOfMemory,
+        _ => AcceptError::Peer,
     }
 }
 
@@ -291,4 +329,39 @@ async fn refuse(stream: Arc<Async<std::net::TcpStream>>, bytes: Vec<u8>) {
     })
     .await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(errno: rustix::io::Errno) -> io::Error {
+        io::Error::from_raw_os_error(errno.raw_os_error())
+    }
+
+    #[test]
+    fn only_running_out_of_descriptors_uses_the_spare() {
+        use rustix::io::Errno;
+        assert_eq!(
+            accept_error_kind(&os(Errno::MFILE)),
+            AcceptError::OutOfDescriptors
+        );
+        assert_eq!(
+            accept_error_kind(&os(Errno::NFILE)),
+            AcceptError::OutOfDescriptors
+        );
+        assert_eq!(
+            accept_error_kind(&os(Errno::NOBUFS)),
+            AcceptError::OutOfMemory
+        );
+        assert_eq!(
+            accept_error_kind(&os(Errno::NOMEM)),
+            AcceptError::OutOfMemory
+        );
+        for peer in [Errno::CONNABORTED, Errno::PROTO, Errno::PERM, Errno::INTR] {
+            assert_eq!(accept_error_kind(&os(peer)), AcceptError::Peer, "{peer:?}");
+        }
+        let not_os = io::Error::other("not from the system");
+        assert_eq!(accept_error_kind(&not_os), AcceptError::Peer);
+    }
 }
