@@ -1,9 +1,11 @@
 //! The server at its limits: the operating system's (out of file
-//! descriptors) and its own per address (connections open at once, new
-//! connections per minute).
+//! descriptors), its own per address (connections open at once, new
+//! connections per minute), and a history answer larger than a client's
+//! outbox.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -283,5 +285,55 @@ fn connections_beyond_the_burst_are_refused_until_the_rate_allows() {
     std::thread::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed()));
     let mut later = Client::connect(server.addr);
     later.expect("HELLO ");
+    server.stop();
+}
+
+#[test]
+fn a_history_answer_arrives_whole_or_its_client_is_dropped() {
+    // Story: a client that asks for more history than its outbox holds, and does not read, is dropped like any slow reader, never left with a cut-off replay.
+    const MESSAGES: usize = 500;
+    let server = start(natter::Config {
+        history: natter::store::HistoryMode::Memory,
+        replay: 0,
+        outbox: 8,
+        max_line: 16 * 1024,
+        rate: 0,
+        ..config()
+    });
+    // 8 MB of history: more than the kernel buffers between the server and
+    // a client that does not read.
+    let mut writer = Client::register(server.addr, "writer");
+    let padding = "h".repeat(16_000);
+    for i in 0..MESSAGES {
+        writer.send_line(&format!("{i} {padding}"));
+    }
+    writer.send_line("PING written");
+    writer.until("PONG written");
+
+    let mut slow = std::net::TcpStream::connect(server.addr).expect("connect");
+    slow.write_all(format!("NICK slow\r\nHISTORY #lobby {MESSAGES}\r\n").as_bytes())
+        .expect("send");
+    // `slow` reads nothing until the server has judged it.
+    let quit = writer.until("QUIT ");
+    assert!(quit.ends_with(" slow too slow: stopped reading"), "{quit}");
+
+    slow.set_read_timeout(Some(common::TIMEOUT))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    slow.read_to_end(&mut bytes)
+        .expect("the server closes the connection");
+    let text = String::from_utf8_lossy(&bytes);
+    let hist = text.lines().filter(|l| l.starts_with("HIST MSG ")).count();
+    match text.lines().find(|l| l.starts_with("HIST END ")) {
+        // Had it fitted after all, it would be whole.
+        Some(end) => assert_eq!(
+            (end, hist),
+            (&*format!("HIST END #lobby {MESSAGES}"), MESSAGES)
+        ),
+        None => assert!(hist < MESSAGES, "{hist} lines and no end"),
+    }
+    // Everyone else is served as before.
+    writer.send_line("PING after");
+    writer.until("PONG after");
     server.stop();
 }

@@ -188,7 +188,14 @@ async fn run(
     hub.load(snapshot, Timestamp::now());
     let bans = hub.address_bans();
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(hub, store, accounts, inbox, shutdown_signal));
+    let hub = executor.spawn(run_hub(
+        hub,
+        store,
+        accounts,
+        inbox,
+        events.clone(),
+        shutdown_signal,
+    ));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
