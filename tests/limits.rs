@@ -176,6 +176,17 @@ fn default_limits() -> natter::Config {
     }
 }
 
+/// Connects to `addr` and checks that the server refuses at once with
+/// `ERR <code>`, `BYE` and a clean close; returns the `ERR` line.
+fn refused(addr: std::net::SocketAddr, code: &str) -> String {
+    let mut client = Client::connect(addr);
+    let err = client.line();
+    assert!(err.starts_with(&format!("ERR {code} ")), "{err}");
+    client.expect("BYE ");
+    client.expect_eof();
+    err
+}
+
 #[test]
 fn the_seventeenth_connection_from_one_address_is_refused_while_sixteen_chat_on() {
     // Story: one host cannot take every seat: its 17th connection is told why and closed; its 16 others chat on.
@@ -185,12 +196,8 @@ fn the_seventeenth_connection_from_one_address_is_refused_while_sixteen_chat_on(
     let mut inside: Vec<Client> = (0..16)
         .map(|i| Client::register(server.addr, &format!("user{i}")))
         .collect();
-    let mut refused = Client::connect(server.addr);
-    let err = refused.line();
-    assert!(err.starts_with("ERR too-many-connections "), "{err}");
+    let err = refused(server.addr, "too-many-connections");
     assert!(err.contains("16"), "the sentence names the limit: {err}");
-    refused.expect("BYE ");
-    refused.expect_eof();
 
     // The sixteen are served as before.
     let (first, rest) = inside.split_first_mut().expect("clients inside");
@@ -268,12 +275,8 @@ fn connections_beyond_the_burst_are_refused_until_the_rate_allows() {
         client.expect("HELLO ");
         held.push(client);
     }
-    let mut refused = Client::connect(server.addr);
-    let err = refused.line();
-    assert!(err.starts_with("ERR connect-throttled "), "{err}");
+    let err = refused(server.addr, "connect-throttled");
     assert!(err.ends_with("try again in 1 s."), "{err}");
-    refused.expect("BYE ");
-    refused.expect_eof();
     // Closing connections does not refill the bucket; time does.
     drop(held);
     assert!(

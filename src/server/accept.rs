@@ -286,12 +286,17 @@ pub(super) fn reserve() -> Option<std::net::UdpSocket> {
 /// What a newcomer past the limit on clients is told, on either port (in
 /// plain text, or inside TLS): why, and goodbye.
 fn refusal(max: usize) -> Vec<u8> {
+    goodbye(
+        ErrorCode::ServerFull,
+        format!("The server is full ({max} clients); please try again later."),
+    )
+}
+
+/// An `ERR` with `code` and `text`, then `BYE`: what every refused newcomer
+/// is sent.
+fn goodbye(code: ErrorCode, text: String) -> Vec<u8> {
     let mut bytes = Vec::new();
-    ServerLine::Err {
-        code: ErrorCode::ServerFull,
-        text: format!("The server is full ({max} clients); please try again later."),
-    }
-    .encode(&mut bytes);
+    ServerLine::Err { code, text }.encode(&mut bytes);
     ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
     bytes
 }
@@ -299,7 +304,6 @@ fn refusal(max: usize) -> Vec<u8> {
 /// What a newcomer refused by the per-address limits is told: why, and
 /// goodbye.
 fn address_refusal(refused: Refusal, max: usize) -> Vec<u8> {
-    let mut bytes = Vec::new();
     let (code, text) = match refused {
         Refusal::TooMany => (
             ErrorCode::TooManyConnections,
@@ -313,9 +317,7 @@ fn address_refusal(refused: Refusal, max: usize) -> Vec<u8> {
             )
         }
     };
-    ServerLine::Err { code, text }.encode(&mut bytes);
-    ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
-    bytes
+    goodbye(code, text)
 }
 
 /// Tells a newcomer on the plain port why it is refused (`bytes`),
