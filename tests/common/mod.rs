@@ -52,12 +52,16 @@ fn watch_server_panics() {
 
 /// A server's configuration for tests: the defaults, on two threads, with
 /// no history, so that registering is exactly WELCOME, JOIN and USERS (a
-/// history replay would follow them otherwise, from another thread).
+/// history replay would follow them otherwise, from another thread), and
+/// without the per-address limits, since every test client comes from
+/// 127.0.0.1 (`tests/limits.rs` tests those).
 pub fn config() -> natter::Config {
     natter::Config {
         threads: 2,
         history: natter::store::HistoryMode::Off,
         registrations_per_hour: 0, // Tests register many accounts from 127.0.0.1.
+        max_per_address: 0,
+        connect_rate: 0,
         ..natter::Config::default()
     }
 }
