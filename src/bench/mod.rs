@@ -74,6 +74,8 @@ pub fn bench_config(threads: usize) -> Config {
         // Every benchmark client comes from one loopback address.
         max_per_address: 0,
         connect_rate: 0,
+        // The soak registers accounts from it too.
+        registrations_per_hour: 0,
         ..Config::default()
     }
 }

@@ -1,8 +1,8 @@
 //! Shared helpers for the integration tests: an in-process server on
 //! `127.0.0.1:0` (here), a blocking line client that speaks raw bytes the
 //! way `nc` and `telnet` do, over TCP or TLS ([`raw`]), the client core
-//! driven as a user interface drives it ([`driver`]), and the terminal
-//! client in memory ([`screen`]).
+//! driven as a user interface drives it ([`driver`]), the terminal
+//! client in memory ([`screen`]), and real programs in tmux ([`tmux`]).
 //!
 //! Every wait has a deadline, so a test that waits for a line that never
 //! comes fails with a message saying what it waited for instead of hanging.
@@ -23,6 +23,7 @@ pub mod driver;
 pub mod raw;
 #[cfg(feature = "tui")]
 pub mod screen;
+pub mod tmux;
 
 /// How long a client waits for a line before the test fails. Generous, for
 /// loaded machines; tests that pass never wait this long.
