@@ -325,6 +325,36 @@ fn chat_that_looks_like_http_is_chat() {
     assert_eq!(chat_from(&mut bob, "alice"), "GET / HTTP/1.1");
 }
 
+/// `sender` says lines `first..first + n` (each padded with `padding`) in one
+/// write, and `reader` must get every one of them, in order; returns the
+/// `QUIT` lines that came meanwhile.
+fn relay_batch(
+    sender: &mut Client,
+    reader: &mut Client,
+    first: usize,
+    n: usize,
+    padding: &str,
+) -> Vec<String> {
+    let bytes: String = (first..first + n)
+        .map(|i| format!("{i} {padding}\n"))
+        .collect();
+    sender.send(bytes.as_bytes());
+    let mut quits = Vec::new();
+    let mut got = 0;
+    while got < n {
+        let line = reader.line();
+        if line.starts_with("QUIT ") {
+            quits.push(line);
+            continue;
+        }
+        let (_, _, _, nick, text) = parse_msg(&line);
+        assert_eq!(nick, "sender");
+        assert_eq!(text, format!("{} {padding}", first + got), "no line lost");
+        got += 1;
+    }
+    quits
+}
+
 // A client that stops reading never delays anyone else: everyone gets every
 // message promptly, and the slow one is disconnected once its outbox is full.
 #[test]
@@ -350,24 +380,10 @@ fn slow_reader_is_dropped_and_delays_nobody() {
     let mut quit_seen_at = None;
     let started = Instant::now();
     for batch in 0..MAX_BATCHES {
-        let mut bytes = Vec::new();
-        for i in 0..BATCH {
-            bytes.extend_from_slice(format!("{} {padding}\n", sent + i).as_bytes());
-        }
-        sender.send(&bytes);
-        let mut got = 0;
-        while got < BATCH {
-            let line = reader.line();
-            if line.starts_with("QUIT ") {
-                assert!(line.contains(" slow too slow"), "{line}");
-                assert!(quit_seen_at.is_none(), "one QUIT only");
-                quit_seen_at = Some(batch);
-                continue;
-            }
-            let (_, _, _, nick, text) = parse_msg(&line);
-            assert_eq!(nick, "sender");
-            assert_eq!(text, format!("{} {padding}", sent + got), "no line lost");
-            got += 1;
+        for quit in relay_batch(&mut sender, &mut reader, sent, BATCH, &padding) {
+            assert!(quit.contains(" slow too slow"), "{quit}");
+            assert!(quit_seen_at.is_none(), "one QUIT only");
+            quit_seen_at = Some(batch);
         }
         sent += BATCH;
         if quit_seen_at.is_some_and(|at| batch >= at + 10) {
@@ -422,23 +438,9 @@ fn stalled_clients_are_cut_off_at_the_server_wide_bound() {
     let mut sent = 0;
     let started = Instant::now();
     while quits < 3 && sent < BATCH * MAX_BATCHES {
-        let mut bytes = Vec::new();
-        for i in 0..BATCH {
-            bytes.extend_from_slice(format!("{} {padding}\n", sent + i).as_bytes());
-        }
-        sender.send(&bytes);
-        let mut got = 0;
-        while got < BATCH {
-            let line = reader.line();
-            if line.starts_with("QUIT ") {
-                assert!(line.contains(" too slow: stopped reading"), "{line}");
-                quits += 1;
-                continue;
-            }
-            let (_, _, _, nick, text) = parse_msg(&line);
-            assert_eq!(nick, "sender");
-            assert_eq!(text, format!("{} {padding}", sent + got), "no line lost");
-            got += 1;
+        for quit in relay_batch(&mut sender, &mut reader, sent, BATCH, &padding) {
+            assert!(quit.contains(" too slow: stopped reading"), "{quit}");
+            quits += 1;
         }
         sent += BATCH;
     }
