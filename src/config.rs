@@ -115,6 +115,18 @@ pub struct Config {
     /// connections; when full, those that connected longest ago are
     /// forgotten (and start afresh).
     pub address_table: usize,
+    // Several nodes.
+    /// The Redis that makes this node one of several (`--cluster`, a
+    /// `redis://` URL); `None`, the default, is a single node that needs
+    /// nothing else.
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (`--node-id`): letters, digits,
+    /// `.`, `_` and `-`, at most 64. `None` takes the host name and port.
+    /// A node restarted under the same name clears what it left behind.
+    pub node_id: Option<String>,
+    /// How long a node's heartbeat lasts in Redis (`--node-ttl`): a node
+    /// silent for that long is taken for dead, and its users leave.
+    pub node_ttl: Duration,
 }
 
 impl Default for Config {
@@ -152,6 +164,10 @@ impl Default for Config {
             connect_rate: 30,
             connect_burst: 20,
             address_table: 65_536,
+            // Several nodes.
+            cluster: None,
+            node_id: None,
+            node_ttl: Duration::from_secs(10),
         }
     }
 }

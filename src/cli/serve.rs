@@ -179,6 +179,19 @@ pub struct Serve {
     /// longest ago are forgotten first (default 65536)
     #[argh(option, default = "Config::default().address_table")]
     address_table: usize,
+    // Several nodes.
+    /// the Redis that joins this node to others as one chat, such as
+    /// redis://127.0.0.1:6379/0 (default none: a single node)
+    #[argh(option)]
+    cluster: Option<String>,
+    /// this node's name in the cluster: letters, digits, '.', '_' and '-'
+    /// (default the host name and port)
+    #[argh(option)]
+    node_id: Option<String>,
+    /// seconds without a heartbeat after which a node is taken for dead and
+    /// its users leave (default 10)
+    #[argh(option, default = "Config::default().node_ttl.as_secs()")]
+    node_ttl: u64,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -286,6 +299,10 @@ impl Serve {
             connect_rate: self.connect_rate,
             connect_burst: self.connect_burst,
             address_table: self.address_table,
+            // Several nodes.
+            cluster: self.cluster.clone(),
+            node_id: self.node_id.clone(),
+            node_ttl: Duration::from_secs(self.node_ttl.max(1)),
         }
     }
 

@@ -42,6 +42,7 @@ use outbox::{Outbox, Rejected};
 use words::{ban_text, greeting, HELP};
 
 mod accounts;
+pub mod cluster;
 pub mod history;
 mod moderation;
 mod nicks;
@@ -87,6 +88,8 @@ struct Room<O> {
     /// Members and a clone of each one's outbox, so a broadcast needs no
     /// other lookup.
     members: HashMap<ClientId, O>,
+    /// Members on other nodes (cluster mode): folded nickname to nickname.
+    remote: BTreeMap<String, String>,
     topic: Option<Topic>,
 }
 
@@ -112,6 +115,9 @@ pub struct HubConfig {
     pub registrations_per_hour: u32,
     /// Addresses whose recent registrations are remembered at once.
     pub registration_addresses: usize,
+    /// One node of several (`--cluster`): nicknames are claimed, and
+    /// messages numbered, by the cluster (see [`cluster`]).
+    pub cluster: bool,
 }
 
 impl Default for HubConfig {
@@ -126,6 +132,7 @@ impl Default for HubConfig {
             ban_default_secs: 24 * 3600,
             registrations_per_hour: 5,
             registration_addresses: 4096,
+            cluster: false,
         }
     }
 }
@@ -171,6 +178,14 @@ pub struct Hub<O> {
     checking: HashMap<IpAddr, u32>,
     /// Recent registrations per address key (see `accounts`).
     registrations: accounts::Registrations,
+    /// What the cluster should know, taken by [`Hub::take_published`].
+    published: Vec<cluster::Publish>,
+    /// Whether the cluster is reachable; always true for one node.
+    cluster_up: bool,
+    /// Users on other nodes by folded nickname (cluster mode).
+    remote: HashMap<String, cluster::RemoteUser>,
+    /// Nicknames being claimed across the cluster, by client.
+    claiming: HashMap<ClientId, String>,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -191,6 +206,7 @@ impl<O: Outbox> Hub<O> {
             Room {
                 name: LOBBY.to_owned(),
                 members: HashMap::new(),
+                remote: BTreeMap::new(),
                 topic: None,
             },
         );
@@ -213,6 +229,10 @@ impl<O: Outbox> Hub<O> {
             requests: Vec::new(),
             checking: HashMap::new(),
             registrations: accounts::Registrations::default(),
+            published: Vec::new(),
+            cluster_up: true,
+            remote: HashMap::new(),
+            claiming: HashMap::new(),
         }
     }
 
@@ -451,6 +471,16 @@ impl<O: Outbox> Hub<O> {
         let Some(room) = self.rooms.get(&names::fold(room)) else {
             return Vec::new();
         };
+        if !room.remote.is_empty() {
+            let mut nicks: Vec<&str> = room
+                .members
+                .keys()
+                .map(|id| self.nick_of(*id))
+                .chain(room.remote.values().map(String::as_str))
+                .collect();
+            nicks.sort_by_cached_key(|n| names::fold(n));
+            return nicks;
+        }
         // A big room (the lobby holds everyone) is listed by walking the
         // nicknames, which are already sorted by folded name: no sort and
         // no folding per member on every join.
@@ -568,6 +598,18 @@ impl<O: Outbox> Hub<O> {
         let Some(key) = self.member_room(id, room) else {
             return;
         };
+        if self.config.cluster {
+            if !self.cluster_up {
+                return self.unavailable(id);
+            }
+            let room = self.rooms.get(&key).map_or(LOBBY, |r| r.name.as_str());
+            return self.published.push(cluster::Publish::Msg {
+                client: id,
+                room: room.to_owned(),
+                nick: self.nick_of(id).to_owned(),
+                text,
+            });
+        }
         let Some(msg_id) = self.next_id(id) else {
             return;
         };
@@ -607,6 +649,9 @@ impl<O: Outbox> Hub<O> {
         if let Some(why) = self.muted(id, now) {
             return self.error(id, ErrorCode::Muted, why);
         }
+        if self.config.cluster {
+            return self.whisper_cluster(id, to, text);
+        }
         let Some(&target) = self.nicks.get(&names::fold(to)) else {
             return self.error(
                 id,
@@ -643,6 +688,41 @@ impl<O: Outbox> Hub<O> {
                 text,
             });
         }
+    }
+
+    /// A whisper in cluster mode: numbered by the cluster and delivered by
+    /// the recipient's node (this one's included).
+    fn whisper_cluster(&mut self, id: ClientId, to: &str, text: String) {
+        let key = names::fold(to);
+        let node = match (self.nicks.get(&key), self.remote.get(&key)) {
+            (Some(&target), _) if target == id => {
+                return self.error(
+                    id,
+                    ErrorCode::BadArgument,
+                    "Whispering to yourself? Nobody else would hear it anyway.".into(),
+                );
+            }
+            (Some(&target), _) => (None, self.nick_of(target).to_owned()),
+            (None, Some(user)) => (Some(user.node.clone()), user.nick.clone()),
+            (None, None) => {
+                return self.error(
+                    id,
+                    ErrorCode::NoSuchNick,
+                    format!("Nobody called {to} is online."),
+                );
+            }
+        };
+        if !self.cluster_up {
+            return self.unavailable(id);
+        }
+        let (node, to) = node;
+        self.published.push(cluster::Publish::Whisper {
+            client: id,
+            node,
+            from: self.nick_of(id).to_owned(),
+            to,
+            text,
+        });
     }
 
     fn error(&mut self, id: ClientId, code: ErrorCode, text: String) {
@@ -712,11 +792,19 @@ impl<O: Outbox> Hub<O> {
     /// with it that it left.
     fn remove(&mut self, id: ClientId, reason: &str, now: Timestamp) {
         self.done(id);
+        self.claiming.remove(&id);
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         client.outbox.close();
         if let Some(nick) = client.nick.clone() {
+            if self.config.cluster {
+                self.published.push(cluster::Publish::Quit {
+                    nick: nick.clone(),
+                    rooms: client.rooms.clone(),
+                    reason: reason.to_owned(),
+                });
+            }
             self.nicks.remove(&names::fold(&nick));
             let line = encode(&ServerLine::Quit {
                 time: now,

@@ -73,10 +73,18 @@ impl<O: Outbox> Hub<O> {
         let room = self.rooms.entry(key.to_owned()).or_insert_with(|| Room {
             name: name.to_owned(),
             members: HashMap::new(),
+            remote: std::collections::BTreeMap::new(),
             topic: None,
         });
         room.members.insert(id, outbox);
         let name = room.name.clone();
+        if self.config.cluster {
+            self.published.push(super::cluster::Publish::Join {
+                room: key.to_owned(),
+                name: name.clone(),
+                nick: nick.clone(),
+            });
+        }
         let topic = room.topic.as_ref().map(|t| ServerLine::Topic {
             time: t.time,
             room: name.clone(),
@@ -118,6 +126,13 @@ impl<O: Outbox> Hub<O> {
             reason: reason.to_owned(),
         });
         self.broadcast_room(key, &line, None);
+        if self.config.cluster {
+            self.published.push(super::cluster::Publish::Part {
+                room: key.to_owned(),
+                nick: self.nick_of(id).to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
         self.leave_room(id, key);
         let current = self
             .clients
@@ -140,7 +155,7 @@ impl<O: Outbox> Hub<O> {
         }
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.remove(&id);
-            if room.members.is_empty() && key != names::fold(LOBBY) {
+            if room.members.is_empty() && room.remote.is_empty() && key != names::fold(LOBBY) {
                 self.rooms.remove(key);
             }
         }
@@ -149,9 +164,8 @@ impl<O: Outbox> Hub<O> {
     pub(super) fn list_rooms(&mut self, id: ClientId) {
         let mut rooms: Vec<&Room<O>> = self.rooms.values().collect();
         rooms.sort_by(|a, b| {
-            b.members
-                .len()
-                .cmp(&a.members.len())
+            (b.members.len() + b.remote.len())
+                .cmp(&(a.members.len() + a.remote.len()))
                 .then_with(|| names::fold(&a.name).cmp(&names::fold(&b.name)))
         });
         let total = rooms.len();
@@ -160,7 +174,8 @@ impl<O: Outbox> Hub<O> {
             .take(ROOMS_LISTED)
             .map(|room| ServerLine::Room {
                 room: room.name.clone(),
-                members: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+                members: u32::try_from(room.members.len() + room.remote.len())
+                    .unwrap_or(u32::MAX),
                 topic: room
                     .topic
                     .as_ref()

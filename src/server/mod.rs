@@ -145,6 +145,7 @@ pub async fn serve_with(
         ban_default_secs: config.ban_default.as_secs(),
         registrations_per_hour: config.registrations_per_hour,
         registration_addresses: config.registration_addresses,
+        cluster: config.cluster.is_some(),
     });
     let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
     drop(stop);
