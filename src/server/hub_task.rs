@@ -20,6 +20,7 @@ use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
 use crate::hub::history::history_line;
 use crate::hub::outbox::{Outbox, Rejected};
+use crate::hub::cluster::{Publish, Remote};
 use crate::hub::Hub;
 use crate::ids::ClientId;
 use crate::ids::UNRESERVED;
@@ -67,6 +68,8 @@ pub(crate) enum Event {
     },
     /// The accounts thread answered (a password check, a reload).
     Account(Answer),
+    /// The cluster bus says what happened on the other nodes.
+    Cluster(Remote),
 }
 
 /// How long the hub waits, in all, for the history store to make room
@@ -94,6 +97,21 @@ fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, 
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
         Event::Account(reply) => hub.account(reply, now),
+        Event::Cluster(remote) => hub.cluster(remote, now),
+    }
+}
+
+/// Gives the cluster bus what the hub queued for it; what its full queue
+/// refuses is answered `ERR cluster-unavailable` at once. The hub never
+/// waits for Redis.
+fn hand_to_bus(hub: &mut Hub<SessionOutbox>, bus: Option<&Sender<Publish>>, now: Timestamp) {
+    let Some(bus) = bus else {
+        return;
+    };
+    for publish in hub.take_published() {
+        if let Err(err) = bus.try_send(publish) {
+            hub.cluster_refused(err.into_inner(), now);
+        }
     }
 }
 
@@ -271,6 +289,8 @@ pub(crate) struct Backends {
     pub(crate) ids: Option<IdFloor>,
     /// The accounts thread.
     pub(crate) accounts: Accounts,
+    /// The cluster bus, in cluster mode.
+    pub(crate) bus: Option<Sender<Publish>>,
 }
 
 /// The hub task: applies events in order, expires unregistered connections
@@ -288,6 +308,7 @@ pub(crate) async fn run_hub(
         mut store,
         ids,
         accounts,
+        bus,
     } = backends;
     let mut tick = Timer::interval(Duration::from_secs(1));
     // Whether the history store has stopped taking messages; see
@@ -366,6 +387,7 @@ pub(crate) async fn run_hub(
             }
         }
         hand_to_accounts(&mut hub, &accounts, now);
+        hand_to_bus(&mut hub, bus.as_ref(), now);
         if let (Some(upto), Some(ids)) = (hub.take_id_reservation(), &ids) {
             ids.reserve(upto);
         }

@@ -52,6 +52,7 @@ use outbox::{QueuedBytes, SessionOutbox};
 use session::transport::Ports;
 
 mod accept;
+mod cluster;
 mod hub_task;
 mod outbox;
 mod per_address;
@@ -147,7 +148,16 @@ pub async fn serve_with(
         registration_addresses: config.registration_addresses,
         cluster: config.cluster.is_some(),
     });
-    let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
+    let result = run(
+        &executor,
+        listeners,
+        config,
+        (hub, last_msg_id),
+        store,
+        ids,
+        shutdown,
+    )
+    .await;
     drop(stop);
     for worker in workers {
         let _ = worker.join();
@@ -189,7 +199,7 @@ async fn run(
     executor: &Arc<Executor<'static>>,
     listeners: Listeners,
     config: Config,
-    mut hub: Hub<SessionOutbox>,
+    (mut hub, last_msg_id): (Hub<SessionOutbox>, u64),
     store: Option<Store>,
     ids: Option<IdFloor>,
     shutdown: impl Future<Output = ()>,
@@ -248,6 +258,27 @@ async fn run(
     );
     hub.load(snapshot, Timestamp::now());
     let bans = hub.address_bans();
+    let (bus, bus_task) = match &config.cluster {
+        Some(url) => {
+            let node = cluster::node_name(config.node_id.as_deref(), ports.plain.or(ports.tls))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            tracing::info!(%node, "one node of a cluster");
+            let (publish, effects) = async_channel::bounded(cluster::BUS_QUEUE);
+            let task = executor.spawn(cluster::run_bus(
+                cluster::Bus {
+                    url: url.clone(),
+                    node,
+                    ttl: config.node_ttl,
+                    floor: last_msg_id,
+                    maxlen: config.retention.max_per_room.unwrap_or(100_000),
+                },
+                effects,
+                events.clone(),
+            ));
+            (Some(publish), Some(task))
+        }
+        None => (None, None),
+    };
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
     let hub = executor.spawn(run_hub(
         hub,
@@ -255,6 +286,7 @@ async fn run(
             store,
             ids,
             accounts,
+            bus,
         },
         QueuedBytes::new(config.outbox_total_bytes),
         inbox,
@@ -341,6 +373,18 @@ async fn run(
         },
     )
     .await;
+    // The bus takes this node's users out of the cluster as it stops.
+    if let Some(task) = bus_task {
+        future::or(
+            async {
+                task.await;
+            },
+            async {
+                Timer::after(Duration::from_secs(3)).await;
+            },
+        )
+        .await;
+    }
     Ok(())
 }
 
