@@ -133,7 +133,14 @@ impl Process {
             .args(["serve", "--no-web", "--bind", &addr.to_string()])
             .args(["--threads", "2", "--history", "off", "--accounts", "memory"])
             .args(["--max-per-address", "0", "--connect-rate", "0"])
-            .args(["--cluster", &redis.url(), "--node-id", node, "--node-ttl", "2"])
+            .args([
+                "--cluster",
+                &redis.url(),
+                "--node-id",
+                node,
+                "--node-ttl",
+                "2",
+            ])
             .env_remove("RUST_LOG")
             .env("XDG_DATA_HOME", &data.0)
             .stdin(Stdio::null())

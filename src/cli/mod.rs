@@ -173,6 +173,8 @@ mod tests {
                 "--web-tls-bind",
                 super::serve::DEFAULT_WEB_TLS_BIND.to_owned(),
             ),
+            // Several nodes.
+            ("--node-ttl", c.node_ttl.as_secs().to_string()),
         ];
         for (flag, value) in expected {
             assert_eq!(default_in_help(&["serve"], flag), value, "{flag}");
@@ -198,6 +200,33 @@ mod tests {
         assert_eq!(got.retention, Retention::default());
         assert_eq!(got.history, HistoryMode::Sqlite("/d".into()));
         assert_eq!(got.accounts, AccountsMode::Sqlite("/d".into()));
+    }
+
+    /// `--cluster`, `--node-id` and `--node-ttl` reach the configuration;
+    /// without them a server is a single node.
+    #[test]
+    fn cluster_flags_reach_the_config() {
+        let parse = |args: &[&str]| match Args::from_args(&["natter"], args) {
+            Ok(Args {
+                command: Subcommand::Serve(serve),
+            }) => serve.config(),
+            _ => panic!("serve did not parse: {args:?}"),
+        };
+        let single = parse(&["serve"]);
+        assert_eq!(single.cluster, None);
+        assert_eq!(single.node_id, None);
+        let node = parse(&[
+            "serve",
+            "--cluster",
+            "redis://127.0.0.1:6379/0",
+            "--node-id",
+            "n1",
+            "--node-ttl",
+            "3",
+        ]);
+        assert_eq!(node.cluster.as_deref(), Some("redis://127.0.0.1:6379/0"));
+        assert_eq!(node.node_id.as_deref(), Some("n1"));
+        assert_eq!(node.node_ttl, std::time::Duration::from_secs(3));
     }
 
     /// `--history` and `--accounts` take their words and refuse others.

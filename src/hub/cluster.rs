@@ -384,14 +384,15 @@ impl<O: Outbox> Hub<O> {
         let key = names::fold(nick);
         // Someone here may have taken it meanwhile (a release and a claim
         // crossing), or a remote user shows it: then the claim is given back.
-        let free_here = self.nicks.get(&key).is_none_or(|&h| h == client)
-            && !self.remote.contains_key(&key);
-        if won && (!asked || !free_here || !self.clients.contains_key(&client)) {
-            if self.nicks.get(&key).is_none() {
-                self.published.push(Publish::Release {
-                    nick: nick.to_owned(),
-                });
-            }
+        let free_here =
+            self.nicks.get(&key).is_none_or(|&h| h == client) && !self.remote.contains_key(&key);
+        if won
+            && (!asked || !free_here || !self.clients.contains_key(&client))
+            && !self.nicks.contains_key(&key)
+        {
+            self.published.push(Publish::Release {
+                nick: nick.to_owned(),
+            });
         }
         if !asked || !self.clients.contains_key(&client) {
             return;
@@ -517,12 +518,15 @@ impl<O: Outbox> Hub<O> {
         }
         user.rooms.push(key.clone());
         let shown = user.nick.clone();
-        let entry = self.rooms.entry(key.clone()).or_insert_with(|| super::Room {
-            name: room.to_owned(),
-            members: HashMap::new(),
-            remote: BTreeMap::new(),
-            topic: None,
-        });
+        let entry = self
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| super::Room {
+                name: room.to_owned(),
+                members: HashMap::new(),
+                remote: BTreeMap::new(),
+                topic: None,
+            });
         entry.remote.insert(folded, shown.clone());
         let line = encode(&ServerLine::Join {
             time: now,
@@ -597,7 +601,8 @@ impl<O: Outbox> Hub<O> {
         if self.remote.get(&old_key).is_none_or(|u| u.node != node) {
             return;
         }
-        if old_key != new_key && (self.nicks.contains_key(&new_key) || self.remote.contains_key(&new_key))
+        if old_key != new_key
+            && (self.nicks.contains_key(&new_key) || self.remote.contains_key(&new_key))
         {
             tracing::warn!(%new, %node, "a remote rename to a nickname in use; ignored");
             return;

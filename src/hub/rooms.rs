@@ -174,8 +174,7 @@ impl<O: Outbox> Hub<O> {
             .take(ROOMS_LISTED)
             .map(|room| ServerLine::Room {
                 room: room.name.clone(),
-                members: u32::try_from(room.members.len() + room.remote.len())
-                    .unwrap_or(u32::MAX),
+                members: u32::try_from(room.members.len() + room.remote.len()).unwrap_or(u32::MAX),
                 topic: room
                     .topic
                     .as_ref()

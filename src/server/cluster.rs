@@ -106,7 +106,11 @@ pub(crate) fn node_name(given: Option<&str>, port: Option<u16>) -> Result<String
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         .take(48)
         .collect();
-    let host = if host.is_empty() { "natter".into() } else { host };
+    let host = if host.is_empty() {
+        "natter".into()
+    } else {
+        host
+    };
     Ok(format!("{host}-{}", port.unwrap_or(0)))
 }
 
@@ -497,7 +501,10 @@ async fn serve(
 ) -> End {
     let lost = |e: redis::RedisError| End::Lost(e.to_string());
     let node_channel = format!("natter:node:{}", bus.node);
-    if let Err(e) = pubsub.subscribe(&["natter:all", node_channel.as_str()]).await {
+    if let Err(e) = pubsub
+        .subscribe(&["natter:all", node_channel.as_str()])
+        .await
+    {
         return lost(e);
     }
     if let Err(e) = pubsub.psubscribe("natter:room:*").await {
@@ -566,9 +573,7 @@ async fn serve(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let _ = events
-                            .send(Event::Cluster(Remote::Refused(effect)))
-                            .await;
+                        let _ = events.send(Event::Cluster(Remote::Refused(effect))).await;
                         return lost(e);
                     }
                 }
