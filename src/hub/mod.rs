@@ -43,6 +43,8 @@ use words::{ban_text, greeting, HELP};
 
 mod accounts;
 pub mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 pub mod history;
 mod moderation;
 mod nicks;
