@@ -76,7 +76,7 @@ impl Cluster {
         panic!("the hubs never stopped publishing");
     }
 
-    fn to_others(&mut self, from: usize, remote: Remote) {
+    fn send_others(&mut self, from: usize, remote: Remote) {
         self.hubs[1 - from].cluster(remote, t());
     }
 
@@ -97,7 +97,7 @@ impl Cluster {
                 }
             }
             Publish::Join { name, nick, .. } => {
-                self.to_others(
+                self.send_others(
                     from,
                     Remote::Join {
                         node,
@@ -108,7 +108,7 @@ impl Cluster {
             }
             Publish::Part {
                 room, nick, reason, ..
-            } => self.to_others(
+            } => self.send_others(
                 from,
                 Remote::Part {
                     node,
@@ -119,11 +119,11 @@ impl Cluster {
             ),
             Publish::Quit { nick, reason, .. } => {
                 self.claims.remove(&names::fold(&nick));
-                self.to_others(from, Remote::Quit { node, nick, reason });
+                self.send_others(from, Remote::Quit { node, nick, reason });
             }
             Publish::Rename { old, new, .. } => {
                 self.claims.remove(&names::fold(&old));
-                self.to_others(from, Remote::Rename { node, old, new });
+                self.send_others(from, Remote::Rename { node, old, new });
             }
             Publish::Msg {
                 room, nick, text, ..
