@@ -363,4 +363,17 @@ fn redis_trouble_is_said_and_refused_then_chat_resumes() {
     assert!(info.contains("again"), "{info}");
     newcomer.send_line("NICK frank");
     newcomer.expect("WELCOME frank ");
+    // Redis came back empty: the node told it again who is here, so a
+    // newcomer on another node sees alice, and alice's nickname is still
+    // hers.
+    let b = node(&redis, "b");
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut bob, "alice", true);
+    let mut thief = Client::connect(b.addr);
+    thief.expect("HELLO ");
+    thief.send_line("NICK alice");
+    thief.expect("ERR nick-taken ");
+    alice.send_line("back?");
+    let (_, _, _, nick, text) = parse_msg(&bob.until("MSG "));
+    assert_eq!((nick.as_str(), text.as_str()), ("alice", "back?"));
 }

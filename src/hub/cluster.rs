@@ -262,6 +262,7 @@ impl<O: Outbox> Hub<O> {
                 if !self.cluster_up {
                     self.cluster_up = true;
                     self.tell_everyone("This server is in touch with the other nodes again.");
+                    self.republish_members();
                 }
             }
             Remote::Down => {
@@ -337,6 +338,30 @@ impl<O: Outbox> Hub<O> {
             }
         }
         self.settle(now);
+    }
+
+    /// After an outage, tells the cluster again who is here and where:
+    /// Redis may have restarted empty, or the others may have taken this
+    /// node for dead. Joins are idempotent everywhere.
+    fn republish_members(&mut self) {
+        let mut joins = Vec::new();
+        for client in self.clients.values() {
+            let Some(nick) = &client.nick else {
+                continue;
+            };
+            for key in &client.rooms {
+                let name = self
+                    .rooms
+                    .get(key)
+                    .map_or(key.as_str(), |r| r.name.as_str());
+                joins.push(Publish::Join {
+                    room: key.clone(),
+                    name: name.to_owned(),
+                    nick: nick.clone(),
+                });
+            }
+        }
+        self.published.extend(joins);
     }
 
     pub(super) fn unavailable(&mut self, id: ClientId) {

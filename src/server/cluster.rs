@@ -527,6 +527,34 @@ async fn serve(
             return lost(e);
         }
         state.started = true;
+    } else {
+        // Back after an outage: Redis may have restarted empty, so this
+        // node's nicknames are claimed again (a claim someone else made
+        // meanwhile stays theirs, and is logged).
+        let owned: Vec<String> = state.owned.iter().cloned().collect();
+        for folded in owned {
+            let won: Result<i64, _> = scripts
+                .claim
+                .arg(&bus.node)
+                .arg(&folded)
+                .arg(ms(bus.ttl))
+                .invoke_async(&mut con)
+                .await;
+            match won {
+                Ok(1) => {}
+                Ok(_) => {
+                    let holder: Option<String> = redis::cmd("GET")
+                        .arg(format!("natter:nick:{folded}"))
+                        .query_async(&mut con)
+                        .await
+                        .unwrap_or(None);
+                    if holder.as_deref() != Some(bus.node.as_str()) {
+                        tracing::warn!(nick = %folded, "a nickname held here was claimed elsewhere during an outage");
+                    }
+                }
+                Err(e) => return lost(e),
+            }
+        }
     }
     if let Err(e) = heartbeat(bus, scripts, state, &mut con).await {
         return lost(e);
