@@ -145,7 +145,10 @@ impl Accepting<'_> {
                             }
                             #[cfg(feature = "web")]
                             Accepted::Web(stream, tls) => {
-                                web::run(id, peer, stream, tls, &config, ports, &events).await
+                                // Boxed: the HTTP and TLS state is ten times a plain
+                                // session's, and every task would be sized for it.
+                                Box::pin(web::run(id, peer, stream, tls, &config, ports, &events))
+                                    .await
                             }
                         }
                     });
