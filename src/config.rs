@@ -88,6 +88,33 @@ pub struct Config {
     /// is queued, for an accounts database another process holds locked,
     /// before it gets `ERR busy` (`--accounts-wait`).
     pub accounts_wait: Duration,
+    // Registrations per address.
+    /// Accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off. Registering is cheap for a script and every account is
+    /// kept for good, so without it one host could fill the database.
+    pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered for that limit;
+    /// past it the one that registered least recently is forgotten, so
+    /// many addresses cost bounded memory.
+    pub registration_addresses: usize,
+    // Connections per address, checked when a connection is accepted.
+    /// Connections one address may hold open at once (an IPv6 address counts
+    /// by its /64); past it a newcomer gets `ERR too-many-connections`. 0
+    /// switches the limit off. Keeps one host from taking every slot of
+    /// `max_clients`, while a household behind one NAT still fits.
+    pub max_per_address: usize,
+    /// New connections one address may open per minute, over time; past
+    /// `connect_burst` a newcomer gets `ERR connect-throttled`. 0 switches
+    /// the limit off. Keeps a client that reconnects in a loop from costing
+    /// the server a registration each time.
+    pub connect_rate: u32,
+    /// New connections one address may open at once before `connect_rate`
+    /// applies: everyone behind one NAT reconnecting after a network hiccup.
+    pub connect_burst: u32,
+    /// Addresses remembered for `connect_rate`, besides those holding
+    /// connections; when full, those that connected longest ago are
+    /// forgotten (and start afresh).
+    pub address_table: usize,
 }
 
 impl Default for Config {
@@ -117,6 +144,14 @@ impl Default for Config {
             id_floor_dir: None,
             // A locked accounts database.
             accounts_wait: Duration::from_secs(2),
+            // Registrations per address.
+            registrations_per_hour: 5,
+            registration_addresses: 4096,
+            // Connections per address.
+            max_per_address: 16,
+            connect_rate: 30,
+            connect_burst: 20,
+            address_table: 65_536,
         }
     }
 }

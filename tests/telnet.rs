@@ -7,15 +7,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use common::raw::Client;
+use common::tmux::{skip_without, ServerProcess, Tmux};
 use natter::accounts::AccountsMode;
 use natter::protocol::{ErrorCode, ServerLine};
-
-const BIN: &str = env!("CARGO_BIN_EXE_natter");
 
 const WILL_ECHO: [u8; 3] = [0xff, 0xfb, 0x01];
 const WONT_ECHO: [u8; 3] = [0xff, 0xfc, 0x01];
@@ -114,104 +112,16 @@ fn nc_users_get_the_error_as_before_and_no_telnet_bytes() {
     server.stop();
 }
 
-/// A `natter serve` child process, killed on drop.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn capture(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", "telnet"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let screen = self.capture();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited 10 s for {text:?} on the telnet screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn keys(&self, keys: &str) {
-        self.run(&["send-keys", "-t", "telnet", "-l", keys]);
-        self.run(&["send-keys", "-t", "telnet", "Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-/// Whether `program` runs here.
-fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 #[test]
 fn the_real_telnet_client_hides_the_password() {
-    if !have("tmux", "-V") || !have("telnet", "--version") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tmux and telnet are needed on CI"
-        );
-        eprintln!("skipped: this test needs tmux and telnet");
+    if skip_without(&[("tmux", "-V"), ("telnet", "--version")]) {
         return;
     }
     let addr = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
-    let server = ServerProcess(
-        Command::new(BIN)
-            .args(["serve", "--no-web", "--bind", &addr.to_string()])
-            .args(["--history", "memory", "--accounts", "memory"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start natter serve"),
-    );
-    common::retry(
-        "the server to listen",
-        100,
-        Duration::from_millis(50),
-        || TcpStream::connect(addr).ok(),
-    );
-    let tmux = Tmux {
-        socket: format!("natter-telnet-{}", std::process::id()),
-    };
+    let server = ServerProcess::start(addr);
+    let tmux = Tmux::new("telnet");
     // To a port other than 23, telnet negotiates only when the port is
     // written with a leading dash.
     let command = format!("telnet -- {} -{}", addr.ip(), addr.port());
@@ -229,12 +139,15 @@ fn the_real_telnet_client_hides_the_password() {
     assert!(out.status.success(), "tmux new-session: {out:?}");
     tmux.wait_for("HELLO natter/1");
     tmux.keys("NICK alice");
+    tmux.key("Enter");
     tmux.wait_for("WELCOME alice");
     tmux.keys("/register");
+    tmux.key("Enter");
     tmux.wait_for("Choose a password for your nickname");
     // Let the client take the echo offer before typing.
     std::thread::sleep(Duration::from_millis(300));
     tmux.keys("correct-horse");
+    tmux.key("Enter");
     let screen = tmux.wait_for("ACCOUNT alice user");
     assert!(
         !screen.contains("correct-horse"),
@@ -242,6 +155,7 @@ fn the_real_telnet_client_hides_the_password() {
     );
     // The echo is back for what follows.
     tmux.keys("PING visible-again");
+    tmux.key("Enter");
     tmux.wait_for("PONG visible-again");
     let screen = tmux.capture();
     assert!(

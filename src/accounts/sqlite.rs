@@ -1,4 +1,4 @@
-//! Accounts and bans in an SQLite database (`accounts.sqlite3`, WAL mode),
+//! Accounts, bans and mutes in an SQLite database (`accounts.sqlite3`, WAL mode),
 //! which notices writes by other processes.
 //!
 //! Another process may hold the database's write lock for a while (a long
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::backend::Backend;
-use super::{AccountInfo, AccountsError, Ban, BanTarget, Snapshot, FILE};
+use super::{AccountInfo, AccountsError, Ban, BanTarget, Mute, Snapshot, FILE};
 use crate::names;
 
 pub(super) struct Sqlite {
@@ -42,6 +42,11 @@ const SCHEMA: &str = "
         by     TEXT NOT NULL,
         reason TEXT NOT NULL,
         PRIMARY KEY (kind, value)
+    );
+    CREATE TABLE IF NOT EXISTS mutes (
+        nick   TEXT PRIMARY KEY,       -- folded nickname
+        until  INTEGER NOT NULL,       -- Unix seconds
+        by     TEXT NOT NULL
     );
 ";
 
@@ -227,7 +232,21 @@ impl Backend for Sqlite {
                     })
                 })
                 .collect();
-            Ok(Snapshot { accounts, bans })
+            let mut stmt = db.prepare("SELECT nick, until, by FROM mutes")?;
+            let mutes = stmt
+                .query_map([], |row| {
+                    Ok(Mute {
+                        nick: row.get(0)?,
+                        until: row.get(1)?,
+                        by: row.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Snapshot {
+                accounts,
+                bans,
+                mutes,
+            })
         };
         read(&self.db).map_err(|e| self.fail(e))
     }
@@ -251,6 +270,23 @@ impl Backend for Sqlite {
                 "DELETE FROM bans WHERE kind = ?1 AND value = ?2",
                 params![kind, value],
             )
+            .map(|rows| rows > 0)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn save_mute(&mut self, mute: &Mute) -> Result<(), AccountsError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO mutes (nick, until, by) VALUES (?1, ?2, ?3)",
+                params![mute.nick, mute.until, mute.by],
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    fn remove_mute(&mut self, nick: &str) -> Result<bool, AccountsError> {
+        self.db
+            .execute("DELETE FROM mutes WHERE nick = ?1", params![nick])
             .map(|rows| rows > 0)
             .map_err(|e| self.fail(e))
     }

@@ -1,5 +1,5 @@
 //! [`Accounts`]: the handle the server holds, and the accounts thread, which
-//! hashes and checks passwords and keeps accounts and bans.
+//! hashes and checks passwords and keeps accounts, bans and mutes.
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -212,6 +212,18 @@ fn handle(backend: &mut dyn Backend, request: Request) -> Option<Answer> {
         Request::RemoveBan(target) => {
             if let Err(err) = backend.remove_ban(&target) {
                 tracing::error!(%err, "cannot remove a ban");
+            }
+            return None;
+        }
+        Request::SaveMute(mute) => {
+            if let Err(err) = backend.save_mute(&mute) {
+                tracing::error!(%err, "cannot store a mute");
+            }
+            return None;
+        }
+        Request::RemoveMute(nick) => {
+            if let Err(err) = backend.remove_mute(&nick) {
+                tracing::error!(%err, "cannot remove a mute");
             }
             return None;
         }

@@ -152,6 +152,33 @@ pub struct Serve {
     /// another process has locked, before it gets ERR busy (default 2)
     #[argh(option, default = "Config::default().accounts_wait.as_secs()")]
     accounts_wait: u64,
+    // Registrations per address.
+    /// accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off (default 5)
+    #[argh(option, default = "Config::default().registrations_per_hour")]
+    registrations_per_hour: u32,
+    /// addresses whose recent registrations are remembered for
+    /// --registrations-per-hour; past it the stalest is forgotten
+    /// (default 4096)
+    #[argh(option, default = "Config::default().registration_addresses")]
+    registration_addresses: usize,
+    // Connections per address.
+    /// connections one address (IPv6: one /64) may hold open at once; 0
+    /// turns the limit off (default 16)
+    #[argh(option, default = "Config::default().max_per_address")]
+    max_per_address: usize,
+    /// new connections one address may open per minute over time; 0 turns
+    /// the limit off (default 30)
+    #[argh(option, default = "Config::default().connect_rate")]
+    connect_rate: u32,
+    /// new connections one address may open at once before --connect-rate
+    /// applies (default 20)
+    #[argh(option, default = "Config::default().connect_burst")]
+    connect_burst: u32,
+    /// addresses remembered for --connect-rate besides those connected; the
+    /// longest ago are forgotten first (default 65536)
+    #[argh(option, default = "Config::default().address_table")]
+    address_table: usize,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -251,6 +278,14 @@ impl Serve {
             id_floor_dir: Some(dir()),
             // A locked accounts database.
             accounts_wait: Duration::from_secs(self.accounts_wait),
+            // Registrations per address.
+            registrations_per_hour: self.registrations_per_hour,
+            registration_addresses: self.registration_addresses,
+            // Connections per address.
+            max_per_address: self.max_per_address,
+            connect_rate: self.connect_rate,
+            connect_burst: self.connect_burst,
+            address_table: self.address_table,
         }
     }
 

@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
+use crate::accounts::{AccountInfo, AddressBans, Ban, BanTarget, Request};
 use crate::ids::{ClientId, MessageIds};
 use crate::limiter::Limiter;
 use crate::names;
@@ -50,6 +50,8 @@ mod rooms;
 #[cfg(test)]
 mod tests;
 mod words;
+
+pub use moderation::ban_refusal;
 
 struct Client<O> {
     /// `None` until the client picks a nickname.
@@ -106,6 +108,10 @@ pub struct HubConfig {
     pub mute_default_secs: u64,
     /// Seconds a `BAN` without a duration lasts.
     pub ban_default_secs: u64,
+    /// Accounts one address may register per hour; 0: no limit.
+    pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered at once.
+    pub registration_addresses: usize,
 }
 
 impl Default for HubConfig {
@@ -118,6 +124,8 @@ impl Default for HubConfig {
             last_msg_id: 0,
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
+            registrations_per_hour: 5,
+            registration_addresses: 4096,
         }
     }
 }
@@ -149,6 +157,8 @@ pub struct Hub<O> {
     registered: HashMap<String, AccountInfo>,
     /// Bans by target; expired ones are dropped by `tick`.
     bans: HashMap<BanTarget, Ban>,
+    /// The address bans, shared with the accept loops (see `moderation`).
+    address_bans: AddressBans,
     /// Muted folded nicknames: until when, and by whom.
     mutes: HashMap<String, (i64, String)>,
     /// Failed logins per address.
@@ -159,6 +169,8 @@ pub struct Hub<O> {
     requests: Vec<Request>,
     /// Password checks under way, per address key.
     checking: HashMap<IpAddr, u32>,
+    /// Recent registrations per address key (see `accounts`).
+    registrations: accounts::Registrations,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -194,11 +206,13 @@ impl<O: Outbox> Hub<O> {
             fetches: Vec::new(),
             registered: HashMap::new(),
             bans: HashMap::new(),
+            address_bans: AddressBans::default(),
             mutes: HashMap::new(),
             failed_by_addr: Limiter::default(),
             failed_by_account: Limiter::default(),
             requests: Vec::new(),
             checking: HashMap::new(),
+            registrations: accounts::Registrations::default(),
         }
     }
 
@@ -223,7 +237,7 @@ impl<O: Outbox> Hub<O> {
             pending: false,
         };
         self.clients.insert(id, client);
-        if let Some(ban) = self.ban_on(&BanTarget::Addr(addr.to_canonical()), now) {
+        if let Some(ban) = self.address_bans.find(addr, now.unix()) {
             let text = ban_text(&ban, now);
             self.error(id, ErrorCode::Banned, text);
             self.send(id, &ServerLine::Bye("Goodbye.".into()));
@@ -319,7 +333,7 @@ impl<O: Outbox> Hub<O> {
             }
             Command::Whisper { nick, text } => self.whisper(id, &nick, text, now),
             Command::History { target, query } => self.history(id, &target, query),
-            Command::Register(password) => self.register(id, password),
+            Command::Register(password) => self.register(id, password, now),
             Command::Password { old, new } => self.change_password(id, old, new, now),
             Command::Kick { .. }
             | Command::Mute { .. }

@@ -11,7 +11,9 @@
 //!   worker threads, the store, the accounts thread and the hub task, runs
 //!   the accept loops until shutdown, then winds down in order.
 //! - `accept`: the accept loops, the count of live connections, the spare
-//!   descriptor and the refusal of newcomers past the limit.
+//!   descriptor and the refusal of newcomers past the limits.
+//! - `per_address`: the pure table of open connections and recent arrivals
+//!   per address that the accept loops check newcomers against.
 //! - `hub_task`: the `Event`s sessions send, and the task that owns the hub
 //!   and hands work to the store and accounts threads.
 //! - `outbox`: `SessionOutbox`, the bounded queue between the hub and one
@@ -44,14 +46,15 @@ use crate::store::thread::Store;
 use crate::store::HistoryMode;
 #[cfg(not(all(feature = "web", feature = "tls")))]
 use accept::Handshake;
-use accept::{reserve, Accepting};
-use hub_task::{run_hub, Event, HUB_QUEUE};
+use accept::{address_table, reserve, Accepting};
+use hub_task::{run_hub, Backends, Event, HUB_QUEUE};
 use outbox::{QueuedBytes, SessionOutbox};
 use session::transport::Ports;
 
 mod accept;
 mod hub_task;
 mod outbox;
+mod per_address;
 mod session;
 #[cfg(feature = "web")]
 mod web;
@@ -140,6 +143,8 @@ pub async fn serve_with(
         last_msg_id,
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
+        registrations_per_hour: config.registrations_per_hour,
+        registration_addresses: config.registration_addresses,
     });
     let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
     drop(stop);
@@ -241,14 +246,18 @@ async fn run(
         "accounts loaded"
     );
     hub.load(snapshot, Timestamp::now());
+    let bans = hub.address_bans();
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
     let hub = executor.spawn(run_hub(
         hub,
-        store,
-        ids,
-        accounts,
+        Backends {
+            store,
+            ids,
+            accounts,
+        },
         QueuedBytes::new(config.outbox_total_bytes),
         inbox,
+        events.clone(),
         shutdown_signal,
     ));
     // Every session holds a clone; when all are dropped, `all_done` ends.
@@ -263,6 +272,8 @@ async fn run(
         clients: Arc::clone(&clients),
         next_id: Cell::new(0),
         spare: Cell::new(reserve()),
+        bans,
+        addresses: address_table(&config),
     };
 
     let accept_plain = async {
