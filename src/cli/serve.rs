@@ -243,6 +243,7 @@ impl Serve {
                     tracing::info!(?signal, "signal received");
                 }
             };
+            notify_ready();
             crate::server::serve_with(listeners, config, shutdown).await?;
             Ok(())
         })
@@ -293,5 +294,22 @@ impl Serve {
             return Err("this natter was built without TLS (feature \"tls\")".into());
         }
         Ok(None)
+    }
+}
+
+// Operations: readiness for a service manager.
+
+/// Tells systemd (a `Type=notify` unit, see `contrib/natter.service`) that
+/// the server is up once its sockets are bound: from then on a connection
+/// waits in the listen queue at worst, so units ordered after natter can
+/// start. Without `$NOTIFY_SOCKET` this does nothing; a failure is logged,
+/// not fatal, since the server itself is fine.
+fn notify_ready() {
+    #[cfg(unix)]
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        match sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            Ok(()) => tracing::debug!("told the service manager we are ready"),
+            Err(err) => tracing::warn!(%err, "cannot tell the service manager we are ready"),
+        }
     }
 }

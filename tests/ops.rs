@@ -1,0 +1,198 @@
+//! Running natter for real, as an operator does: the real `natter serve`
+//! binary under a service manager (`READY=1` on `$NOTIFY_SOCKET`), the
+//! systemd unit in `contrib/`, and what the server logs.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::raw::Client;
+
+/// A `natter serve` process on a free loopback port, killed when dropped.
+struct Natter {
+    child: Child,
+    addr: SocketAddr,
+    /// A directory of its own (data directory, files the test writes),
+    /// removed at the end.
+    dir: PathBuf,
+}
+
+/// A free loopback port: one that was free a moment ago.
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("pick a free port")
+}
+
+/// A fresh directory for the test `name`.
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("natter-ops-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    dir
+}
+
+impl Natter {
+    /// `natter serve --bind <addr> <args>` in `dir`, with `env` set and
+    /// stderr captured, once it greets connections.
+    fn start_in(dir: PathBuf, args: &[&str], env: &[(&str, &Path)]) -> Natter {
+        let addr = free_addr();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
+        command
+            .args(["serve", "--bind", &addr.to_string(), "--threads", "2"])
+            .args(["--history", "memory", "--accounts", "memory"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start natter serve");
+        let mut natter = Natter { child, addr, dir };
+        natter.wait_until_listening();
+        natter
+    }
+
+    /// Connects until the port greets (at most 10 s).
+    fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("natter serve exited before listening: {status}");
+            }
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                Client::connect(self.addr).expect("HELLO natter/1 ");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "natter serve is not listening on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `signal` (TERM, HUP, ...) with kill(1).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed: {status}");
+    }
+
+    /// Stops it with SIGTERM and returns everything it wrote to stderr.
+    fn stop(mut self) -> String {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(Instant::now() < deadline, "natter serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            stderr.read_to_string(&mut log).expect("read stderr");
+        }
+        log
+    }
+}
+
+impl Drop for Natter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// Under systemd (`Type=notify`), the server says READY=1 on the socket
+// systemd passes in $NOTIFY_SOCKET once it listens, so that units ordered
+// after it start only then.
+#[cfg(unix)]
+#[test]
+fn tells_the_service_manager_it_is_ready() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = test_dir("notify");
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notification socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
+    let natter = Natter::start_in(dir, &[], &[("NOTIFY_SOCKET", &path)]);
+    let mut buf = [0; 512];
+    let n = socket.recv(&mut buf).expect("a notification within 10 s");
+    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        message.lines().any(|line| line == "READY=1"),
+        "not a readiness notification: {message:?}"
+    );
+    // Still serving after saying so.
+    let mut alice = Client::register(natter.addr, "alice");
+    alice.send_line("hello");
+    natter.stop();
+}
+
+// The systemd unit in contrib/ is one systemd accepts: no unknown or
+// misspelt option, a valid hardening set, an executable ExecStart.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/natter.service"
+    ))
+    .expect("read contrib/natter.service");
+    for option in [
+        "Type=notify",
+        "DynamicUser=yes",
+        "StateDirectory=natter",
+        "--data-dir /var/lib/natter",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(unit.contains(option), "the unit lacks {option:?}");
+    }
+    let analyze = Command::new("systemd-analyze").arg("--version").output();
+    if !analyze.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: systemd-analyze is not installed here");
+        return;
+    }
+    // verify wants ExecStart to exist: point it at the binary under test.
+    let dir = test_dir("unit");
+    let copy = dir.join("natter.service");
+    let unit = unit.replace("/usr/local/bin/natter", env!("CARGO_BIN_EXE_natter"));
+    std::fs::write(&copy, unit).expect("write the unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze verify");
+    let _ = std::fs::remove_dir_all(&dir);
+    let complaints = String::from_utf8_lossy(&out.stderr);
+    // Outside a booted systemd, verify may note that it cannot reach the
+    // manager; anything naming the unit is a real complaint.
+    let about_unit: Vec<&str> = complaints
+        .lines()
+        .filter(|line| line.contains("natter.service"))
+        .collect();
+    assert!(
+        out.status.success() && about_unit.is_empty(),
+        "systemd-analyze verify: {}\n{complaints}",
+        out.status
+    );
+}
