@@ -196,3 +196,38 @@ fn the_systemd_unit_verifies() {
         out.status
     );
 }
+
+// A log shipper reads `--log-format json`: every stderr line is one JSON
+// object with a time, a level, a target and the event's fields, and chat
+// text is never among them.
+#[test]
+fn json_logs_are_one_object_a_line_without_chat_text() {
+    let natter = Natter::start_in(test_dir("json"), &["--log-format", "json"], &[]);
+    let mut alice = Client::register(natter.addr, "alice");
+    let mut bob = Client::register(natter.addr, "bob");
+    alice.until("JOIN ");
+    alice.send_line("the secret is swordfish");
+    bob.until("MSG ");
+    bob.send_line("QUIT off to bed");
+    bob.until("BYE ");
+    drop(alice);
+    let log = natter.stop();
+    assert!(!log.contains("swordfish"), "chat text in the log:\n{log}");
+    assert!(!log.contains("off to bed"), "quit text in the log:\n{log}");
+    let mut messages = Vec::new();
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {line:?}\n{log}"));
+        for field in ["timestamp", "level", "target", "fields"] {
+            assert!(event.get(field).is_some(), "no {field} in {line}");
+        }
+        let message = event["fields"]["message"].as_str().unwrap_or_default();
+        messages.push(message.to_owned());
+    }
+    for expected in ["listening", "connected", "disconnected", "shutting down"] {
+        assert!(
+            messages.iter().any(|m| m == expected),
+            "no {expected:?} event in {messages:?}"
+        );
+    }
+}

@@ -166,6 +166,11 @@ mod tests {
             ("--shutdown-grace", c.shutdown_grace.as_secs().to_string()),
             ("--mute-default", c.mute_default.as_secs().to_string()),
             ("--ban-default", c.ban_default.as_secs().to_string()),
+            // Operations.
+            (
+                "--log-format",
+                super::serve::LogFormat::default().word().to_owned(),
+            ),
         ];
         for (flag, value) in expected {
             assert_eq!(default_in_help(&["serve"], flag), value, "{flag}");

@@ -113,6 +113,11 @@ pub struct Serve {
     /// no plain-text listener: serve only TLS (--bind is then unused)
     #[argh(switch)]
     no_plain: bool,
+    // Operations: logs, the welcome text, metrics, the configuration file.
+    /// how stderr's log lines look: human (text, coloured at a terminal)
+    /// or json (one object a line, for log shippers) (default human)
+    #[argh(option, default = "LogFormat::default()")]
+    log_format: LogFormat,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -195,15 +200,7 @@ impl Serve {
 
     /// Runs the server until SIGINT or SIGTERM, logging to stderr.
     pub fn run(self) -> Result<(), Box<dyn std::error::Error>> {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            // Colours only for a person at a terminal, not in log files.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .init();
+        init_logging(self.log_format);
         let tls = self.tls_config()?;
         let config = self.config();
         if self.no_plain && tls.is_none() {
@@ -258,21 +255,21 @@ impl Serve {
             (None, None, false) => return Ok(None),
             (Some(cert), Some(key), false) => {
                 let tls = crate::tls::server_from_pem(cert, key)?;
-                eprintln!(
+                self.say(format!(
                     "natter: TLS certificate {}: SHA-256 fingerprint {}",
                     cert.display(),
                     tls.fingerprint
-                );
+                ));
                 tls
             }
             (None, None, true) => {
                 let names = crate::tls::self_signed_names();
                 let (tls, _) = crate::tls::server_self_signed(&names)?;
-                eprintln!(
+                self.say(format!(
                     "natter: self-signed TLS certificate for {}: SHA-256 fingerprint {}",
                     names.join(", "),
                     tls.fingerprint
-                );
+                ));
                 tls
             }
             (_, _, true) => {
@@ -311,5 +308,68 @@ fn notify_ready() {
             Ok(()) => tracing::debug!("told the service manager we are ready"),
             Err(err) => tracing::warn!(%err, "cannot tell the service manager we are ready"),
         }
+    }
+}
+
+// Operations: logs.
+
+impl Serve {
+    /// Prints a notice for the person starting the server on stderr, unless
+    /// stderr is JSON for a log shipper (the log has the same facts).
+    fn say(&self, notice: String) {
+        if self.log_format == LogFormat::Human {
+            eprintln!("{notice}");
+        }
+    }
+}
+
+/// `--log-format`: the shape of the log lines on stderr. Either way they
+/// carry the same events and fields, and never what people say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text for a person reading a terminal or `journalctl`.
+    #[default]
+    Human,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`),
+    /// for log shippers that would otherwise parse text.
+    Json,
+}
+
+impl LogFormat {
+    /// The word `--log-format` takes for this format.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Human => "human",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// `--log-format human|json`.
+impl FromArgValue for LogFormat {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        match value {
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("--log-format is human or json, not {other}")),
+        }
+    }
+}
+
+/// Logs to stderr in `format`, at the level `RUST_LOG` names (info without
+/// it).
+fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
+    match format {
+        // Colours only for a person at a terminal, not in log files.
+        LogFormat::Human => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
     }
 }
