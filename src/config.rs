@@ -57,6 +57,10 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // Operations: the welcome text.
+    /// The welcome text (MOTD) every client gets after `WELCOME`, one `INFO`
+    /// line each; `natter serve --motd FILE` reads it at start. Empty: none.
+    pub motd: Vec<String>,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            motd: Vec::new(),
         }
     }
 }

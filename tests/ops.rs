@@ -231,3 +231,61 @@ fn json_logs_are_one_object_a_line_without_chat_text() {
         );
     }
 }
+
+// An operator's welcome text (`--motd FILE`) greets every newcomer right
+// after WELCOME, one INFO line per line, cleaned of control characters
+// like all server text.
+#[test]
+fn motd_follows_welcome_as_info_lines() {
+    let dir = test_dir("motd");
+    let motd = dir.join("motd.txt");
+    std::fs::write(
+        &motd,
+        "Welcome to the test server.\r\n\nRules: be \x1b[31mkind\x07.\n\n\n",
+    )
+    .expect("write the motd");
+    let motd = motd.to_string_lossy().into_owned();
+    let natter = Natter::start_in(dir, &["--motd", &motd], &[]);
+    for nick in ["alice", "bob"] {
+        let mut client = Client::connect(natter.addr);
+        client.expect("HELLO natter/1 ");
+        client.send_line(&format!("NICK {nick}"));
+        client.expect(&format!("WELCOME {nick} "));
+        assert_eq!(client.line(), "INFO Welcome to the test server.");
+        assert_eq!(client.line(), "INFO");
+        assert_eq!(client.line(), "INFO Rules: be [31mkind.");
+        client.expect("JOIN ");
+    }
+    natter.stop();
+}
+
+// A --motd file that is too large is refused at start with a message that
+// names the bound, instead of being sent to everyone.
+#[test]
+fn a_motd_past_its_bound_stops_the_start() {
+    let dir = test_dir("motd-big");
+    let motd = dir.join("motd.txt");
+    std::fs::write(&motd, "x".repeat(200)).expect("write the motd");
+    let out = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--bind", &free_addr().to_string()])
+        .args([
+            "--history",
+            "off",
+            "--accounts",
+            "memory",
+            "--motd-max",
+            "100",
+        ])
+        .arg("--motd")
+        .arg(&motd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run natter serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway:\n{stderr}");
+    assert!(
+        stderr.contains("larger than 100 bytes (--motd-max)"),
+        "{stderr}"
+    );
+}

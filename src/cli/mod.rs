@@ -171,6 +171,7 @@ mod tests {
                 "--log-format",
                 super::serve::LogFormat::default().word().to_owned(),
             ),
+            ("--motd-max", super::serve::DEFAULT_MOTD_MAX.to_string()),
         ];
         for (flag, value) in expected {
             assert_eq!(default_in_help(&["serve"], flag), value, "{flag}");

@@ -118,6 +118,13 @@ pub struct Serve {
     /// or json (one object a line, for log shippers) (default human)
     #[argh(option, default = "LogFormat::default()")]
     log_format: LogFormat,
+    /// a text file sent to every client after WELCOME, one INFO line per
+    /// line, read at start (default none)
+    #[argh(option)]
+    motd: Option<PathBuf>,
+    /// most bytes the --motd file may hold (default 4096)
+    #[argh(option, default = "DEFAULT_MOTD_MAX")]
+    motd_max: usize,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -195,6 +202,8 @@ impl Serve {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             mute_default: Duration::from_secs(self.mute_default),
             ban_default: Duration::from_secs(self.ban_default),
+            // Read from --motd by `run`, which can fail.
+            motd: Vec::new(),
         }
     }
 
@@ -202,7 +211,10 @@ impl Serve {
     pub fn run(self) -> Result<(), Box<dyn std::error::Error>> {
         init_logging(self.log_format);
         let tls = self.tls_config()?;
-        let config = self.config();
+        let mut config = self.config();
+        if let Some(path) = &self.motd {
+            config.motd = read_motd(path, self.motd_max)?;
+        }
         if self.no_plain && tls.is_none() {
             return Err(
                 "--no-plain needs TLS: give --tls-cert and --tls-key, or --tls-self-signed".into(),
@@ -309,6 +321,40 @@ fn notify_ready() {
             Err(err) => tracing::warn!(%err, "cannot tell the service manager we are ready"),
         }
     }
+}
+
+// Operations: the welcome text.
+
+/// The most bytes a `--motd` file may hold without `--motd-max`: a screenful
+/// or two, which every newcomer is sent.
+pub const DEFAULT_MOTD_MAX: usize = 4096;
+
+/// The welcome text in the file at `path`, one entry a line, without line
+/// ends, trailing spaces and trailing blank lines. Refused when larger than
+/// `max` bytes or not UTF-8, so a wrong path (a binary, a log) is noticed
+/// at start rather than sent to everyone. Control characters are left in:
+/// encoding a line cleans it as it cleans all server text.
+pub fn read_motd(path: &Path, max: usize) -> Result<Vec<String>, String> {
+    use std::io::Read;
+    let why = |err: std::io::Error| format!("cannot read --motd {}: {err}", path.display());
+    let file = std::fs::File::open(path).map_err(why)?;
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(why)?;
+    if bytes.len() > max {
+        return Err(format!(
+            "--motd {} is larger than {max} bytes (--motd-max)",
+            path.display()
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("--motd {} is not UTF-8 text", path.display()))?;
+    let mut lines: Vec<String> = text.lines().map(|l| l.trim_end().to_owned()).collect();
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    Ok(lines)
 }
 
 // Operations: logs.

@@ -31,6 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
 use crate::ids::ClientId;
@@ -89,7 +90,7 @@ struct Room<O> {
 }
 
 /// What the hub is told at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// Seconds a connection may go without a nickname.
     pub register_timeout_secs: u64,
@@ -106,6 +107,10 @@ pub struct HubConfig {
     pub mute_default_secs: u64,
     /// Seconds a `BAN` without a duration lasts.
     pub ban_default_secs: u64,
+    // Operations: the welcome text.
+    /// The operator's welcome text (the MOTD), one `INFO` line each, sent
+    /// after `WELCOME`; empty sends none. Shared, as every newcomer gets it.
+    pub motd: Arc<[String]>,
 }
 
 impl Default for HubConfig {
@@ -118,6 +123,7 @@ impl Default for HubConfig {
             last_msg_id: 0,
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
+            motd: Arc::from([]),
         }
     }
 }
@@ -172,6 +178,7 @@ impl<O: Outbox> Hub<O> {
 
     /// An empty chat configured by `config`.
     pub fn with_config(config: HubConfig) -> Self {
+        let last_msg_id = config.last_msg_id;
         let mut rooms = HashMap::new();
         rooms.insert(
             names::fold(LOBBY),
@@ -186,7 +193,7 @@ impl<O: Outbox> Hub<O> {
             clients: HashMap::new(),
             nicks: BTreeMap::new(),
             rooms,
-            last_msg_id: config.last_msg_id,
+            last_msg_id,
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
             records: Vec::new(),
@@ -593,6 +600,12 @@ impl<O: Outbox> Hub<O> {
 
     fn error(&mut self, id: ClientId, code: ErrorCode, text: String) {
         self.send(id, &ServerLine::Err { code, text });
+    }
+
+    /// Replaces the welcome text newcomers get from now on (a reload of the
+    /// MOTD file); clients already here are not sent it again.
+    pub fn set_motd(&mut self, motd: Arc<[String]>) {
+        self.config.motd = motd;
     }
 
     /// Sends one line to one client.

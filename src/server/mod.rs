@@ -121,6 +121,7 @@ pub async fn serve_with(
         last_msg_id,
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
+        motd: config.motd.clone().into(),
     });
     let result = run(&executor, listeners, config, hub, store, shutdown).await;
     drop(stop);
