@@ -289,3 +289,137 @@ fn a_motd_past_its_bound_stops_the_start() {
         "{stderr}"
     );
 }
+
+/// `GET /metrics` on `addr`: the status line and the samples by series
+/// (name and labels), plus the whole body.
+fn scrape(addr: SocketAddr) -> (String, std::collections::HashMap<String, f64>, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set a read timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {response:?}"));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let samples = body
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect();
+    (status, samples, body.to_owned())
+}
+
+/// One sample of a scrape, 0 when absent.
+fn sample(samples: &std::collections::HashMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
+// An operator graphs the server: during a small load, GET /metrics on
+// --metrics-bind shows connections, messages, deliveries, rate-limit hits,
+// refusals, rooms, accounts and password checks moving as they happened,
+// and never a nickname or a word of chat.
+#[test]
+fn metrics_move_with_the_load() {
+    let metrics = free_addr();
+    let metrics_arg = metrics.to_string();
+    let natter = Natter::start_in(
+        test_dir("metrics"),
+        &[
+            "--metrics-bind",
+            &metrics_arg,
+            "--max-clients",
+            "3",
+            "--rate",
+            "20",
+            "--burst",
+            "5",
+        ],
+        &[],
+    );
+    let plain = "natter_connections{transport=\"plain\"}";
+    let accepted = "natter_connections_accepted_total{transport=\"plain\"}";
+    let full = "natter_connections_refused_total{reason=\"server_full\"}";
+    // The probe that saw the server up has gone.
+    let before = common::retry("the probe to close", 50, Duration::from_millis(50), || {
+        let (status, samples, _) = scrape(metrics);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        (sample(&samples, plain) == 0.0).then_some(samples)
+    });
+
+    let mut alice = Client::register(natter.addr, "alice");
+    let mut bob = Client::register(natter.addr, "bob");
+    let mut carol = Client::register(natter.addr, "carol");
+    let mut newcomer = Client::connect(natter.addr);
+    newcomer.expect("ERR server-full ");
+    alice.send_line("REGISTER orange-marmalade-42");
+    alice.until("ACCOUNT ");
+    carol.send_line("LOGIN alice wrong-password-here");
+    carol.until("ERR ");
+    bob.send_line("JOIN #ops");
+    bob.until("JOIN ");
+    // Ten messages at once: past the burst of 5, the rate limit holds
+    // some back.
+    for i in 0..10 {
+        alice.send_line(&format!("sesame number {i}"));
+    }
+    alice.send_line("WHISPER bob sesame in private");
+    bob.until("WHISPER ");
+    carol.until("MSG ");
+
+    let after = common::retry(
+        "the counters to catch up",
+        50,
+        Duration::from_millis(100),
+        || {
+            let (_, samples, text) = scrape(metrics);
+            let grown = |series: &str| sample(&samples, series) - sample(&before, series);
+            let ready = grown("natter_messages_total") == 11.0
+                && sample(&samples, "natter_registered_accounts") == 1.0
+                && sample(&samples, "natter_rooms") == 2.0
+                && grown("natter_password_checks_total") == 1.0;
+            ready.then_some((samples, text))
+        },
+    );
+    let (samples, text) = after;
+    let grown = |series: &str| sample(&samples, series) - sample(&before, series);
+    assert_eq!(sample(&samples, plain), 3.0, "{text}");
+    // The newcomer past --max-clients is refused, not accepted.
+    assert_eq!(grown(accepted), 3.0, "{text}");
+    assert_eq!(grown(full), 1.0, "{text}");
+    assert_eq!(grown("natter_password_failures_total"), 1.0, "{text}");
+    assert!(grown("natter_rate_limited_total") >= 1.0, "{text}");
+    // Each of ten room messages reaches two others, the whisper one.
+    assert!(grown("natter_deliveries_total") >= 21.0, "{text}");
+    assert!(sample(&samples, "natter_history_queue") >= 0.0, "{text}");
+    #[cfg(target_os = "linux")]
+    {
+        assert!(
+            sample(&samples, "process_resident_memory_bytes") > 0.0,
+            "{text}"
+        );
+        assert!(sample(&samples, "process_open_fds") >= 3.0, "{text}");
+    }
+    for private in ["alice", "bob", "carol", "sesame", "#ops", "127.0.0.1"] {
+        assert!(!text.contains(private), "{private} in the metrics:\n{text}");
+    }
+
+    // Only GET /metrics is served.
+    let mut other = std::net::TcpStream::connect(metrics).expect("connect");
+    std::io::Write::write_all(&mut other, b"GET / HTTP/1.1\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    other.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    drop((alice, bob, carol, newcomer));
+    natter.stop();
+}

@@ -125,6 +125,10 @@ pub struct Serve {
     /// most bytes the --motd file may hold (default 4096)
     #[argh(option, default = "DEFAULT_MOTD_MAX")]
     motd_max: usize,
+    /// address of an HTTP listener serving GET /metrics in the Prometheus
+    /// text format, e.g. 127.0.0.1:9555 (default none: off)
+    #[argh(option)]
+    metrics_bind: Option<String>,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -252,8 +256,27 @@ impl Serve {
                     tracing::info!(?signal, "signal received");
                 }
             };
+            let metrics = match &self.metrics_bind {
+                Some(address) => Some(
+                    smol::net::TcpListener::bind(address)
+                        .await
+                        .map_err(|err| format!("cannot listen on {address}: {err}"))?,
+                ),
+                None => None,
+            };
+            if let Some(listener) = &metrics {
+                tracing::info!(address = %listener.local_addr()?, "serving metrics");
+            }
             notify_ready();
-            crate::server::serve_with(listeners, config, shutdown).await?;
+            // Runs as long as the server; never ends by itself.
+            let metrics = async {
+                if let Some(listener) = metrics {
+                    crate::server::metrics::serve_metrics(listener).await;
+                }
+                futures_lite::future::pending::<std::io::Result<()>>().await
+            };
+            let server = crate::server::serve_with(listeners, config, shutdown);
+            futures_lite::future::or(server, metrics).await?;
             Ok(())
         })
     }

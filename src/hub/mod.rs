@@ -399,6 +399,16 @@ impl<O: Outbox> Hub<O> {
         self.clients.is_empty()
     }
 
+    /// How many rooms exist, the lobby included (for metrics).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// How many nicknames are registered (for metrics).
+    pub fn account_count(&self) -> usize {
+        self.registered.len()
+    }
+
     /// The registered nicknames, sorted case-insensitively.
     pub fn nicknames(&self) -> impl Iterator<Item = &str> {
         self.nicks.values().map(|id| self.nick_of(*id))

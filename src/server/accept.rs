@@ -61,6 +61,7 @@ impl Accepting<'_> {
                         drop(spare);
                         if let Ok((stream, peer)) = listener.accept().await {
                             tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                            crate::metrics::refused(crate::metrics::Refusal::OutOfDescriptors);
                             if tls.is_some() {
                                 // Refusing in words would need a handshake,
                                 // which must not happen in the accept loop:
@@ -85,6 +86,7 @@ impl Accepting<'_> {
             let stream: Arc<Async<std::net::TcpStream>> = stream.into();
             if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
+                crate::metrics::refused(crate::metrics::Refusal::ServerFull);
                 let max = self.config.max_clients;
                 match &tls {
                     None => self.executor.spawn(refuse(stream, max)).detach(),
@@ -123,6 +125,7 @@ impl Accepting<'_> {
             self.executor
                 .spawn(async move {
                     tracing::info!(id, %peer, tls = connection.is_tls(), "connected");
+                    let _open = crate::metrics::connected(connection.is_tls());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
                     let session = AssertUnwindSafe(session::run(

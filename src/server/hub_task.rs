@@ -75,12 +75,27 @@ const TICK_BACKLOG: usize = 64;
 
 /// Applies one session event to the hub.
 fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
+    count(&event);
     match event {
         Event::Connect { id, addr, outbox } => hub.connect_from(id, outbox, addr, now),
         Event::Command { id, command } => hub.command(id, command, now),
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
         Event::Account(reply) => hub.account(reply, now),
+    }
+}
+
+/// Counts what the metrics count in the events the hub is given: chat
+/// messages, and the answers to password checks.
+fn count(event: &Event) {
+    match event {
+        Event::Command {
+            command: Command::Msg { .. } | Command::Whisper { .. },
+            ..
+        } => crate::metrics::message(),
+        Event::Account(Answer::LoggedIn { .. }) => crate::metrics::password_checked(true),
+        Event::Account(Answer::WrongPassword { .. }) => crate::metrics::password_checked(false),
+        _ => {}
     }
 }
 
@@ -214,6 +229,7 @@ pub(crate) async fn run_hub(
                     }
                 }
                 hub.tick(now);
+                crate::metrics::hub_sizes(hub.account_count(), hub.room_count());
             }
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");

@@ -17,6 +17,7 @@
 //! - `outbox`: `SessionOutbox`, the bounded queue between the hub and one
 //!   session's writer, and its reading end.
 //! - `session`: one connection, over the plain or the TLS transport.
+//! - [`metrics`]: the `--metrics-bind` listener, serving `GET /metrics`.
 //!
 //! Children import each other by their own paths and never this file, so
 //! the module graph has no loop.
@@ -46,6 +47,7 @@ use session::transport::Ports;
 
 mod accept;
 mod hub_task;
+pub mod metrics;
 mod outbox;
 mod session;
 

@@ -41,6 +41,8 @@ struct QueueState {
     writer: Option<Waker>,
     /// The session, waiting for `closed`.
     session: Option<Waker>,
+    /// Whether a line was refused for want of room (counted once).
+    overflowed: bool,
 }
 
 impl Queue {
@@ -73,8 +75,13 @@ impl Outbox for SessionOutbox {
                 return Err(Rejected::Closed);
             }
             if state.lines.len() >= self.queue.limit {
+                // The hub drops the client at its first refusal; count that.
+                if !std::mem::replace(&mut state.overflowed, true) {
+                    crate::metrics::outbox_overflow();
+                }
                 return Err(Rejected::Full);
             }
+            crate::metrics::delivered();
             state.lines.push_back(Line::clone(line));
             if state.lines.len() == 1 {
                 state.writer.take()

@@ -94,7 +94,10 @@ impl Store {
             return Ok(());
         };
         match requests.try_send(Job::Append(record)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                crate::metrics::history_queue(1);
+                Ok(())
+            }
             Err(TrySendError::Full(Job::Append(record))) => Err(record),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.count_dropped();
@@ -175,6 +178,7 @@ fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Job>, retention: Ret
         };
         match request {
             Ok(Job::Append(record)) => {
+                crate::metrics::history_queue(-1);
                 let first = batch.is_empty();
                 batch.push(record);
                 if batch.len() >= BATCH_MAX {
