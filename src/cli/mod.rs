@@ -34,6 +34,8 @@ pub struct Args {
 /// The subcommands.
 #[derive(FromArgs)]
 #[argh(subcommand)]
+// Parsed once per process: the size of the serve flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Subcommand {
     Serve(serve::Serve),
     Admin(admin::Admin),

@@ -45,12 +45,18 @@ pub async fn serve_metrics(listener: TcpListener) {
         }
         let busy = Arc::clone(&busy);
         smol::spawn(async move {
-            let answered = future::or(async { Some(answer(stream, peer).await) }, async {
-                Timer::after(DEADLINE).await;
-                None
-            })
+            let answered = future::or(
+                async {
+                    answer(stream, peer).await;
+                    true
+                },
+                async {
+                    Timer::after(DEADLINE).await;
+                    false
+                },
+            )
             .await;
-            if answered.is_none() {
+            if !answered {
                 tracing::debug!(%peer, "metrics: request timed out");
             }
             busy.fetch_sub(1, Ordering::Relaxed);
