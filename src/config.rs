@@ -3,6 +3,7 @@
 //! internal queue are constants beside the queue they bound (the hub's inbox,
 //! the store's and the accounts thread's queues; see ARCHITECTURE.md).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accounts::AccountsMode;
@@ -57,6 +58,26 @@ pub struct Config {
     /// stays silent would otherwise hold a slot of `max_clients` forever.
     /// Only used when a TLS listener runs (see [`crate::server::Listeners`]).
     pub tls_handshake_timeout: Duration,
+    // The web client.
+    /// Origins besides the page's own whose pages may open the WebSocket
+    /// (`--web-origin`): the handshake refuses others, so that a page on
+    /// another site cannot chat in its visitor's name.
+    pub web_origins: Vec<String>,
+    /// The reverse proxy in front of the web listener (`--web-trust-proxy`):
+    /// only from this address is `X-Forwarded-For` believed, so that bans
+    /// and limits see the real client and nobody else can claim to be one.
+    pub web_trust_proxy: Option<std::net::IpAddr>,
+    /// How often an idle WebSocket is pinged (`--web-ping`): mobile
+    /// carriers' NATs forget a quiet connection after a minute or so, and a
+    /// peer that has not answered one ping by the next is closed.
+    pub web_ping: Duration,
+    // Message ids across restarts.
+    /// Where the id floor file (`ids.floor`) is kept, so message ids grow
+    /// across restarts (a `kill -9` included) in every history mode. `None`
+    /// keeps it next to the SQLite history if there is one, and otherwise
+    /// nowhere: ids then come from the clock alone. `natter serve` keeps it
+    /// in its data directory.
+    pub id_floor_dir: Option<PathBuf>,
     // Operations: the welcome text.
     /// The welcome text (MOTD) every client gets after `WELCOME`, one `INFO`
     /// line each; `natter serve --motd FILE` reads it at start. Empty: none.
@@ -82,6 +103,12 @@ impl Default for Config {
             mute_default: Duration::from_secs(10 * 60),
             ban_default: Duration::from_secs(24 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
+            // The web client.
+            web_origins: Vec::new(),
+            web_trust_proxy: None,
+            web_ping: Duration::from_secs(25),
+            id_floor_dir: None,
+            // Operations: the welcome text.
             motd: Vec::new(),
         }
     }

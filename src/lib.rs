@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! The pure core (no files, sockets, threads or clock reads) is `ids`,
-//! `protocol`, `names`, `text`, `decoder`, `limiter`, `config`, `hub` and the plain
+//! `protocol`, `names`, `text`, `decoder`, `limiter`, `web`, `config`, `hub` and the plain
 //! data at the root of `accounts` and `store`; everything else is the IO
 //! side above it (ARCHITECTURE.md says more).
 //! - [`accounts`]: registered nicknames (argon2id password hashes) and bans
@@ -37,6 +37,9 @@
 //! - `tls`: certificate fingerprints, PEM loading and self-signed
 //!   certificates, for the TLS listener and clients (feature `tls`).
 //! - [`tui`]: the Cursive terminal client (feature `tui`, on by default).
+//! - [`web`]: the web client's embedded files and the HTTP in front of them
+//!   (feature `web`, on by default); its WebSocket sessions are a session
+//!   transport.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
@@ -62,3 +65,5 @@ pub mod text;
 pub mod tls;
 #[cfg(feature = "tui")]
 pub mod tui;
+#[cfg(feature = "web")]
+pub mod web;

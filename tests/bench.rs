@@ -31,6 +31,8 @@ fn run(options: &Options) -> Value {
     let json: Value = serde_json::from_str(report.json()).expect("the JSON line parses");
     assert_eq!(json["scenario"], options.scenario.to_string());
     assert_eq!(json["ok"], true, "{report}");
+    // Only the soak judges its run; the other scenarios only measure.
+    assert_eq!(report.failure(), None, "{report}");
     json
 }
 
@@ -184,4 +186,18 @@ fn remote_servers_are_refused() {
     })
     .expect_err("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+/// A soak needs residents to talk to each other: one alone is refused with
+/// the reason.
+#[test]
+fn a_soak_of_one_resident_is_refused() {
+    let _serial = serial();
+    let err = bench::run_scenario(&Options {
+        clients: 1,
+        seconds: Some(1.0),
+        ..options(Scenario::Soak)
+    })
+    .expect_err("refused");
+    assert!(err.to_string().contains("at least 2"), "{err}");
 }

@@ -36,6 +36,10 @@
 //!   accounts thread answered: `Hub::account(Reply::LoggedIn)` gave the client
 //!   the banned nickname (bans were checked only when `LOGIN` arrived). The
 //!   answer is now checked against the bans too.
+//! - `http_head/head-request-to-a-missing-file-got-a-body` (replayed by
+//!   `fuzz/ci.sh`; `src/web/http.rs` has its unit test): a `HEAD` request
+//!   answered with an error (404, or 405 on `/ws`) carried the error's body.
+//!   A `HEAD` answer is now always the head alone.
 
 use std::fs;
 use std::path::PathBuf;

@@ -558,6 +558,59 @@ fn default_rate_lets_a_normal_paste_through() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
+// Lines that fail to parse pay the rate limit too: 50,000 unknown commands
+// as fast as a socket takes them get about rate × seconds + burst answers,
+// and the others' chat still arrives promptly.
+#[test]
+fn failing_lines_pay_the_rate_limit_too() {
+    use std::io::{BufRead, BufReader};
+    let server = start(natter::Config {
+        rate: 10,
+        burst: 50,
+        ..config()
+    });
+    let (mut alice, mut bob) = pair(&server);
+    let flooder = TcpStream::connect(server.addr).expect("connect");
+    let mut writer = flooder.try_clone().expect("clone");
+    writer.write_all(b"NICK flooder\n").expect("nick");
+    // Writes block once the server reads this client slowly: bounded.
+    writer
+        .set_write_timeout(Some(Duration::from_secs(4)))
+        .expect("timeout");
+    let flood = std::thread::spawn(move || {
+        let lines = b"/zzz\n".repeat(50_000);
+        let _ = writer.write_all(&lines);
+    });
+    let started = Instant::now();
+    alice.send_line("hello through the flood");
+    let got = bob.line_within(Duration::from_secs(2));
+    assert!(got.contains("hello through the flood"), "{got}");
+    // Count the flooder's answers for 3 s.
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut reader = BufReader::new(flooder);
+    let mut answers = 0u64;
+    let mut line = String::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) if line.starts_with("ERR unknown-command") => answers += 1,
+            _ => {}
+        }
+    }
+    let secs = started.elapsed().as_secs() + 1;
+    let allowed = 50 + 10 * secs + 20;
+    assert!(answers >= 40, "the flooder was answered: {answers}");
+    assert!(
+        answers <= allowed,
+        "{answers} answers in about {secs} s, more than {allowed}"
+    );
+    drop(reader);
+    let _ = flood.join();
+}
+
 // A raw socket that connects and leaves without a word costs nothing and
 // bothers nobody.
 #[test]

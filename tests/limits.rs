@@ -23,7 +23,7 @@ fn serve_with_fd_limit(fds: u32) -> (Limited, std::net::SocketAddr) {
         l.local_addr().expect("addr").port()
     };
     let script = format!(
-        "ulimit -n {fds} && exec \"$0\" serve --bind 127.0.0.1:{port} --history off --accounts memory --threads 1"
+        "ulimit -n {fds} && exec \"$0\" serve --no-web --bind 127.0.0.1:{port} --history off --accounts memory --threads 1"
     );
     let child = Command::new("sh")
         .arg("-c")

@@ -44,7 +44,7 @@ impl Natter {
         let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
         command
             .args(["serve", "--bind", &addr.to_string(), "--threads", "2"])
-            .args(["--history", "memory", "--accounts", "memory"])
+            .args(["--history", "memory", "--accounts", "memory", "--no-web"])
             .arg("--data-dir")
             .arg(&dir)
             .args(args)
@@ -275,6 +275,7 @@ fn a_motd_past_its_bound_stops_the_start() {
             "memory",
             "--motd-max",
             "100",
+            "--no-web",
         ])
         .arg("--motd")
         .arg(&motd)

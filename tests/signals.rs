@@ -2,6 +2,9 @@
 //! a shutdown notice and then EOF, and the process exits 0. Also what it
 //! logs: where it listens, connects and disconnects, and never what people
 //! say.
+//!
+//! Unix only: Windows has no SIGTERM to send, and `kill(1)` sends them.
+#![cfg(unix)]
 
 mod common;
 
@@ -34,7 +37,14 @@ impl Natter {
             .and_then(|l| l.local_addr())
             .expect("pick a free port");
         let child = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args(["serve", "--bind", &addr.to_string(), "--threads", "2"])
+            .args([
+                "serve",
+                "--no-web",
+                "--bind",
+                &addr.to_string(),
+                "--threads",
+                "2",
+            ])
             .env_remove("RUST_LOG")
             .env("XDG_DATA_HOME", &data)
             .stdin(Stdio::null())

@@ -315,6 +315,7 @@ fn the_binary_prints_the_fingerprint_of_its_self_signed_certificate() {
         Command::new(env!("CARGO_BIN_EXE_natter"))
             .args([
                 "serve",
+                "--no-web",
                 "--history",
                 "off",
                 "--accounts",
@@ -390,6 +391,7 @@ fn bad_certificate_files_are_a_clear_error() {
     for (flags, want) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_natter"))
             .args(["serve", "--history", "off", "--accounts", "memory"])
+            .arg("--no-web")
             .args(["--bind", "127.0.0.1:0"])
             .args(["--tls-bind", "127.0.0.1:0"])
             .args(flags)

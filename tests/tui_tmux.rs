@@ -25,6 +25,7 @@ impl ServerProcess {
             // In memory: a test must not write to the user's data directory.
             .args([
                 "serve",
+                "--no-web",
                 "--bind",
                 &addr.to_string(),
                 "--history",

@@ -11,5 +11,6 @@
 //! Every check panics with a message naming the broken property.
 
 pub mod decoder;
+pub mod http;
 pub mod hub;
 pub mod protocol;

@@ -58,11 +58,11 @@ impl Admin {
             return Err(AccountsError::Invalid(problem));
         }
         // Private history from now on, as for an account registered in
-        // the chat.
-        let since = self
-            .dir
-            .as_deref()
-            .map_or(0, crate::store::sqlite::last_id_in);
+        // the chat: message ids come from the clock, so "now" is the
+        // current time in microseconds, or a higher id already reserved or
+        // stored (a clock set back). A running server numbers later
+        // messages above it when it loads the account.
+        let since = start_id(self.dir.as_deref());
         let account = AccountInfo {
             nick: nick.to_owned(),
             operator,
@@ -107,6 +107,17 @@ impl Admin {
     }
 }
 
+/// The id an account created now starts at: the clock in microseconds, or
+/// the id floor or the highest stored id in `dir` if either is higher.
+fn start_id(dir: Option<&Path>) -> u64 {
+    let now = crate::store::floor::now_micros();
+    let Some(dir) = dir else {
+        return now;
+    };
+    let floor = crate::store::floor::read(dir).ok().flatten().unwrap_or(0);
+    now.max(floor).max(crate::store::sqlite::last_id_in(dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,17 +151,35 @@ mod tests {
             .is_err());
         admin.set_operator("alice", true).unwrap();
         let snapshot = admin.snapshot().unwrap();
+        let since = snapshot.accounts.first().map_or(0, |a| a.since);
+        assert!(
+            since > 1_700_000_000_000_000,
+            "an account starts at the clock, in microseconds: {since}"
+        );
         assert_eq!(
             snapshot.accounts,
             vec![AccountInfo {
                 nick: "Alice".into(),
                 operator: true,
-                since: 0
+                since,
             }]
         );
         admin.delete("alice").unwrap();
         assert!(admin.snapshot().unwrap().accounts.is_empty());
         assert!(admin.delete("alice").is_err());
+    }
+
+    #[test]
+    fn an_account_starts_above_the_id_floor_and_the_clock() {
+        let dir = std::env::temp_dir().join(format!("natter-start-id-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = crate::store::floor::now_micros();
+        assert!(start_id(None) >= now);
+        assert!(start_id(Some(&dir)) >= now, "no floor yet: the clock");
+        let ahead = now + 3_600_000_000;
+        crate::store::floor::write(&dir, ahead).unwrap();
+        assert_eq!(start_id(Some(&dir)), ahead, "a floor ahead of the clock");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         summary,
         json,
         warnings,
+        failure: None,
     })
 }
 

@@ -200,6 +200,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         summary,
         json,
         warnings,
+        failure: None,
     })
 }
 

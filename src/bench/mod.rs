@@ -5,7 +5,7 @@
 //! own threads, with the benchmark limits of [`bench_config`]; with
 //! [`Options::server`] it drives any server on this machine instead, and with
 //! [`Options::server_pid`] it reads that server's memory and descriptors from
-//! `/proc`. Every scenario is bounded in count and in time and stops by
+//! `/proc` (on Linux; elsewhere they are reported as unknown). Every scenario is bounded in count and in time and stops by
 //! itself; it shows progress on stderr and prints a human summary and one
 //! JSON line.
 //!
@@ -16,6 +16,9 @@
 //!   memory per connection.
 //! - `churn`: connect, register, chat, quit, over and over; connections per
 //!   second and whether the server's memory and descriptors come back.
+//! - `soak`: a mixed load (rooms, whispers, history, accounts, TLS, clients
+//!   killed mid-line, slow readers) for a bounded time; fails if memory or
+//!   descriptors grow without bound or a delivery is missing.
 //!
 //! Only loopback addresses are accepted: this is a load generator, and the
 //! only servers it may load are on this machine.
@@ -24,7 +27,10 @@ mod churn;
 mod client;
 mod fanout;
 mod idle;
+mod soak;
 mod stats;
+
+pub use soak::soak_config;
 
 use std::cell::Cell;
 use std::fmt;
@@ -63,6 +69,9 @@ pub fn bench_config(threads: usize) -> Config {
         outbox: BENCH_OUTBOX,
         rate: 0,
         threads,
+        // Per-address limits (connections per address, the connection rate
+        // per address) go here, switched off: every benchmark client comes
+        // from 127.0.0.1. `soak_config` starts from this one.
         ..Config::default()
     }
 }
@@ -76,6 +85,8 @@ pub enum Scenario {
     Idle,
     /// Clients arriving, chatting and leaving, over and over.
     Churn,
+    /// A mixed load for a while, checking for leaks and lost messages.
+    Soak,
 }
 
 impl FromStr for Scenario {
@@ -86,8 +97,9 @@ impl FromStr for Scenario {
             "fanout" => Ok(Scenario::Fanout),
             "idle" => Ok(Scenario::Idle),
             "churn" => Ok(Scenario::Churn),
+            "soak" => Ok(Scenario::Soak),
             other => Err(format!(
-                "unknown scenario {other:?}; try fanout, idle or churn"
+                "unknown scenario {other:?}; try fanout, idle, churn or soak"
             )),
         }
     }
@@ -99,6 +111,7 @@ impl fmt::Display for Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Idle => "idle",
             Scenario::Churn => "churn",
+            Scenario::Soak => "soak",
         })
     }
 }
@@ -114,17 +127,19 @@ pub struct Options {
     pub server: Option<String>,
     /// The process id of `server`, to read its memory and descriptors.
     pub server_pid: Option<u32>,
-    /// Clients: in the chat (`fanout`), held open (`idle`), or churning at
-    /// once (`churn`). 0 picks the scenario's default (100, 1000, 20).
+    /// Clients: in the chat (`fanout`), held open (`idle`), churning at
+    /// once (`churn`), or staying in the room (`soak`). 0 picks the
+    /// scenario's default (100, 1000, 20, 20).
     pub clients: usize,
     /// `fanout`: how many of the clients send.
     pub senders: usize,
     /// `fanout`: messages per second, all senders together; 0 sends as fast
-    /// as the in-flight window allows.
+    /// as the in-flight window allows. `soak`: room messages per second, all
+    /// residents together; 0 means 40.
     pub rate: u64,
     /// `fanout`: seconds of sending (default 5); `idle`: seconds to hold the
     /// connections after measuring (default 0); `churn`: the most seconds to
-    /// run (default 600).
+    /// run (default 600); `soak`: seconds of load (default 60).
     pub seconds: Option<f64>,
     /// `churn`: connect/register/chat/quit cycles.
     pub cycles: u64,
@@ -178,6 +193,7 @@ impl Options {
             (0, Scenario::Fanout) => 100,
             (0, Scenario::Idle) => 1000,
             (0, Scenario::Churn) => 20,
+            (0, Scenario::Soak) => 20,
             (n, _) => n,
         }
     }
@@ -188,6 +204,7 @@ impl Options {
             Scenario::Fanout => 5.0,
             Scenario::Idle => 0.0,
             Scenario::Churn => 600.0,
+            Scenario::Soak => 60.0,
         });
         if (0.0..=3600.0).contains(&seconds) {
             Ok(seconds)
@@ -200,15 +217,27 @@ impl Options {
 
     /// Connections open at once at the peak, on the generator's side.
     fn peak_connections(&self) -> usize {
-        self.client_count()
+        match self.scenario {
+            // Residents, movers, a slow reader and the probe.
+            Scenario::Soak => self.client_count() + 8,
+            _ => self.client_count(),
+        }
     }
 }
 
 /// The descriptors this process may hold (its soft limit).
+#[cfg(unix)]
 pub(crate) fn fd_limit() -> u64 {
     rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX)
+}
+
+/// The descriptors this process may hold: Windows has no such per-process
+/// limit on sockets (they are handles, bounded by memory), so none applies.
+#[cfg(not(unix))]
+pub(crate) fn fd_limit() -> u64 {
+    u64::MAX
 }
 
 /// Why a benchmark could not run.
@@ -247,6 +276,10 @@ pub struct Report {
     summary: String,
     json: String,
     warnings: Vec<String>,
+    /// Why the run failed the checks it exists for (the soak's verdict), so
+    /// that `natter bench` exits non-zero; `None` for a pass and for the
+    /// scenarios that only measure.
+    failure: Option<String>,
 }
 
 impl Report {
@@ -265,6 +298,13 @@ impl Report {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+
+    /// Why the run failed its checks, if it did: only `soak` judges; the
+    /// other scenarios report what they measured and leave judging to
+    /// their reader.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
 }
 
 impl fmt::Display for Report {
@@ -279,7 +319,7 @@ impl fmt::Display for Report {
 
 /// Runs the scenario, prints the summary and the JSON line on stdout (only
 /// the JSON line with [`Options::json`]), and fails if the run could not
-/// measure.
+/// measure or failed its checks ([`Report::failure`]).
 pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let report = run_scenario(&options)?;
     let mut out = std::io::stdout().lock();
@@ -289,7 +329,10 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         write!(out, "{report}")?;
     }
     writeln!(out, "{}", report.json())?;
-    Ok(())
+    match report.failure() {
+        Some(why) => Err(format!("{} failed: {why}", report.scenario).into()),
+        None => Ok(()),
+    }
 }
 
 /// Runs the scenario and returns what it measured.
@@ -313,6 +356,7 @@ pub fn run_scenario(options: &Options) -> Result<Report, BenchError> {
         Scenario::Fanout => fanout::run(options, &target, &pool),
         Scenario::Idle => idle::run(options, &target, &pool),
         Scenario::Churn => churn::run(options, &target, &pool),
+        Scenario::Soak => soak::run(options, &target, &pool),
     };
     pool.stop();
     target.stop();
@@ -331,8 +375,15 @@ pub fn run_scenario(options: &Options) -> Result<Report, BenchError> {
     Ok(report)
 }
 
+/// Elsewhere there is no descriptor limit to raise (see [`fd_limit`]).
+#[cfg(not(unix))]
+fn raise_fd_limit(_options: &Options) -> Option<String> {
+    None
+}
+
 /// Raises the soft descriptor limit to the hard one; says so if that is not
 /// enough for the run.
+#[cfg(unix)]
 fn raise_fd_limit(options: &Options) -> Option<String> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
@@ -402,9 +453,10 @@ impl Target {
                 in_process: None,
             });
         }
-        if options.tls && options.scenario != Scenario::Fanout {
+        let soak = options.scenario == Scenario::Soak;
+        if options.tls && !matches!(options.scenario, Scenario::Fanout | Scenario::Soak) {
             return Err(BenchError::Options(
-                "--tls is for the fanout scenario".into(),
+                "--tls is for the fanout and soak scenarios".into(),
             ));
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -414,11 +466,16 @@ impl Target {
             .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;
         let listener = smol::net::TcpListener::try_from(listener)
             .map_err(|err| BenchError::Io("cannot listen on 127.0.0.1", err))?;
-        let config = bench_config(options.server_threads);
+        let config = if soak {
+            soak::soak_config(options.server_threads)
+        } else {
+            bench_config(options.server_threads)
+        };
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut listeners = crate::server::Listeners::plain(listener);
         #[cfg(feature = "tls")]
-        let tls = if options.tls {
+        // The soak always mixes TLS clients with plain ones.
+        let tls = if options.tls || soak {
             let (listener, server, client) = tls_listener()?;
             let tls_addr = listener
                 .local_addr()
@@ -463,6 +520,19 @@ impl Target {
             };
         }
         client::Dial::plain(self.addr)
+    }
+
+    /// The in-process server's TLS port, trusting its certificate, if it
+    /// has one.
+    pub(crate) fn dial_tls(&self) -> Option<client::Dial> {
+        #[cfg(feature = "tls")]
+        if let Some((addr, config)) = &self.tls {
+            return Some(client::Dial {
+                addr: *addr,
+                tls: Some(Arc::clone(config)),
+            });
+        }
+        None
     }
 
     /// Checks that the server answers with `HELLO`, then gives its threads

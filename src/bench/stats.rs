@@ -1,5 +1,6 @@
 //! What the scenarios measure with: a latency histogram, the server's
-//! resident memory and open descriptors from `/proc`, and a one-line JSON
+//! resident memory and open descriptors from `/proc` (Linux only: elsewhere
+//! they read as unknown, and the reports say `?`), and a one-line JSON
 //! writer.
 
 use std::fmt::{Display, Write as _};
@@ -93,6 +94,7 @@ impl Histogram {
 }
 
 /// A process's resident memory in bytes (`VmRSS` in `/proc/PID/status`).
+#[cfg(target_os = "linux")]
 pub(crate) fn rss(pid: Option<u32>) -> Option<u64> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/status"),
@@ -105,6 +107,7 @@ pub(crate) fn rss(pid: Option<u32>) -> Option<u64> {
 }
 
 /// How many file descriptors a process holds (entries of `/proc/PID/fd`).
+#[cfg(target_os = "linux")]
 pub(crate) fn fds(pid: Option<u32>) -> Option<usize> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/fd"),
@@ -116,9 +119,32 @@ pub(crate) fn fds(pid: Option<u32>) -> Option<usize> {
 /// The machine's load average over the last minute: how many threads
 /// wanted a core. Above 2 on this 2-core machine, something else competed
 /// with the benchmark.
+#[cfg(target_os = "linux")]
 pub(crate) fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     text.split_whitespace().next()?.parse().ok()
+}
+
+/// Without `/proc` (macOS, the BSDs, Windows) the figures need a different
+/// system call on each platform (`task_info`, `sysctl`,
+/// `GetProcessMemoryInfo`), which no dependency here offers without
+/// `unsafe` (forbidden in this crate): the reports say they are unknown
+/// instead, and the soak then judges deliveries only.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn rss(_pid: Option<u32>) -> Option<u64> {
+    None
+}
+
+/// Unknown without `/proc`; see [`rss`].
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn fds(_pid: Option<u32>) -> Option<usize> {
+    None
+}
+
+/// Unknown without `/proc`; see [`rss`].
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn load_average() -> Option<f64> {
+    None
 }
 
 /// Nanoseconds as milliseconds, for people.
@@ -133,6 +159,18 @@ pub(crate) fn human_bytes(bytes: f64) -> String {
     } else {
         format!("{:.2} KiB", bytes / 1024.0)
     }
+}
+
+/// `value` as one line of JSON; `{}` if it cannot be written (a map with
+/// keys that are not strings, which the reports never hold).
+pub(crate) fn json_line(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A float rounded to 3 decimals, as the JSON line gives them (serde_json
+/// writes a float that is not finite as `null`).
+pub(crate) fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
 }
 
 /// Builds one flat JSON object, in insertion order.

@@ -6,12 +6,13 @@ use argh::FromArgs;
 use crate::bench::{Options, Scenario};
 
 /// Load a natter server with many real clients and measure it: fanout
-/// (throughput, loss, latency), idle (memory per connection) or churn
-/// (connections/s, leaks). Starts a server in this process unless --server.
+/// (throughput, loss, latency), idle (memory per connection), churn
+/// (connections/s, leaks) or soak (a mixed load for a while: leaks and lost
+/// messages). Starts a server in this process unless --server.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "bench")]
 pub struct Bench {
-    /// fanout, idle or churn
+    /// fanout, idle, churn or soak
     #[argh(positional)]
     scenario: Scenario,
     /// a server on this machine to load, as host:port (default: start one
@@ -21,18 +22,20 @@ pub struct Bench {
     /// the process id of --server, to read its memory and descriptors
     #[argh(option)]
     server_pid: Option<u32>,
-    /// clients (default: fanout 100, idle 1000, churn 20 at once)
+    /// clients (default: fanout 100, idle 1000, churn 20 at once, soak 20
+    /// residents)
     #[argh(option, default = "Options::default().clients")]
     clients: usize,
     /// fanout: clients that send (default 10)
     #[argh(option, default = "Options::default().senders")]
     senders: usize,
     /// fanout: messages per second from all senders; 0 sends as fast as
-    /// the in-flight window allows (default 0)
+    /// the in-flight window allows (default 0); soak: room messages per
+    /// second from all residents (0 means 40)
     #[argh(option, default = "Options::default().rate")]
     rate: u64,
     /// fanout: seconds of sending (5); idle: seconds to hold (0); churn:
-    /// the most seconds to run (600)
+    /// the most seconds to run (600); soak: seconds of load (60)
     #[argh(option)]
     seconds: Option<f64>,
     /// churn: connect/register/chat/quit cycles (default 10000)
@@ -60,7 +63,8 @@ pub struct Bench {
     #[argh(switch)]
     quiet: bool,
     /// fanout: clients connect over TLS to the in-process server, which
-    /// also listens for TLS with a self-signed certificate
+    /// also listens for TLS with a self-signed certificate (soak always
+    /// mixes TLS and plain clients)
     #[argh(switch)]
     tls: bool,
 }

@@ -34,10 +34,8 @@ pub struct Args {
 /// The subcommands.
 #[derive(FromArgs)]
 #[argh(subcommand)]
-// Parsed once per process: the size of the serve flags costs nothing.
-#[allow(clippy::large_enum_variant)]
 enum Subcommand {
-    Serve(serve::Serve),
+    Serve(Box<serve::Serve>),
     Admin(admin::Admin),
     Bench(bench::Bench),
     #[cfg(feature = "tui")]
@@ -48,7 +46,7 @@ enum Subcommand {
 /// signal, the client until the user quits).
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
-        Subcommand::Serve(serve) => serve.run(),
+        Subcommand::Serve(serve) => (*serve).run(),
         Subcommand::Admin(admin) => admin.run(),
         Subcommand::Bench(bench) => crate::bench::run(bench.options()),
         #[cfg(feature = "tui")]
@@ -168,6 +166,12 @@ mod tests {
             ("--shutdown-grace", c.shutdown_grace.as_secs().to_string()),
             ("--mute-default", c.mute_default.as_secs().to_string()),
             ("--ban-default", c.ban_default.as_secs().to_string()),
+            // The web client.
+            ("--web-bind", super::serve::DEFAULT_WEB_BIND.to_owned()),
+            (
+                "--web-tls-bind",
+                super::serve::DEFAULT_WEB_TLS_BIND.to_owned(),
+            ),
             // Operations.
             (
                 "--log-format",

@@ -17,6 +17,12 @@ pub const DEFAULT_BIND: &str = "0.0.0.0:5555";
 /// Where the TLS listener listens without `--tls-bind`.
 pub const DEFAULT_TLS_BIND: &str = "0.0.0.0:5556";
 
+/// Where the web client's HTTP listener listens without `--web-bind`.
+pub const DEFAULT_WEB_BIND: &str = "0.0.0.0:8080";
+
+/// Where the web client's HTTPS listener listens without `--web-tls-bind`.
+pub const DEFAULT_WEB_TLS_BIND: &str = "0.0.0.0:8443";
+
 /// Where `natter serve` keeps history without `--history`: in SQLite, as a
 /// server run by hand should remember (`Config::default()` keeps none, for
 /// tests). The directory is filled in from `--data-dir`.
@@ -65,8 +71,8 @@ pub struct Serve {
     /// where to keep chat history: sqlite, memory or off (default sqlite)
     #[argh(option, default = "default_history()")]
     history: HistoryMode,
-    /// directory of the history database (default $XDG_DATA_HOME/natter,
-    /// or ~/.local/share/natter)
+    /// directory of the history and accounts databases and the id floor
+    /// (default $XDG_DATA_HOME/natter, or ~/.local/share/natter)
     #[argh(option)]
     data_dir: Option<PathBuf>,
     /// days of history to keep; 0 keeps it forever (default 90)
@@ -113,6 +119,30 @@ pub struct Serve {
     /// no plain-text listener: serve only TLS (--bind is then unused)
     #[argh(switch)]
     no_plain: bool,
+    // The web client.
+    /// address of the web client's HTTP listener, the page and its
+    /// WebSocket (default 0.0.0.0:8080)
+    #[argh(option, default = "DEFAULT_WEB_BIND.to_owned()")]
+    web_bind: String,
+    /// do not serve the web client
+    #[argh(switch)]
+    no_web: bool,
+    /// address of the web client over HTTPS, served when a TLS certificate
+    /// is configured (default 0.0.0.0:8443)
+    #[argh(option, default = "DEFAULT_WEB_TLS_BIND.to_owned()")]
+    web_tls_bind: String,
+    /// another origin whose pages may open the WebSocket, such as
+    /// https://chat.example.org (repeatable); the page's own always may
+    #[argh(option)]
+    web_origin: Vec<String>,
+    /// the address of a reverse proxy in front of the web listener: from it
+    /// only, the client address is taken from X-Forwarded-For (default none)
+    #[argh(option)]
+    web_trust_proxy: Option<std::net::IpAddr>,
+    /// seconds between pings on an idle WebSocket; a peer that has not
+    /// answered one by the next is closed (default 25)
+    #[argh(option, default = "Config::default().web_ping.as_secs()")]
+    web_ping: u64,
     // Operations: logs, the welcome text, metrics, the configuration file.
     /// how stderr's log lines look: human (text, coloured at a terminal)
     /// or json (one object a line, for log shippers) (default human)
@@ -162,15 +192,29 @@ fn days(age: Option<Duration>) -> u64 {
 }
 
 /// Where the databases live unless `--data-dir` says otherwise: the XDG
-/// data directory, as other Unix services do.
+/// data directory, as other Unix services do (on Windows, which sets no
+/// `HOME`, `%LOCALAPPDATA%` when neither is set).
 pub fn data_dir() -> PathBuf {
     let home = |rest: &str| std::env::var_os("HOME").map(|h| Path::new(&h).join(rest));
     std::env::var_os("XDG_DATA_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| home(".local/share"))
+        .or_else(local_app_data)
         .unwrap_or_else(|| PathBuf::from("."))
         .join("natter")
+}
+
+/// Windows' per-user data directory, where `HOME` is not set.
+#[cfg(windows)]
+fn local_app_data() -> Option<PathBuf> {
+    std::env::var_os("LOCALAPPDATA").map(PathBuf::from)
+}
+
+/// Unix systems have `HOME`; nothing else to try.
+#[cfg(not(windows))]
+fn local_app_data() -> Option<PathBuf> {
+    None
 }
 
 impl Serve {
@@ -206,6 +250,11 @@ impl Serve {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             mute_default: Duration::from_secs(self.mute_default),
             ban_default: Duration::from_secs(self.ban_default),
+            web_origins: self.web_origin.clone(),
+            web_trust_proxy: self.web_trust_proxy,
+            // At least a second: a ping per poll would be a busy loop.
+            web_ping: Duration::from_secs(self.web_ping.max(1)),
+            id_floor_dir: Some(dir()),
             // Read from --motd by `run`, which can fail.
             motd: Vec::new(),
         }
@@ -234,8 +283,32 @@ impl Serve {
                         .map_err(|err| format!("cannot listen on {}: {err}", self.bind))?,
                 )
             };
+            // Built without the web client, its flags change nothing.
+            #[cfg(not(feature = "web"))]
+            let _ = (&self.web_bind, self.no_web, &self.web_tls_bind);
+            // Without TLS there is no HTTPS listener to move.
+            #[cfg(all(feature = "web", not(feature = "tls")))]
+            let _ = &self.web_tls_bind;
+            #[cfg(feature = "web")]
+            let web = if self.no_web {
+                None
+            } else {
+                Some(bind_web(&self.web_bind, "--web-bind").await?)
+            };
+            #[cfg(all(feature = "web", feature = "tls"))]
+            let web_tls = match (&tls, self.no_web) {
+                (Some(tls), false) => Some((
+                    bind_web(&self.web_tls_bind, "--web-tls-bind").await?,
+                    std::sync::Arc::clone(&tls.config),
+                )),
+                _ => None,
+            };
             let listeners = crate::server::Listeners {
                 plain,
+                #[cfg(feature = "web")]
+                web,
+                #[cfg(all(feature = "web", feature = "tls"))]
+                web_tls,
                 #[cfg(feature = "tls")]
                 tls: match tls {
                     Some(tls) => Some((
@@ -247,10 +320,14 @@ impl Serve {
                     None => None,
                 },
             };
-            let mut signals = async_signal::Signals::new([
-                async_signal::Signal::Int,
-                async_signal::Signal::Term,
-            ])?;
+            // Windows delivers only Ctrl-C (`Int`); async-signal refuses
+            // to listen for `Term` there, which would stop the server
+            // from starting.
+            #[cfg(unix)]
+            let wanted = [async_signal::Signal::Int, async_signal::Signal::Term];
+            #[cfg(not(unix))]
+            let wanted = [async_signal::Signal::Int];
+            let mut signals = async_signal::Signals::new(wanted)?;
             let shutdown = async move {
                 if let Some(Ok(signal)) = signals.next().await {
                     tracing::info!(?signal, "signal received");
@@ -327,6 +404,22 @@ impl Serve {
         }
         Ok(None)
     }
+}
+
+/// Binds a web listener; a port that is taken stops the server with a
+/// sentence naming the flags that move or drop it.
+#[cfg(feature = "web")]
+async fn bind_web(
+    address: &str,
+    flag: &str,
+) -> Result<smol::net::TcpListener, Box<dyn std::error::Error>> {
+    smol::net::TcpListener::bind(address).await.map_err(|err| {
+        format!(
+            "cannot listen for the web client on {address}: {err}; \
+             choose another address with {flag}, or turn the web client off with --no-web"
+        )
+        .into()
+    })
 }
 
 // Operations: readiness for a service manager.

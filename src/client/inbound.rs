@@ -7,7 +7,7 @@ use super::model::{history, Changes, Model, NickPrompt};
 use super::pane::{Added, Batch, EntryKind, SystemKind, Target};
 use super::words::{self, CURRENT_ROOM_INFO};
 use crate::names;
-use crate::protocol::{ErrorCode, HistoryQuery, ModAction, ServerLine, Timestamp};
+use crate::protocol::{ErrorCode, HistoryQuery, ServerLine, Timestamp};
 
 impl Model {
     /// Applies one event from the connection, received at `now`.
@@ -27,7 +27,7 @@ impl Model {
             Event::Refused(out) => self.system(
                 now,
                 SystemKind::Error,
-                format!("Not sent, no connection: {}", out.to_line()),
+                words::not_sent_offline(&out.to_line()),
             ),
         }
     }
@@ -39,11 +39,9 @@ impl Model {
         };
         // (to every pane, kind, text)
         let text = match &state {
-            ConnState::Connecting { attempt: 1 } => Some((
-                false,
-                SystemKind::Info,
-                format!("Connecting to {}…", self.server),
-            )),
+            ConnState::Connecting { attempt: 1 } => {
+                Some((false, SystemKind::Info, words::connecting(&self.server)))
+            }
             // Only the first failure of a streak; the status line counts
             // the attempts, so a long outage does not fill the chat.
             ConnState::Offline { .. } if matches!(self.state, ConnState::Connecting { attempt } if attempt > 1) => {
@@ -53,16 +51,9 @@ impl Model {
             ConnState::Offline { reason, retry_in } => Some((
                 true,
                 SystemKind::Error,
-                format!(
-                    "Disconnected: {reason}. Retrying in {:.1}s.",
-                    retry_in.as_secs_f32()
-                ),
+                words::disconnected(reason, retry_in.as_secs_f32()),
             )),
-            ConnState::Closed { reason } => Some((
-                false,
-                SystemKind::Info,
-                format!("Connection closed: {reason}."),
-            )),
+            ConnState::Closed { reason } => Some((false, SystemKind::Info, words::closed(reason))),
             _ => None,
         };
         if !matches!(state, ConnState::Online | ConnState::Registering) {
@@ -97,7 +88,7 @@ impl Model {
             ServerLine::Hello { version, .. } => self.system(
                 now,
                 SystemKind::Info,
-                format!("Connected to {} ({version}).", self.server),
+                words::connected(&self.server, &version),
             ),
             ServerLine::Welcome { nick, text } => {
                 self.wanted = nick.clone();
@@ -131,12 +122,8 @@ impl Model {
                 nick,
                 reason,
             } => {
-                let text = match (self.is_me(&nick), reason.as_str()) {
-                    (true, "") => format!("You left {room}"),
-                    (true, reason) => format!("You left {room} ({reason})"),
-                    (false, "") => format!("{nick} left {room}"),
-                    (false, reason) => format!("{nick} left {room} ({reason})"),
-                };
+                let who = (!self.is_me(&nick)).then_some(nick.as_str());
+                let text = words::left(who, &room, &reason);
                 let index = self.room_index(&room);
                 if !self.is_me(&nick) {
                     let Some(i) = index else {
@@ -165,10 +152,7 @@ impl Model {
                 changes
             }
             ServerLine::Quit { time, nick, reason } => {
-                let text = match reason.as_str() {
-                    "" => format!("{nick} left"),
-                    reason => format!("{nick} left ({reason})"),
-                };
+                let text = words::quit(&nick, &reason);
                 let mut changes = Changes::default();
                 let mut anywhere = false;
                 for i in 0..self.panes.len() {
@@ -190,7 +174,7 @@ impl Model {
             }
             ServerLine::Nick { time, old, new } => self.renamed(time, old, new),
             ServerLine::Users { room, mut nicks } => {
-                let text = format!("{room} ({}): {}", nicks.len(), nicks.join(" "));
+                let text = words::members(&room, &nicks);
                 nicks.sort_by_key(|n| names::fold(n));
                 nicks.dedup_by_key(|n| names::fold(n));
                 let Some(i) = self.room_index(&room) else {
@@ -210,10 +194,7 @@ impl Model {
                 nick,
                 text,
             } => {
-                let line = match text.as_str() {
-                    "" => format!("{room} has no topic (cleared by {nick})"),
-                    text => format!("Topic of {room}: {text} (set by {nick})"),
-                };
+                let line = words::topic(&room, &text, &nick);
                 let Some(i) = self.room_index(&room) else {
                     return self.system(time, SystemKind::Info, line);
                 };
@@ -262,32 +243,20 @@ impl Model {
                 }
                 changes
             }
-            ServerLine::Bye(text) => self.system(
-                now,
-                SystemKind::Info,
-                format!("The server says goodbye: {text}"),
-            ),
-            ServerLine::Pong(token) => match token.as_str() {
-                "" => self.system(now, SystemKind::Info, "PONG: the server answers.".into()),
-                token => self.system(now, SystemKind::Info, format!("PONG {token}")),
-            },
+            ServerLine::Bye(text) => self.system(now, SystemKind::Info, words::goodbye(&text)),
+            ServerLine::Pong(token) => self.system(now, SystemKind::Info, words::pong(&token)),
             ServerLine::Room {
                 room,
                 members,
                 topic,
             } => {
-                let mark = match self.room_index(&room).map(|i| self.panes[i].joined) {
-                    Some(true) => " (you are in it)",
-                    _ => "",
-                };
-                let text = format!("{room} ({members}){mark} {topic}");
-                self.system(now, SystemKind::Info, text.trim_end().to_owned())
+                let joined = self.room_index(&room).is_some_and(|i| self.panes[i].joined);
+                let text = words::room_entry(&room, members, joined, &topic);
+                self.system(now, SystemKind::Info, text)
             }
-            ServerLine::Rooms(count) => self.system(
-                now,
-                SystemKind::Info,
-                format!("{count} rooms listed; /join #room to enter one."),
-            ),
+            ServerLine::Rooms(count) => {
+                self.system(now, SystemKind::Info, words::rooms_listed(count))
+            }
             ServerLine::Account { text, .. } => {
                 let mut changes = self.system(now, SystemKind::Info, text);
                 changes.status = true;
@@ -302,20 +271,7 @@ impl Model {
                 until,
                 reason,
             } => {
-                let until =
-                    until.map_or_else(String::new, |t| format!(" until {}", words::clock(t)));
-                let reason = match reason.as_str() {
-                    "" => String::new(),
-                    reason => format!(" ({reason})"),
-                };
-                let verb = match action {
-                    ModAction::Kick => "kicked",
-                    ModAction::Mute => "muted",
-                    ModAction::Unmute => "unmuted",
-                    ModAction::Ban => "banned",
-                    ModAction::Unban => "unbanned",
-                };
-                let text = format!("{by} {verb} {target}{until}{reason}");
+                let text = words::moderation(&by, action, &target, until, &reason);
                 match self.room_index(&room) {
                     Some(i) => self.line_to(i, time, SystemKind::Error, text),
                     None => self.system(time, SystemKind::Error, text),
@@ -325,7 +281,7 @@ impl Model {
     }
 
     fn join(&mut self, time: Timestamp, room: String, nick: String, now: Timestamp) -> Changes {
-        let text = format!("{nick} joined {room}");
+        let text = words::joined(&nick, &room);
         let mut changes = Changes::default();
         if !self.is_me(&nick) {
             let Some(i) = self.room_index(&room) else {
@@ -338,7 +294,7 @@ impl Model {
             return changes;
         }
         let Some(i) = self.open(Target::Room(room.clone())) else {
-            let text = format!("Too many rooms open: {room} gets no pane; /part one.");
+            let text = words::too_many_rooms(&room);
             return self.system(now, SystemKind::Error, text);
         };
         let pane = &mut self.panes[i];
@@ -384,11 +340,11 @@ impl Model {
                 }
             }
             changes.users = true;
-            let text = format!("You are now known as {new}");
+            let text = words::renamed(None, &new);
             changes.merge(self.line_to_all(time, SystemKind::Nick, &text));
             return changes;
         }
-        let text = format!("{old} is now known as {new}");
+        let text = words::renamed(Some(&old), &new);
         let mut anywhere = false;
         for i in 0..self.panes.len() {
             let here = match self.panes[i].target.clone() {
@@ -504,7 +460,9 @@ impl Model {
                         batch.last = Some((id, seq));
                     }
                 }
-                if newer && !own && !shown {
+                // Live lines are news even under an id seen before (a
+                // server that reused it); replayed ones only if newer.
+                if (newer || !replayed) && !own && !shown {
                     pane.unread = pane.unread.saturating_add(1);
                     pane.alert |= alert;
                     changes.panes = true;
@@ -543,18 +501,10 @@ impl Model {
                 .push(history(pane.name(), HistoryQuery::Since(pane.newest_id)));
         }
         let n = batch.inserted;
-        let s = if n == 1 { "" } else { "s" };
-        let text = if batch.fresh {
-            match &pane.target {
-                Target::Room(room) => format!("Above: {n} earlier message{s} of {room}."),
-                Target::Private(nick) => {
-                    format!("Above: {n} earlier message{s} with {nick}.")
-                }
-            }
-        } else {
-            let n = batch.newer;
-            let s = if n == 1 { "" } else { "s" };
-            format!("Above: {n} message{s} you missed.")
+        let text = match &pane.target {
+            Target::Room(room) if batch.fresh => words::history_above(true, n, room, true),
+            Target::Private(nick) if batch.fresh => words::history_above(true, n, nick, false),
+            _ => words::history_above(false, batch.newer, "", false),
         };
         let worth_saying = n > 0 && (batch.fresh || batch.newer > 0);
         if let (true, Some((_, seq))) = (worth_saying, batch.last) {

@@ -7,7 +7,10 @@ use super::connection::{ConnState, Outgoing};
 use super::model::{Action, Changes, Model, Submitted};
 use super::pane::{EntryKind, SystemKind, Target};
 use super::recall::{Completion, SLASH_COMMANDS};
-use super::words::LOCAL_HELP;
+use super::words::{
+    self, not_sent, LOCAL_HELP, NO_PRIVATE_TOPIC, ONLY_PANE, QUERY_NEEDS_NICK, QUERY_SELF,
+    SERVER_HELP_FOLLOWS, TOO_MANY_PRIVATE,
+};
 use crate::names;
 use crate::protocol::{parse_command, Command, CommandError, Timestamp};
 use crate::text::capitalise;
@@ -74,8 +77,11 @@ impl Model {
                     changes.merge(self.system(now, SystemKind::Info, text.to_owned()));
                 }
                 if self.connected() {
-                    let text = "The server's commands follow (their /slash forms work here):";
-                    changes.merge(self.system(now, SystemKind::Info, text.to_owned()));
+                    changes.merge(self.system(
+                        now,
+                        SystemKind::Info,
+                        SERVER_HELP_FOLLOWS.to_owned(),
+                    ));
                     let mut sent = self.send_if(Outgoing::Command(Command::Help), false, now);
                     sent.changes.merge(changes);
                     return sent;
@@ -109,10 +115,7 @@ impl Model {
                 ),
             },
             Command::Topic { room: None, text } => match shown {
-                Target::Private(_) => self.refuse(
-                    "Only rooms have topics; this is a private conversation.".into(),
-                    now,
-                ),
+                Target::Private(_) => self.refuse(NO_PRIVATE_TOPIC.into(), now),
                 Target::Room(room) => self.send_command(
                     Command::Topic {
                         room: Some(room),
@@ -123,10 +126,7 @@ impl Model {
             },
             Command::Users { room: None } => match shown {
                 Target::Private(partner) => {
-                    let text = format!(
-                        "A private conversation between {} and {partner}.",
-                        self.display_nick()
-                    );
+                    let text = words::private_between(self.display_nick(), &partner);
                     let changes = self.system(now, SystemKind::Info, text);
                     self.done(Action::None, true, changes)
                 }
@@ -159,9 +159,7 @@ impl Model {
         let one_word = !arg.is_empty() && !arg.contains(' ');
         match verb.as_str() {
             "w" | "msg" | "whisper" | "query" if one_word => Some(self.converse(arg, now)),
-            "query" if arg.is_empty() => {
-                Some(self.refuse("/query needs a nickname, as in /query bob".to_owned(), now))
-            }
+            "query" if arg.is_empty() => Some(self.refuse(QUERY_NEEDS_NICK.to_owned(), now)),
             "query" => {
                 let (nick, text) = arg.split_once(' ').unwrap_or((arg, ""));
                 let opened = self.converse(nick, now);
@@ -176,13 +174,7 @@ impl Model {
             "history" if arg.is_empty() => Some(match self.older() {
                 Some(out) => self.done(Action::Send(out), true, Changes::default()),
                 None => {
-                    let why = match (self.history_off, self.shown().exhausted) {
-                        (true, _) => "This server keeps no history.",
-                        (false, true) => "There is nothing older here.",
-                        (false, false) => {
-                            "Nothing to fetch now (offline, busy, or the scrollback is full)."
-                        }
-                    };
+                    let why = words::nothing_to_fetch(self.history_off, self.shown().exhausted);
                     let changes = self.system(now, SystemKind::Info, why.to_owned());
                     self.done(Action::None, true, changes)
                 }
@@ -195,14 +187,14 @@ impl Model {
     /// asks the server for its recent history.
     fn converse(&mut self, nick: &str, now: Timestamp) -> Submitted {
         if let Err(err) = names::check_nick(nick) {
-            return self.refuse(format!("{nick} is not a nickname: {err}."), now);
+            return self.refuse(words::not_a_nick(nick, &err.to_string()), now);
         }
         if self.is_me(nick) {
-            return self.refuse("That is you; pick someone else to talk to.".into(), now);
+            return self.refuse(QUERY_SELF.into(), now);
         }
         let existed = self.private_index(nick).is_some();
         let Some(index) = self.open(Target::Private(nick.to_owned())) else {
-            return self.refuse("Too many private conversations are open.".into(), now);
+            return self.refuse(TOO_MANY_PRIVATE.into(), now);
         };
         let mut changes = self.set_shown(index);
         if !existed && self.state == ConnState::Online && !self.history_off {
@@ -223,9 +215,7 @@ impl Model {
                 },
                 now,
             ),
-            Target::Private(_) if self.panes.len() == 1 => {
-                self.refuse("This is the only pane; /join a room first.".into(), now)
-            }
+            Target::Private(_) if self.panes.len() == 1 => self.refuse(ONLY_PANE.into(), now),
             Target::Private(_) => {
                 let changes = self.remove(self.shown);
                 self.done(Action::None, true, changes)
@@ -237,10 +227,7 @@ impl Model {
     fn say(&mut self, room: String, text: String, now: Timestamp) -> Submitted {
         let index = self.room_index(&room);
         if self.state == ConnState::Online && index.is_some_and(|i| !self.panes[i].joined) {
-            return self.refuse(
-                format!("You are not in {room}; /join {room} to go back."),
-                now,
-            );
+            return self.refuse(words::not_in_room(&room), now);
         }
         let out = Outgoing::Command(Command::Msg {
             room: Some(room.clone()),
@@ -316,19 +303,14 @@ impl Model {
         let why = match self.state {
             ConnState::Online => None,
             ConnState::Registering if !needs_nick => None,
-            ConnState::Registering => {
-                Some("you have no nickname yet; pick one with /nick name".to_owned())
-            }
-            ConnState::Connecting { .. } => Some("still connecting".to_owned()),
-            ConnState::Offline { .. } => Some("not connected; reconnecting".to_owned()),
-            ConnState::Closed { .. } => Some("the connection is closed".to_owned()),
+            ConnState::Registering => Some(not_sent::NO_NICK),
+            ConnState::Connecting { .. } => Some(not_sent::CONNECTING),
+            ConnState::Offline { .. } => Some(not_sent::OFFLINE),
+            ConnState::Closed { .. } => Some(not_sent::CLOSED),
         };
         match why {
             None => self.done(Action::Send(out), true, Changes::default()),
-            Some(why) => self.refuse(
-                format!("Not sent ({why}); your text is still in the input line."),
-                now,
-            ),
+            Some(why) => self.refuse(words::kept_in_input(why), now),
         }
     }
 

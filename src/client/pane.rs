@@ -10,11 +10,18 @@
 //! where they were added; when replayed history brings one of our own
 //! messages, the echo we showed gets its id instead of a second copy.
 //!
+//! A line is a duplicate only if the pane holds one with the same id *and*
+//! the same words from the same sender in the same place: a message the
+//! user has not seen is never dropped. A different message under an id the
+//! pane already holds (a server that handed an id out twice) is shown
+//! anyway, in id order, below the lines with that id.
+//!
 //! Invariants:
 //! - a scrollback never holds more lines than its capacity; the line at the
 //!   top goes first;
-//! - no two lines of a pane have the same id, and the lines that have an id
-//!   are in increasing id order from top to bottom;
+//! - no two lines of a pane have the same id and the same message, and the
+//!   lines that have an id are in id order from top to bottom (equal ids in
+//!   the order they came);
 //! - a line keeps its sequence number for life, so a view can hold on to it
 //!   while lines are added above and below.
 
@@ -202,15 +209,17 @@ impl Scrollback {
     }
 
     /// Where a message with `id` goes: just above the first line with a
-    /// larger id, or at the bottom. `Err` if a line has that id already.
-    /// Scans from the bottom, where new messages go, so live chat costs
-    /// nothing.
-    fn slot(&self, id: u64) -> Result<usize, ()> {
+    /// larger id, or at the bottom. `Err` if a line with that id says the
+    /// same as `kind` already. Scans from the bottom, where new messages
+    /// go, so live chat costs nothing.
+    fn slot(&self, id: u64, kind: &EntryKind) -> Result<usize, ()> {
         let mut at = self.entries.len();
         for (i, e) in self.entries.iter().enumerate().rev() {
             match e.id {
-                Some(other) if other == id => return Err(()),
+                Some(other) if other == id && same_message(&e.kind, kind) => return Err(()),
                 Some(other) if other > id => at = i,
+                // Another message under the same id: it stays above.
+                Some(other) if other == id => {}
                 Some(_) => break,
                 None => {}
             }
@@ -268,6 +277,36 @@ impl Scrollback {
     }
 }
 
+/// True if `a` and `b` are the same message: the same words, from the same
+/// sender, in the same room or to the same nickname. Whether it was ours or
+/// mentioned us is left out: that depends on our nickname at the time.
+fn same_message(a: &EntryKind, b: &EntryKind) -> bool {
+    let same = |x: &str, y: &str| names::fold(x) == names::fold(y);
+    match (a, b) {
+        (
+            EntryKind::Chat {
+                room, nick, text, ..
+            },
+            EntryKind::Chat {
+                room: r,
+                nick: n,
+                text: t,
+                ..
+            },
+        ) => text == t && same(nick, n) && same(room, r),
+        (
+            EntryKind::Whisper { from, to, text, .. },
+            EntryKind::Whisper {
+                from: f,
+                to: o,
+                text: t,
+                ..
+            },
+        ) => text == t && same(from, f) && same(to, o),
+        _ => false,
+    }
+}
+
 /// What a pane is the conversation of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -299,7 +338,8 @@ impl Target {
 /// What adding a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Added {
-    /// A line with its id was already there; nothing changed.
+    /// The same message with the same id was already there; nothing
+    /// changed.
     Duplicate,
     /// It was our own message, already shown: the echo took its id.
     Matched,
@@ -440,8 +480,9 @@ impl Pane {
     }
 
     /// Adds a message that has a server id, keeping id order and skipping
-    /// one already shown; our own message already shown as an echo gets
-    /// the id (and moves to its place in id order) instead.
+    /// one already shown (same id, same message); our own message already
+    /// shown as an echo gets the id (and moves to its place in id order)
+    /// instead. A different message under a known id is added.
     ///
     /// A message newer than any shown goes at the bottom; an older one
     /// just above the first line with a larger id. So a replay that comes
@@ -451,7 +492,7 @@ impl Pane {
     /// line below sees it at once.
     pub(crate) fn add_message(&mut self, id: u64, time: Timestamp, kind: EntryKind) -> Added {
         let newer = id > self.newest_id;
-        if !newer && self.lines.slot(id).is_err() {
+        if !newer && self.lines.slot(id, &kind).is_err() {
             return Added::Duplicate;
         }
         if let Some(at) = self.lines.echo_of(&kind) {
@@ -459,7 +500,7 @@ impl Pane {
             let entries = &mut self.lines.entries;
             let before = entries.range(..at).rev().find_map(|e| e.id);
             let after = entries.range(at + 1..).find_map(|e| e.id);
-            let in_order = before.is_none_or(|b| b < id) && after.is_none_or(|a| a > id);
+            let in_order = before.is_none_or(|b| b <= id) && after.is_none_or(|a| a >= id);
             if let Some(echo) = entries.get_mut(at) {
                 echo.id = Some(id);
                 echo.time = time;
@@ -467,7 +508,7 @@ impl Pane {
             // Where it was shown, unless that breaks the id order.
             if !in_order {
                 if let Some(echo) = entries.remove(at) {
-                    let slot = self.lines.slot(id).unwrap_or(self.lines.len());
+                    let slot = self.lines.slot(id, &echo.kind).unwrap_or(self.lines.len());
                     self.lines.place(slot, echo);
                 }
             }
@@ -475,7 +516,7 @@ impl Pane {
         }
         let slot = match newer {
             true => self.lines.len(),
-            false => self.lines.slot(id).unwrap_or(self.lines.len()),
+            false => self.lines.slot(id, &kind).unwrap_or(self.lines.len()),
         };
         let seq = self.lines.take_seq();
         let kept = self.lines.place(
@@ -570,6 +611,79 @@ mod tests {
                 "106:m106"
             ]
         );
+    }
+
+    #[test]
+    fn a_different_message_under_a_known_id_is_shown_never_dropped() {
+        // Story: a server that handed ids out again (a kill -9 on an old version) loses nothing on screen.
+        let mut p = Pane::new(0, Target::Room("#r".into()), 100);
+        for id in [790, 791, 792, 800] {
+            p.add_message(id, t(0), chat("bob", &format!("m{id}"), false));
+        }
+        let added = p.add_message(791, t(9), chat("carol", "after the restart", false));
+        assert_eq!(
+            added,
+            Added::Inserted {
+                newer: false,
+                seq: Some(4)
+            }
+        );
+        assert_eq!(
+            p.add_message(791, t(9), chat("bob", "another", false)),
+            Added::Inserted {
+                newer: false,
+                seq: Some(5)
+            },
+            "same sender, other words: still new"
+        );
+        let elsewhere = EntryKind::Chat {
+            room: "#other".into(),
+            nick: "bob".into(),
+            text: "m792".into(),
+            own: false,
+            mention: false,
+        };
+        assert!(matches!(
+            p.add_message(792, t(9), elsewhere),
+            Added::Inserted { .. }
+        ));
+        assert_eq!(
+            shown(&p),
+            [
+                "790:m790",
+                "791:m791",
+                "791:after the restart",
+                "791:another",
+                "792:m792",
+                "792:m792",
+                "800:m800"
+            ]
+        );
+        // The same message again, live or replayed, in any case of its
+        // names, is a duplicate.
+        for (id, nick, text) in [(791, "CAROL", "after the restart"), (800, "bob", "m800")] {
+            assert_eq!(
+                p.add_message(id, t(9), chat(nick, text, false)),
+                Added::Duplicate
+            );
+        }
+        let whisper = |from: &str, text: &str| EntryKind::Whisper {
+            from: from.into(),
+            to: "me".into(),
+            text: text.into(),
+            own: false,
+        };
+        let mut w = Pane::new(1, Target::Private("bob".into()), 100);
+        w.add_message(5, t(0), whisper("bob", "one"));
+        assert_eq!(
+            w.add_message(5, t(0), whisper("Bob", "one")),
+            Added::Duplicate
+        );
+        assert!(matches!(
+            w.add_message(5, t(1), whisper("bob", "two")),
+            Added::Inserted { .. }
+        ));
+        assert_eq!(shown(&w), ["w:one", "w:two"]);
     }
 
     #[test]

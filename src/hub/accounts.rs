@@ -24,6 +24,10 @@ impl<O: Outbox> Hub<O> {
     /// Loads what the accounts database holds: at start-up, and again
     /// whenever another process (`natter admin`) changed it.
     pub fn load(&mut self, snapshot: Snapshot, now: Timestamp) {
+        // An account made by `natter admin` starts at that process's clock:
+        // messages from now on must be above it, or its owner misses them.
+        let starts = snapshot.accounts.iter().map(|a| a.since);
+        self.ids.raise(starts.max().unwrap_or(0));
         self.registered = snapshot
             .accounts
             .into_iter()

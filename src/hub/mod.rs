@@ -34,7 +34,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
-use crate::ids::ClientId;
+use crate::ids::{ClientId, MessageIds};
 use crate::limiter::Limiter;
 use crate::names;
 use crate::protocol::{encode, Command, ErrorCode, Line, ServerLine, Timestamp, LOBBY};
@@ -100,8 +100,8 @@ pub struct HubConfig {
     pub history: bool,
     /// How many messages are replayed on joining a room.
     pub replay: usize,
-    /// The largest message id already used (from the store), so ids keep
-    /// growing across restarts.
+    /// The largest message id already used (from the id floor and the
+    /// store), so ids keep growing across restarts.
     pub last_msg_id: u64,
     /// Seconds a `MUTE` without a duration lasts.
     pub mute_default_secs: u64,
@@ -137,8 +137,9 @@ pub struct Hub<O> {
     /// Rooms by folded name. A room exists while it has members; the lobby
     /// always exists.
     rooms: HashMap<String, Room<O>>,
-    /// The id of the last message; ids only grow.
-    last_msg_id: u64,
+    /// Numbers messages: from the clock, only growing, never above what
+    /// the id floor has reserved.
+    ids: MessageIds,
     /// Clients whose outbox rejected a line, to be removed once the current
     /// broadcast is done.
     dropped: Vec<(ClientId, Rejected)>,
@@ -193,7 +194,7 @@ impl<O: Outbox> Hub<O> {
             clients: HashMap::new(),
             nicks: BTreeMap::new(),
             rooms,
-            last_msg_id,
+            ids: MessageIds::new(last_msg_id),
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
             records: Vec::new(),
@@ -523,9 +524,44 @@ impl<O: Outbox> Hub<O> {
         None
     }
 
-    fn next_id(&mut self) -> u64 {
-        self.last_msg_id += 1;
-        self.last_msg_id
+    /// Tells the hub the time in microseconds since the Unix epoch and how
+    /// far message ids are durably reserved ([`crate::ids::UNRESERVED`] for
+    /// no limit); the server calls it before every event. Without it, ids
+    /// count up by one.
+    pub fn clock_ids(&mut self, now_micros: u64, reserved: u64) {
+        self.ids.observe(now_micros, reserved);
+    }
+
+    /// A new reservation for the id floor, if one is wanted since the last
+    /// call: the server has it written, off the hub task.
+    pub fn take_id_reservation(&mut self) -> Option<u64> {
+        self.ids.take_wanted()
+    }
+
+    /// True if a message could be numbered now; false while the id floor's
+    /// writer is behind (the server waits a moment for it then).
+    pub fn can_number(&self) -> bool {
+        self.ids.has_room()
+    }
+
+    /// The id of the last message: every later one is larger.
+    pub fn last_id(&self) -> u64 {
+        self.ids.last()
+    }
+
+    /// The next message id, or `None` (and `ERR busy` to client `id`) when
+    /// none is reserved: a message is refused rather than given an id a
+    /// restart could give again.
+    fn next_id(&mut self, id: ClientId) -> Option<u64> {
+        let next = self.ids.allocate();
+        if next.is_none() {
+            self.error(
+                id,
+                ErrorCode::Busy,
+                "The server cannot take messages this instant; say that again in a moment.".into(),
+            );
+        }
+        next
     }
 
     fn say(&mut self, id: ClientId, room: Option<&str>, text: String, now: Timestamp) {
@@ -535,7 +571,9 @@ impl<O: Outbox> Hub<O> {
         let Some(key) = self.member_room(id, room) else {
             return;
         };
-        let msg_id = self.next_id();
+        let Some(msg_id) = self.next_id(id) else {
+            return;
+        };
         let nick = self.nick_of(id).to_owned();
         let name = self
             .rooms
@@ -586,7 +624,9 @@ impl<O: Outbox> Hub<O> {
                 "Whispering to yourself? Nobody else would hear it anyway.".into(),
             );
         }
-        let msg_id = self.next_id();
+        let Some(msg_id) = self.next_id(id) else {
+            return;
+        };
         let from = self.nick_of(id).to_owned();
         let to = self.nick_of(target).to_owned();
         let whisper = ServerLine::Whisper {

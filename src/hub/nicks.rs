@@ -71,8 +71,8 @@ impl<O: Outbox> Hub<O> {
             Some(account) if *account == folded => self
                 .registered
                 .get(&folded)
-                .map_or(self.last_msg_id, |a| a.since),
-            _ => self.last_msg_id,
+                .map_or(self.ids.last(), |a| a.since),
+            _ => self.ids.last(),
         };
         let Some(client) = self.clients.get_mut(&id) else {
             return;

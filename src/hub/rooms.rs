@@ -100,7 +100,7 @@ impl<O: Outbox> Hub<O> {
                 scope: Scope::Room(key.to_owned()),
                 // Only what was said before this join: anything later
                 // reaches the newcomer live.
-                range: Range::Before(self.last_msg_id.saturating_add(1)),
+                range: Range::Before(self.ids.last().saturating_add(1)),
                 count: self.config.replay,
                 target: name,
             });

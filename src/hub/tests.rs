@@ -188,6 +188,8 @@ fn an_owner_reads_private_history_from_the_account_start() {
         history: true,
         ..HubConfig::default()
     });
+    let guest = join(&mut hub, 1, "bob");
+    guest.take();
     hub.load(
         crate::accounts::Snapshot {
             accounts: vec![AccountInfo {
@@ -199,8 +201,6 @@ fn an_owner_reads_private_history_from_the_account_start() {
         },
         t(),
     );
-    let guest = join(&mut hub, 1, "bob");
-    guest.take();
     hub.command(
         1,
         Command::History {
@@ -545,4 +545,75 @@ fn connections_without_a_nick_time_out() {
     assert!(*idle.closed.borrow());
     assert_eq!(hub.len(), 1, "the registered client stays");
     assert_eq!(a.take(), Vec::<String>::new(), "nobody hears of it");
+}
+
+#[test]
+fn message_ids_come_from_the_clock_and_never_pass_the_reservation() {
+    // Story: ids only grow, follow the clock, and a message is refused rather than numbered beyond what is on disk.
+    let mut hub: Hub<Inbox> = Hub::with_config(HubConfig {
+        history: true,
+        last_msg_id: 41,
+        ..HubConfig::default()
+    });
+    let a = join(&mut hub, 1, "alice");
+    let b = join(&mut hub, 2, "bob");
+    a.take();
+    b.take();
+    let say = |hub: &mut Hub<Inbox>, text: &str| {
+        hub.command(
+            1,
+            Command::Msg {
+                room: None,
+                text: text.into(),
+            },
+            t(),
+        );
+    };
+    const T: u64 = 1_800_000_000_000_000;
+    hub.clock_ids(T, T + 1);
+    say(&mut hub, "one");
+    say(&mut hub, "two");
+    assert!(!hub.can_number());
+    say(&mut hub, "three");
+    assert_eq!(
+        b.take(),
+        [
+            format!("MSG {} {T} #lobby alice one", t()),
+            format!("MSG {} {} #lobby alice two", t(), T + 1),
+        ]
+    );
+    let refused = a.take();
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].starts_with("ERR busy "), "{refused:?}");
+    let wanted = hub
+        .take_id_reservation()
+        .expect("a reservation is asked for");
+    assert!(wanted > T + 1);
+    // Reserved now, and the clock went back: ids still grow.
+    hub.clock_ids(T - 1_000_000, wanted);
+    say(&mut hub, "three");
+    assert_eq!(
+        b.take(),
+        [format!("MSG {} {} #lobby alice three", t(), T + 2)]
+    );
+    // An account made elsewhere with a later start: ids go above it.
+    hub.load(
+        crate::accounts::Snapshot {
+            accounts: vec![AccountInfo {
+                nick: "carol".into(),
+                operator: false,
+                since: T + 100,
+            }],
+            bans: Vec::new(),
+        },
+        t(),
+    );
+    say(&mut hub, "four");
+    assert_eq!(
+        b.take(),
+        [format!("MSG {} {} #lobby alice four", t(), T + 101)]
+    );
+    assert_eq!(hub.last_id(), T + 101);
+    let ids: Vec<u64> = hub.take_records().iter().map(|r| r.id).collect();
+    assert_eq!(ids, [T, T + 1, T + 2, T + 101]);
 }

@@ -18,6 +18,8 @@ use smol::{Async, Executor, Timer};
 use super::hub_task::Event;
 use super::session::transport::Ports;
 use super::session::{self, Connection};
+#[cfg(feature = "web")]
+use super::web;
 use crate::config::Config;
 use crate::ids::ClientId;
 use crate::protocol::{ErrorCode, ServerLine};
@@ -50,9 +52,13 @@ impl Accepting<'_> {
     }
 
     /// Accepts connections on `listener` until the future is dropped,
-    /// starting one session each; `tls` is set on the TLS listener. Nothing
-    /// here waits on a peer: handshakes happen on the session's task.
-    pub(super) async fn accept(&self, listener: &TcpListener, tls: Option<Handshake>) {
+    /// starting one session each; `tls` is set on the TLS listeners, `web`
+    /// on the web client's. Nothing here waits on a peer: handshakes (TLS,
+    /// HTTP) happen on the session's task.
+    pub(super) async fn accept(&self, listener: &TcpListener, tls: Option<Handshake>, web: bool) {
+        // Built without the web client, no listener is one.
+        #[cfg(not(feature = "web"))]
+        let _ = web;
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -62,7 +68,7 @@ impl Accepting<'_> {
                         if let Ok((stream, peer)) = listener.accept().await {
                             tracing::warn!(%peer, %err, "refused: out of file descriptors");
                             crate::metrics::refused(crate::metrics::Refusal::OutOfDescriptors);
-                            if tls.is_some() {
+                            if tls.is_some() || web {
                                 // Refusing in words would need a handshake,
                                 // which must not happen in the accept loop:
                                 // close at once instead of leaving the peer
@@ -89,6 +95,8 @@ impl Accepting<'_> {
                 crate::metrics::refused(crate::metrics::Refusal::ServerFull);
                 let max = self.config.max_clients;
                 match &tls {
+                    #[cfg(feature = "web")]
+                    None if web => self.executor.spawn(web::refuse(stream)).detach(),
                     None => self.executor.spawn(refuse(stream, max)).detach(),
                     #[cfg(feature = "tls")]
                     Some(handshake) => {
@@ -115,22 +123,35 @@ impl Accepting<'_> {
             let config = Arc::clone(&self.config);
             let done = self.done.clone();
             let ports = self.ports;
-            let connection = match &tls {
-                None => Connection::Plain(stream),
+            let accepted = match &tls {
+                #[cfg(all(feature = "web", feature = "tls"))]
+                _ if web => Accepted::Web(stream, tls.clone()),
+                // Without TLS, no listener has a handshake.
+                #[cfg(all(feature = "web", not(feature = "tls")))]
+                _ if web => Accepted::Web(stream, None),
+                None => Accepted::Session(Connection::Plain(stream)),
                 #[cfg(feature = "tls")]
-                Some(handshake) => Connection::Tls(stream, handshake.clone()),
+                Some(handshake) => Accepted::Session(Connection::Tls(stream, handshake.clone())),
                 #[cfg(not(feature = "tls"))]
                 Some(never) => match *never {},
             };
             self.executor
                 .spawn(async move {
-                    tracing::info!(id, %peer, tls = connection.is_tls(), "connected");
-                    let _open = crate::metrics::connected(connection.is_tls());
+                    tracing::info!(id, %peer, tls = accepted.is_tls(), web = accepted.is_web(), "connected");
+                    let _open = crate::metrics::connected(accepted.is_tls());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
-                    let session = AssertUnwindSafe(session::run(
-                        id, peer, connection, &config, ports, events,
-                    ));
+                    let session = AssertUnwindSafe(async move {
+                        match accepted {
+                            Accepted::Session(connection) => {
+                                session::run(id, peer, connection, &config, ports, events).await
+                            }
+                            #[cfg(feature = "web")]
+                            Accepted::Web(stream, tls) => {
+                                web::run(id, peer, stream, tls, &config, ports, &events).await
+                            }
+                        }
+                    });
                     match session.catch_unwind().await {
                         Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
                         Err(_) => {
@@ -140,6 +161,36 @@ impl Accepting<'_> {
                     drop((guard, done));
                 })
                 .detach();
+        }
+    }
+}
+
+/// A connection as accepted: a chat session straight away, or (on a web
+/// listener) HTTP first.
+enum Accepted {
+    /// From the plain or the TLS listener.
+    Session(Connection),
+    /// From a web listener, with the TLS handshake it needs first, if any.
+    #[cfg(feature = "web")]
+    Web(Arc<Async<std::net::TcpStream>>, Option<web::Acceptor>),
+}
+
+impl Accepted {
+    /// Whether this came to a TLS listener, for the log.
+    fn is_tls(&self) -> bool {
+        match self {
+            Accepted::Session(connection) => connection.is_tls(),
+            #[cfg(feature = "web")]
+            Accepted::Web(_, tls) => tls.is_some(),
+        }
+    }
+
+    /// Whether this came to a web listener, for the log.
+    fn is_web(&self) -> bool {
+        match self {
+            Accepted::Session(_) => false,
+            #[cfg(feature = "web")]
+            Accepted::Web(..) => true,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! second, hands history work to the store thread and password checks and
 //! ban changes to the accounts thread, and says goodbye to everyone on
 //! shutdown. It never waits on a client; it waits on the disk only when the
-//! store falls far behind (see [`STORE_PATIENCE`]).
+//! store falls far behind (see [`STORE_PATIENCE`]), or when the id floor's
+//! writer has not reserved the id a message needs (see [`ID_PATIENCE`]).
 
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ use crate::hub::history::history_line;
 use crate::hub::outbox::Outbox;
 use crate::hub::Hub;
 use crate::ids::ClientId;
+use crate::ids::UNRESERVED;
 use crate::protocol::{encode, Command, Line, ServerLine, Timestamp};
+use crate::store::floor::{now_micros, IdFloor};
 use crate::store::thread::Store;
 use crate::store::Fetch;
 
@@ -68,6 +71,12 @@ pub(crate) enum Event {
 /// How long the hub waits, in all, for the history store to make room
 /// for one message before giving up on storing it.
 const STORE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// How long the hub waits for the id floor's writer to reserve the id a
+/// message needs, before refusing the message (`ERR busy`). A healthy disk
+/// takes milliseconds, and the writer is asked a second ahead, so this is
+/// reached only on a disk that hangs.
+const ID_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The most queued events a tick applies before expiring registrations; with
 /// more than this queued, expiry waits for a later tick.
@@ -173,11 +182,59 @@ async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled:
     }
 }
 
+/// Before a chat message is applied: if no id is reserved for it, has one
+/// reserved and waits for the writer, up to [`ID_PATIENCE`]. `stalled`
+/// remembers what was on disk when the writer did not answer in time, so
+/// that a hung disk costs the chat one wait, not one per message, until it
+/// moves again.
+async fn reserve_an_id(
+    hub: &mut Hub<SessionOutbox>,
+    ids: Option<&IdFloor>,
+    event: &Event,
+    stalled: &mut Option<u64>,
+) {
+    let Some(ids) = ids else {
+        return;
+    };
+    let chat = matches!(
+        event,
+        Event::Command {
+            command: Command::Msg { .. } | Command::Whisper { .. },
+            ..
+        }
+    );
+    if !chat || hub.can_number() {
+        return;
+    }
+    if *stalled == Some(ids.durable()) {
+        return;
+    }
+    let mut waited = Duration::ZERO;
+    loop {
+        if let Some(upto) = hub.take_id_reservation() {
+            ids.reserve(upto);
+        }
+        hub.clock_ids(now_micros(), ids.durable());
+        if hub.can_number() {
+            *stalled = None;
+            return;
+        }
+        if waited >= ID_PATIENCE {
+            tracing::warn!("the id floor is not written in time: refusing messages");
+            *stalled = Some(ids.durable());
+            return;
+        }
+        Timer::after(Duration::from_millis(1)).await;
+        waited += Duration::from_millis(1);
+    }
+}
+
 /// The hub task: applies events in order, expires unregistered connections
 /// once a second, and says goodbye to everyone on shutdown.
 pub(crate) async fn run_hub(
     mut hub: Hub<SessionOutbox>,
     mut store: Option<Store>,
+    ids: Option<IdFloor>,
     accounts: Accounts,
     inbox: Receiver<Event>,
     shutdown: Receiver<()>,
@@ -186,6 +243,9 @@ pub(crate) async fn run_hub(
     // Whether the history store has stopped taking messages; see
     // `hand_to_store`.
     let mut store_stalled = false;
+    // What the id floor held when its writer last failed to keep up; see
+    // `reserve_an_id`.
+    let mut ids_stalled = None;
     enum Wake {
         Event(Event),
         Tick,
@@ -214,8 +274,15 @@ pub(crate) async fn run_hub(
         )
         .await;
         let now = Timestamp::now();
+        hub.clock_ids(
+            now_micros(),
+            ids.as_ref().map_or(UNRESERVED, IdFloor::durable),
+        );
         match wake {
-            Wake::Event(event) => apply(&mut hub, event, now),
+            Wake::Event(event) => {
+                reserve_an_id(&mut hub, ids.as_ref(), &event, &mut ids_stalled).await;
+                apply(&mut hub, event, now);
+            }
             // Registration deadlines judge clients, not the server: while the
             // hub is behind on its inbox (a registration storm), a NICK may be
             // waiting in it, so expiry waits for a calmer tick, and what is
@@ -224,7 +291,10 @@ pub(crate) async fn run_hub(
             Wake::Tick => {
                 for _ in 0..TICK_BACKLOG {
                     match inbox.try_recv() {
-                        Ok(event) => apply(&mut hub, event, now),
+                        Ok(event) => {
+                            reserve_an_id(&mut hub, ids.as_ref(), &event, &mut ids_stalled).await;
+                            apply(&mut hub, event, now);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -247,6 +317,9 @@ pub(crate) async fn run_hub(
             }
         }
         hand_to_accounts(&mut hub, &accounts, now);
+        if let (Some(upto), Some(ids)) = (hub.take_id_reservation(), &ids) {
+            ids.reserve(upto);
+        }
         if let Some(store) = &mut store {
             hand_to_store(&mut hub, store, &mut store_stalled).await;
         }

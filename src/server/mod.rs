@@ -16,7 +16,10 @@
 //!   and hands work to the store and accounts threads.
 //! - `outbox`: `SessionOutbox`, the bounded queue between the hub and one
 //!   session's writer, and its reading end.
-//! - `session`: one connection, over the plain or the TLS transport.
+//! - `session`: one connection, over the plain, the TLS or the WebSocket
+//!   transport.
+//! - `web` (feature `web`): the web listener's connections: HTTP heads under
+//!   a deadline, the embedded files, and the upgrade to a WebSocket session.
 //! - [`metrics`]: the `--metrics-bind` listener, serving `GET /metrics`.
 //!
 //! Children import each other by their own paths and never this file, so
@@ -37,8 +40,10 @@ use crate::accounts::thread::Accounts;
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
 use crate::protocol::Timestamp;
+use crate::store::floor::IdFloor;
 use crate::store::thread::Store;
-#[cfg(not(feature = "tls"))]
+use crate::store::HistoryMode;
+#[cfg(not(all(feature = "web", feature = "tls")))]
 use accept::Handshake;
 use accept::{reserve, Accepting};
 use hub_task::{run_hub, Event, HUB_QUEUE};
@@ -50,6 +55,8 @@ mod hub_task;
 pub mod metrics;
 mod outbox;
 mod session;
+#[cfg(feature = "web")]
+mod web;
 
 /// The sockets a server accepts connections on: the plain-text port, the TLS
 /// port, or both. They share everything else: the hub, the limit on clients
@@ -61,6 +68,13 @@ pub struct Listeners {
     /// configuration its handshakes use.
     #[cfg(feature = "tls")]
     pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// HTTP for the web client (port 8080 in `natter serve`): the page, and
+    /// the protocol over WebSocket on `/ws`.
+    #[cfg(feature = "web")]
+    pub web: Option<TcpListener>,
+    /// The web client over HTTPS (port 8443 in `natter serve`).
+    #[cfg(all(feature = "web", feature = "tls"))]
+    pub web_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 impl Listeners {
@@ -70,6 +84,10 @@ impl Listeners {
             plain: Some(listener),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "web")]
+            web: None,
+            #[cfg(all(feature = "web", feature = "tls"))]
+            web_tls: None,
         }
     }
 }
@@ -113,8 +131,9 @@ pub async fn serve_with(
         })
         .collect::<io::Result<_>>()?;
 
-    let (store, last_msg_id) =
+    let (store, stored_id) =
         Store::open(&config.history, config.retention).map_err(io::Error::other)?;
+    let (ids, last_msg_id) = open_id_floor(&config, stored_id);
     let hub = Hub::with_config(HubConfig {
         register_timeout_secs: config.register_timeout.as_secs(),
         max_rooms: config.max_rooms,
@@ -125,7 +144,7 @@ pub async fn serve_with(
         ban_default_secs: config.ban_default.as_secs(),
         motd: config.motd.clone().into(),
     });
-    let result = run(&executor, listeners, config, hub, store, shutdown).await;
+    let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
     drop(stop);
     for worker in workers {
         let _ = worker.join();
@@ -133,9 +152,29 @@ pub async fn serve_with(
     result
 }
 
+/// The id floor in the configured directory (or beside the SQLite
+/// history), and the id new ones start above; without either, no floor and
+/// ids from the clock alone, above the highest one stored.
+fn open_id_floor(config: &Config, stored_id: u64) -> (Option<IdFloor>, u64) {
+    let dir = match (&config.id_floor_dir, &config.history) {
+        (Some(dir), _) | (None, HistoryMode::Sqlite(dir)) => dir,
+        (None, _) => return (None, stored_id),
+    };
+    let (floor, last) = IdFloor::open(dir, stored_id);
+    (Some(floor), last)
+}
+
 fn listeners_empty(listeners: &Listeners) -> bool {
     #[cfg(feature = "tls")]
     if listeners.tls.is_some() {
+        return false;
+    }
+    #[cfg(feature = "web")]
+    if listeners.web.is_some() {
+        return false;
+    }
+    #[cfg(all(feature = "web", feature = "tls"))]
+    if listeners.web_tls.is_some() {
         return false;
     }
     listeners.plain.is_none()
@@ -149,6 +188,7 @@ async fn run(
     config: Config,
     mut hub: Hub<SessionOutbox>,
     store: Option<Store>,
+    ids: Option<IdFloor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = Arc::new(config);
@@ -159,6 +199,16 @@ async fn run(
         .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
     #[cfg(not(feature = "tls"))]
     let tls: Option<(TcpListener, Handshake)> = None;
+    #[cfg(feature = "web")]
+    let web = listeners.web;
+    #[cfg(not(feature = "web"))]
+    let web: Option<TcpListener> = None;
+    #[cfg(all(feature = "web", feature = "tls"))]
+    let web_tls = listeners
+        .web_tls
+        .map(|(listener, config)| (listener, futures_rustls::TlsAcceptor::from(config)));
+    #[cfg(not(all(feature = "web", feature = "tls")))]
+    let web_tls: Option<(TcpListener, Handshake)> = None;
     let mut ports = Ports::default();
     if let Some(listener) = &plain {
         let address = listener.local_addr()?;
@@ -169,6 +219,14 @@ async fn run(
         let address = listener.local_addr()?;
         ports.tls = Some(address.port());
         tracing::info!(%address, "listening for TLS");
+    }
+    if let Some(listener) = &web {
+        let url = web_url("http", listener.local_addr()?);
+        tracing::info!(%url, "web client");
+    }
+    if let Some((listener, _)) = &web_tls {
+        let url = web_url("https", listener.local_addr()?);
+        tracing::info!(%url, "web client");
     }
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
@@ -187,7 +245,7 @@ async fn run(
     );
     hub.load(snapshot, Timestamp::now());
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(hub, store, accounts, inbox, shutdown_signal));
+    let hub = executor.spawn(run_hub(hub, store, ids, accounts, inbox, shutdown_signal));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
@@ -204,22 +262,44 @@ async fn run(
 
     let accept_plain = async {
         match &plain {
-            Some(listener) => accepting.accept(listener, None).await,
+            Some(listener) => accepting.accept(listener, None, false).await,
             None => future::pending().await,
         }
     };
     let accept_tls = async {
         match &tls {
             Some((listener, handshake)) => {
-                accepting.accept(listener, Some(handshake.clone())).await
+                accepting
+                    .accept(listener, Some(handshake.clone()), false)
+                    .await
             }
             None => future::pending().await,
         }
     };
-    future::or(future::or(accept_plain, accept_tls), shutdown).await;
+    let accept_web = async {
+        match &web {
+            Some(listener) => accepting.accept(listener, None, true).await,
+            None => future::pending().await,
+        }
+    };
+    let accept_web_tls = async {
+        match &web_tls {
+            Some((listener, handshake)) => {
+                accepting
+                    .accept(listener, Some(handshake.clone()), true)
+                    .await
+            }
+            None => future::pending().await,
+        }
+    };
+    let accept_all = future::or(
+        future::or(accept_plain, accept_tls),
+        future::or(accept_web, accept_web_tls),
+    );
+    future::or(accept_all, shutdown).await;
 
     tracing::info!("shutting down");
-    drop((plain, tls));
+    drop((plain, tls, web, web_tls));
     drop(accepting);
     let _ = shutting_down.send(()).await;
     let grace = config.shutdown_grace + Duration::from_millis(500);
@@ -245,4 +325,18 @@ async fn run(
     )
     .await;
     Ok(())
+}
+
+/// The address a person on this machine opens for the web client: a
+/// listener on every interface is reachable on loopback.
+fn web_url(scheme: &str, address: std::net::SocketAddr) -> String {
+    let ip = match address.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "{scheme}://{}/",
+        std::net::SocketAddr::new(ip, address.port())
+    )
 }

@@ -19,6 +19,8 @@
 //! - `memory` and `sqlite`: the two backends (`sqlite` also has
 //!   [`sqlite::last_id_in`] for `natter admin`).
 //! - `backend`: the `Backend` trait both implement, and the keys they share.
+//! - `floor`: [`floor::IdFloor`], the id floor file (`ids.floor`) that keeps
+//!   message ids growing across restarts in every history mode.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use crate::ids::ClientId;
 
 mod backend;
+pub mod floor;
 mod memory;
 pub mod sqlite;
 pub mod thread;

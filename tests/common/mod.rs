@@ -11,6 +11,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::thread::JoinHandle;
@@ -129,6 +130,10 @@ pub fn start_tls(config: natter::Config, plain: bool) -> TlsServer {
     let listeners = natter::server::Listeners {
         plain,
         tls: Some((tls, certificate.config)),
+        #[cfg(feature = "web")]
+        web: None,
+        #[cfg(feature = "web")]
+        web_tls: None,
     };
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let thread = std::thread::Builder::new()
@@ -211,4 +216,23 @@ pub fn retry<T>(what: &str, tries: usize, pause: Duration, mut f: impl FnMut() -
         std::thread::sleep(pause);
     }
     panic!("gave up after {tries} tries: {what}");
+}
+
+/// A fresh directory under the system's temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `natter-<name>-<pid>`, emptied first.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("natter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -142,10 +142,15 @@ async fn read_lines(
         };
         let mut rest = &data[..];
         while let Some(frame) = decoder.decode(&mut rest) {
+            // Every line pays, whatever it parses to: lines that fail (unknown
+            // commands, too long, not UTF-8) are answered through the hub too,
+            // so they must not be a way around the limit.
+            if !matches!(frame, Frame::NotChat(_)) {
+                bucket.take().await;
+            }
             let event = match frame {
                 Frame::Line(text) => match parse_command(&text) {
                     Ok(command) => {
-                        bucket.take().await;
                         let quit = matches!(command, Command::Quit(_));
                         if events.send(Event::Command { id, command }).await.is_err() {
                             return "server shutting down".into();

@@ -9,6 +9,8 @@
 //! - `plain`: the plain-text socket (the hot path).
 //! - `tls` (feature `tls`): the wrong-port check, the handshake under a
 //!   deadline, rustls reads and buffered writes.
+//! - `ws` (feature `web`): the WebSocket transport, one line per text
+//!   frame, pinged; the HTTP in front of it is `server::web`.
 
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ mod plain;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 pub(crate) mod transport;
+#[cfg(feature = "web")]
+pub(crate) mod ws;
 
 /// A connection as accepted, before anything is read from it.
 pub(crate) enum Connection {
