@@ -10,6 +10,8 @@
 //!   prompt and what `natter admin` prints.
 //! - `bench`: flags to [`crate::bench::Options`].
 //! - `tui` (feature `tui`): flags to [`crate::tui::Options`].
+//! - `config`: the `serve --config` file, made of the `serve` flags, and
+//!   the example `natter config` prints.
 //!
 //! Defaults are never typed here: each comes from `Config::default()`, the
 //! other `Options::default()`s or a library constant. argh's doc comments
@@ -18,6 +20,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod config;
 pub mod serve;
 #[cfg(feature = "tui")]
 pub mod tui;
@@ -40,7 +43,14 @@ enum Subcommand {
     Bench(bench::Bench),
     #[cfg(feature = "tui")]
     Tui(tui::Tui),
+    Config(PrintConfig),
 }
+
+/// Print an example `natter serve --config` file: every setting, with its
+/// description and its default.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "config")]
+struct PrintConfig {}
 
 /// Runs the subcommand `args` names until it is done (the server until a
 /// signal, the client until the user quits).
@@ -51,6 +61,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Subcommand::Bench(bench) => crate::bench::run(bench.options()),
         #[cfg(feature = "tui")]
         Subcommand::Tui(tui) => tui.run(),
+        Subcommand::Config(PrintConfig {}) => {
+            print!("{}", config::example());
+            Ok(())
+        }
     }
 }
 

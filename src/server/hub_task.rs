@@ -66,6 +66,8 @@ pub(crate) enum Event {
     },
     /// The accounts thread answered (a password check, a reload).
     Account(Answer),
+    /// The operator reloaded the welcome text (see [`super::Reload`]).
+    Motd(std::sync::Arc<[String]>),
 }
 
 /// How long the hub waits, in all, for the history store to make room
@@ -91,6 +93,7 @@ fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
         Event::Account(reply) => hub.account(reply, now),
+        Event::Motd(motd) => hub.set_motd(motd),
     }
 }
 
