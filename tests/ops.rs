@@ -424,3 +424,270 @@ fn metrics_move_with_the_load() {
     drop((alice, bob, carol, newcomer));
     natter.stop();
 }
+
+// Operations: the configuration file and reloads.
+
+/// Runs `natter <args>` to its end: (success, stdout, stderr).
+fn run_natter(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run natter");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A new client's welcome text: the INFO lines between WELCOME and JOIN.
+fn motd_seen(addr: SocketAddr, nick: &str) -> Vec<String> {
+    welcomed(addr, nick).1
+}
+
+/// A client registered as `nick`, and the welcome text it was sent.
+fn welcomed(addr: SocketAddr, nick: &str) -> (Client, Vec<String>) {
+    let mut client = Client::connect(addr);
+    client.expect("HELLO natter/1 ");
+    client.send_line(&format!("NICK {nick}"));
+    client.expect(&format!("WELCOME {nick} "));
+    let mut motd = Vec::new();
+    loop {
+        let line = client.line();
+        if line.starts_with("JOIN ") {
+            return (client, motd);
+        }
+        motd.push(line);
+    }
+}
+
+// An operator keeps the settings in a file and overrides one on the command
+// line: the file's MOTD is sent, and the flag's --motd-max wins over the
+// file's (which would refuse this MOTD).
+#[test]
+fn a_config_file_sets_what_the_flags_do_not() {
+    let dir = test_dir("config");
+    let motd = dir.join("motd.txt");
+    std::fs::write(&motd, "Hello from the file, at some length.\n").expect("write the motd");
+    let file = dir.join("natter.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# the welcome text\nmotd = {:?}\nmotd-max = 10\nreplay = 5\n",
+            motd.to_string_lossy()
+        ),
+    )
+    .expect("write the config");
+    let file = file.to_string_lossy().into_owned();
+    let natter = Natter::start_in(dir, &["--config", &file, "--motd-max", "4096"], &[]);
+    assert_eq!(
+        motd_seen(natter.addr, "alice"),
+        ["INFO Hello from the file, at some length."]
+    );
+    natter.stop();
+}
+
+// A mistake in the file stops the start with the file, the line and the
+// key: a misspelt key, a value of the wrong kind, a value the flag refuses.
+#[test]
+fn a_broken_config_file_is_refused_naming_the_line_and_the_key() {
+    let dir = test_dir("config-broken");
+    let file = dir.join("natter.toml");
+    let path = file.to_string_lossy().into_owned();
+    for (text, expected) in [
+        (
+            "rate = 10\n\nmax-clientz = 3\n",
+            "line 3: max-clientz: no such setting",
+        ),
+        (
+            "rate = \"fast\"\n",
+            "line 1: rate: Error parsing option '--rate'",
+        ),
+        (
+            "rate = 10\nno-web = \"yes\"\n",
+            "line 2: no-web: is true or false",
+        ),
+        ("history = \"floppy\"\n", "line 1: history: "),
+        ("rate = [1, 2]\n", "line 1: rate: takes one value"),
+        ("rate = \n", "TOML parse error"),
+    ] {
+        std::fs::write(&file, text).expect("write the config");
+        let bind = free_addr().to_string();
+        let (ok, _, stderr) =
+            run_natter(&["serve", "--bind", &bind, "--no-web", "--config", &path]);
+        assert!(!ok, "started with {text:?}:\n{stderr}");
+        assert!(stderr.contains(&path), "{text:?}: {stderr}");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `--flag`s that `natter serve --help` lists.
+fn help_flags() -> Vec<String> {
+    let (_, stdout, _) = run_natter(&["serve", "--help"]);
+    stdout
+        .lines()
+        .filter(|line| line.starts_with("  --"))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(|flag| flag.trim_end_matches(',').to_owned())
+        .collect()
+}
+
+// `natter config` prints a file with every flag as a key (set to its
+// default, or commented out when it has none) and nothing else; the file
+// it prints runs a server.
+#[test]
+fn natter_config_has_every_flag_and_only_them() {
+    let (ok, example, stderr) = run_natter(&["config"]);
+    assert!(ok, "{stderr}");
+    let keys: Vec<String> = example
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .filter_map(|line| line.split_once(" = ").map(|(key, _)| format!("--{key}")))
+        .collect();
+    let mut flags = help_flags();
+    flags.retain(|flag| flag != "--help" && flag != "--config");
+    assert!(flags.len() > 30, "too few flags in the help: {flags:?}");
+    let mut sorted_keys = keys.clone();
+    sorted_keys.sort();
+    flags.sort();
+    assert_eq!(
+        sorted_keys, flags,
+        "the example's keys and the flags differ"
+    );
+    // Every default in it is a value the server accepts.
+    let dir = test_dir("config-example");
+    let file = dir.join("natter.toml");
+    std::fs::write(&file, &example).expect("write the example");
+    let file = file.to_string_lossy().into_owned();
+    let natter = Natter::start_in(dir, &["--config", &file], &[]);
+    Client::register(natter.addr, "alice");
+    natter.stop();
+}
+
+// The operator edits the MOTD and the file, then reloads (SIGHUP, or
+// `natter admin reload`): newcomers get the new text, nobody is cut off,
+// and the log says what changed and what waits for a restart. A broken
+// file then changes nothing.
+#[cfg(unix)]
+#[test]
+fn a_reload_changes_the_motd_and_says_what_needs_a_restart() {
+    let dir = test_dir("reload-motd");
+    let motd = dir.join("motd.txt");
+    std::fs::write(&motd, "First welcome.\n").expect("write the motd");
+    let file = dir.join("natter.toml");
+    let settings = |rate: u32| format!("motd = {:?}\nrate = {rate}\n", motd.to_string_lossy());
+    std::fs::write(&file, format!("log-level = \"warn\"\n{}", settings(10))).expect("write");
+    let path = file.to_string_lossy().into_owned();
+    let data_dir = dir.to_string_lossy().into_owned();
+    let natter = Natter::start_in(dir.clone(), &["--config", &path], &[]);
+    let (mut alice, motd_then) = welcomed(natter.addr, "alice");
+    assert_eq!(motd_then, ["INFO First welcome."]);
+
+    std::fs::write(&motd, "Second welcome.\n").expect("write the motd");
+    std::fs::write(&file, format!("log-level = \"info\"\n{}", settings(20))).expect("write");
+    natter.signal("HUP");
+    common::retry("the new motd", 50, Duration::from_millis(100), || {
+        (motd_seen(natter.addr, "carol") == ["INFO Second welcome."]).then_some(())
+    });
+
+    // Without a signal at hand: the pid file in the data directory.
+    std::fs::write(&motd, "Third welcome.\n").expect("write the motd");
+    let (ok, stdout, stderr) = run_natter(&["admin", "--data-dir", &data_dir, "reload"]);
+    assert!(ok, "natter admin reload: {stdout}{stderr}");
+    common::retry("the third motd", 50, Duration::from_millis(100), || {
+        (motd_seen(natter.addr, "dave") == ["INFO Third welcome."]).then_some(())
+    });
+
+    // A broken file changes nothing, the MOTD included.
+    std::fs::write(&motd, "Fourth welcome.\n").expect("write the motd");
+    std::fs::write(&file, format!("{}max-clientz = 2\n", settings(20))).expect("write");
+    natter.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(motd_seen(natter.addr, "erin"), ["INFO Third welcome."]);
+
+    // Alice, here all along, is still connected.
+    alice.send_line("WHO #lobby");
+    alice.until("USERS ");
+    let log = natter.stop();
+    assert!(log.contains("reloaded"), "{log}");
+    // At warn, the first connections were not logged; at info, later ones.
+    let (early, late) = log.split_once("changed=").expect("a reload logged");
+    assert!(!early.contains("connected"), "logged at warn:\n{early}");
+    assert!(late.contains("connected"), "not logged at info:\n{late}");
+    assert!(log.contains("changed=motd, log-level"), "{log}");
+    assert!(log.contains("change only with a restart"), "{log}");
+    assert!(log.contains("settings=rate"), "{log}");
+    assert!(log.contains("reload refused; nothing changed"), "{log}");
+    assert!(log.contains("line 3: max-clientz"), "{log}");
+}
+
+/// A certificate for localhost written as PEM to `dir/name.{crt,key}`,
+/// and its fingerprint.
+#[cfg(all(unix, feature = "tls"))]
+fn write_certificate(dir: &Path, cert: &Path, key: &Path) -> String {
+    let _ = dir;
+    let rcgen::CertifiedKey {
+        cert: c,
+        signing_key,
+    } = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    std::fs::write(cert, c.pem()).expect("write the certificate");
+    std::fs::write(key, signing_key.serialize_pem()).expect("write the key");
+    natter::tls::fingerprint(c.der())
+}
+
+// A renewed certificate is put in place and the server reloaded: the TLS
+// client already connected stays and keeps chatting, and a new one is
+// shown the new certificate.
+#[cfg(all(unix, feature = "tls"))]
+#[test]
+fn a_reload_swaps_the_tls_certificate_without_cutting_anyone() {
+    let dir = test_dir("reload-tls");
+    let (cert, key) = (dir.join("natter.crt"), dir.join("natter.key"));
+    let first = write_certificate(&dir, &cert, &key);
+    let tls = free_addr();
+    let (cert_arg, key_arg) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    let tls_arg = tls.to_string();
+    let natter = Natter::start_in(
+        dir.clone(),
+        &[
+            "--tls-cert",
+            &cert_arg,
+            "--tls-key",
+            &key_arg,
+            "--tls-bind",
+            &tls_arg,
+        ],
+        &[],
+    );
+    let mut alice = Client::tls(tls, &first).expect("TLS").register_as("alice");
+    assert_eq!(alice.server_fingerprint(), first);
+
+    let second = write_certificate(&dir, &cert, &key);
+    assert_ne!(first, second);
+    natter.signal("HUP");
+    let mut bob = common::retry(
+        "the new certificate",
+        50,
+        Duration::from_millis(100),
+        || Client::tls(tls, &second).ok(),
+    )
+    .register_as("bob");
+    assert_eq!(bob.server_fingerprint(), second);
+    // The old certificate is no longer presented.
+    assert!(Client::tls(tls, &first).is_err());
+    alice.until("JOIN ");
+    alice.send_line("still here after the swap");
+    let seen = bob.until("MSG ");
+    assert!(seen.ends_with("still here after the swap"), "{seen}");
+    let log = natter.stop();
+    assert!(
+        log.contains("new TLS certificate for new connections"),
+        "{log}"
+    );
+    assert!(log.contains(&second), "{log}");
+}
