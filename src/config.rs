@@ -82,6 +82,10 @@ pub struct Config {
     /// The welcome text (MOTD) every client gets after `WELCOME`, one `INFO`
     /// line each; `natter serve --motd FILE` reads it at start. Empty: none.
     pub motd: Vec<String>,
+    /// Whether the web listener answers `GET /metrics` as `--metrics-bind`
+    /// does (`--web-metrics`). Off unless asked: the web listener usually
+    /// faces everyone, and the load and counts are the operator's business.
+    pub web_metrics: bool,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             id_floor_dir: None,
             // Operations: the welcome text.
             motd: Vec::new(),
+            web_metrics: false,
         }
     }
 }

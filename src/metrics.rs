@@ -18,6 +18,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 /// The `Content-Type` of what [`render`] writes (text format 0.0.4).
@@ -29,6 +30,27 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 enum Transport {
     plain,
     tls,
+    /// WebSocket sessions on the web listener (`--web-bind`).
+    web,
+    /// WebSocket sessions on the HTTPS web listener (`--web-tls-bind`).
+    web_tls,
+}
+
+impl Transport {
+    /// The listener a connection came in on: TLS or not, web or not.
+    fn of(tls: bool, web: bool) -> Self {
+        match (tls, web) {
+            (false, false) => Self::plain,
+            (true, false) => Self::tls,
+            (false, true) => Self::web,
+            (true, true) => Self::web_tls,
+        }
+    }
+
+    /// Its place in [`Metrics::live`] and [`Metrics::accepted`].
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The `transport` label.
@@ -64,10 +86,10 @@ struct ByReason {
 /// too, so counting never takes the families' locks.
 struct Metrics {
     registry: Registry,
-    live_plain: Gauge,
-    live_tls: Gauge,
-    accepted_plain: Counter,
-    accepted_tls: Counter,
+    /// Open connections, by [`Transport::index`].
+    live: [Gauge; 4],
+    /// Accepted connections, by [`Transport::index`].
+    accepted: [Counter; 4],
     refused_full: Counter,
     refused_descriptors: Counter,
     accounts: Gauge,
@@ -77,6 +99,7 @@ struct Metrics {
     outbox_overflows: Counter,
     rate_limited: Counter,
     history_queue: Gauge,
+    history_write: Histogram,
     password_checks: Counter,
     password_failures: Counter,
     resident_memory: Gauge,
@@ -90,20 +113,19 @@ impl Metrics {
         let live = Family::<ByTransport, Gauge>::default();
         let accepted = Family::<ByTransport, Counter>::default();
         let refused = Family::<ByReason, Counter>::default();
-        let plain = ByTransport {
-            transport: Transport::plain,
-        };
-        let tls = ByTransport {
-            transport: Transport::tls,
-        };
+        let transports = [
+            Transport::plain,
+            Transport::tls,
+            Transport::web,
+            Transport::web_tls,
+        ]
+        .map(|transport| ByTransport { transport });
         let reason = |reason| ByReason { reason };
         let mut metrics = Self {
             registry: Registry::default(),
             // Every series exists from the start, at zero.
-            live_plain: live.get_or_create_owned(&plain),
-            live_tls: live.get_or_create_owned(&tls),
-            accepted_plain: accepted.get_or_create_owned(&plain),
-            accepted_tls: accepted.get_or_create_owned(&tls),
+            live: transports.clone().map(|t| live.get_or_create_owned(&t)),
+            accepted: transports.map(|t| accepted.get_or_create_owned(&t)),
             refused_full: refused.get_or_create_owned(&reason(Reason::server_full)),
             refused_descriptors: refused.get_or_create_owned(&reason(Reason::out_of_descriptors)),
             accounts: Gauge::default(),
@@ -113,6 +135,9 @@ impl Metrics {
             outbox_overflows: Counter::default(),
             rate_limited: Counter::default(),
             history_queue: Gauge::default(),
+            // From half a millisecond to about two seconds: a healthy disk
+            // writes a batch in the first buckets, a failing one in the last.
+            history_write: Histogram::new(exponential_buckets(0.0005, 2.0, 13)),
             password_checks: Counter::default(),
             password_failures: Counter::default(),
             resident_memory: Gauge::default(),
@@ -167,6 +192,12 @@ impl Metrics {
             "Messages waiting for the history store's thread",
             m.history_queue.clone(),
         );
+        natter.register_with_unit(
+            "history_write",
+            "Time the history store took to write one batch",
+            Unit::Seconds,
+            m.history_write.clone(),
+        );
         natter.register(
             "password_checks",
             "Passwords checked (LOGIN)",
@@ -214,18 +245,18 @@ pub fn render() -> String {
     text
 }
 
-/// Counts a connection accepted on the TLS listener (`tls`) or the plain
-/// one; it counts as open until the returned guard is dropped.
-pub fn connected(tls: bool) -> Open {
+/// Counts a connection accepted on a TLS listener (`tls`) or a plain one,
+/// a web listener (`web`) or a line-protocol one; it counts as open until
+/// the returned guard is dropped.
+pub fn connected(tls: bool, web: bool) -> Open {
     let m = &*METRICS;
-    let (accepted, live) = if tls {
-        (&m.accepted_tls, &m.live_tls)
-    } else {
-        (&m.accepted_plain, &m.live_plain)
-    };
-    accepted.inc();
+    let index = Transport::of(tls, web).index();
+    if let Some(accepted) = m.accepted.get(index) {
+        accepted.inc();
+    }
+    let live = m.live.get(index).cloned().unwrap_or_default();
     live.inc();
-    Open(live.clone())
+    Open(live)
 }
 
 /// An open connection in the `connections` gauge, until dropped.
@@ -271,6 +302,11 @@ pub fn history_queue(change: i64) {
     METRICS.history_queue.inc_by(change);
 }
 
+/// Records how long the history store took to write one batch.
+pub fn history_written(took: std::time::Duration) {
+    METRICS.history_write.observe(took.as_secs_f64());
+}
+
 /// Counts a password check, and a failure when `ok` is false.
 pub fn password_checked(ok: bool) {
     METRICS.password_checks.inc();
@@ -310,7 +346,8 @@ mod tests {
     #[test]
     fn render_lists_every_metric() {
         super::message();
-        let open = super::connected(true);
+        let open = super::connected(true, false);
+        super::history_written(std::time::Duration::from_millis(3));
         let text = super::render();
         drop(open);
         for name in [
@@ -324,6 +361,10 @@ mod tests {
             "natter_outbox_overflows_total",
             "natter_rate_limited_total",
             "natter_history_queue",
+            "natter_connections{transport=\"web\"}",
+            "natter_connections{transport=\"web_tls\"}",
+            "natter_history_write_seconds_bucket{le=\"0.004\"}",
+            "natter_history_write_seconds_count",
             "natter_password_checks_total",
             "natter_password_failures_total",
         ] {

@@ -44,10 +44,12 @@ impl Natter {
         let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
         command
             .args(["serve", "--bind", &addr.to_string(), "--threads", "2"])
-            .args(["--history", "memory", "--accounts", "memory", "--no-web"])
+            .args(["--history", "memory", "--accounts", "memory"])
             .arg("--data-dir")
             .arg(&dir)
             .args(args)
+            // The web listener only where the test moves it off its port.
+            .args((!args.contains(&"--web-bind")).then_some("--no-web"))
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
@@ -294,13 +296,21 @@ fn a_motd_past_its_bound_stops_the_start() {
 /// `GET /metrics` on `addr`: the status line and the samples by series
 /// (name and labels), plus the whole body.
 fn scrape(addr: SocketAddr) -> (String, std::collections::HashMap<String, f64>, String) {
+    scrape_path(addr, "/metrics")
+}
+
+/// `GET path` on `addr`, read as a scrape.
+fn scrape_path(
+    addr: SocketAddr,
+    path: &str,
+) -> (String, std::collections::HashMap<String, f64>, String) {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("set a read timeout");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
         .expect("send the request");
     let mut response = String::new();
     stream
@@ -690,4 +700,65 @@ fn a_reload_swaps_the_tls_certificate_without_cutting_anyone() {
         "{log}"
     );
     assert!(log.contains(&second), "{log}");
+}
+
+// An operator who already proxies the web listener scrapes it there
+// (`--web-metrics`): the same metrics as --metrics-bind, moving with the
+// load, without nicknames or text. Without the flag, /metrics there is
+// not served.
+#[test]
+fn the_web_listener_serves_metrics_when_asked() {
+    let web = free_addr();
+    let web_arg = web.to_string();
+    let natter = Natter::start_in(
+        test_dir("web-metrics"),
+        &["--web-bind", &web_arg, "--web-metrics"],
+        &[],
+    );
+    let (status, before, _) = scrape(web);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut alice = Client::register(natter.addr, "alice");
+    let mut bob = Client::register(natter.addr, "bob");
+    alice.until("JOIN ");
+    alice.send_line("the password is swordfish");
+    bob.until("MSG ");
+    let (samples, text) = common::retry(
+        "the counters to move",
+        50,
+        Duration::from_millis(100),
+        || {
+            let (_, samples, text) = scrape(web);
+            let grown = sample(&samples, "natter_messages_total")
+                - sample(&before, "natter_messages_total");
+            (grown == 1.0).then_some((samples, text))
+        },
+    );
+    assert_eq!(
+        sample(&samples, "natter_connections{transport=\"plain\"}"),
+        2.0,
+        "{text}"
+    );
+    // The scrapes themselves came in on the web listener.
+    assert!(
+        sample(
+            &samples,
+            "natter_connections_accepted_total{transport=\"web\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("natter_history_write_seconds_bucket"),
+        "{text}"
+    );
+    for private in ["alice", "bob", "swordfish"] {
+        assert!(!text.contains(private), "{private} in the metrics:\n{text}");
+    }
+    natter.stop();
+
+    let web = free_addr();
+    let web_arg = web.to_string();
+    let natter = Natter::start_in(test_dir("web-no-metrics"), &["--web-bind", &web_arg], &[]);
+    let (status, _, _) = scrape(web);
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    natter.stop();
 }

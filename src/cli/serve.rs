@@ -181,6 +181,10 @@ pub struct Serve {
     /// $RUST_LOG, or info)
     #[argh(option)]
     log_level: Option<String>,
+    /// serve GET /metrics on the web listener too, as --metrics-bind does
+    /// (off: the web listener faces everyone)
+    #[argh(switch)]
+    web_metrics: bool,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -301,6 +305,7 @@ impl Serve {
             id_floor_dir: Some(dir()),
             // Read from --motd by `run`, which can fail.
             motd: Vec::new(),
+            web_metrics: self.web_metrics,
         }
     }
 
@@ -593,6 +598,8 @@ pub fn read_motd(path: &Path, max: usize) -> Result<Vec<String>, String> {
 impl Serve {
     /// Prints a notice for the person starting the server on stderr, unless
     /// stderr is JSON for a log shipper (the log has the same facts).
+    /// Only TLS has notices to print (the fingerprint).
+    #[cfg(feature = "tls")]
     fn say(&self, notice: String) {
         if self.log_format == LogFormat::Human {
             eprintln!("{notice}");

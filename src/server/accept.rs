@@ -138,7 +138,7 @@ impl Accepting<'_> {
             self.executor
                 .spawn(async move {
                     tracing::info!(id, %peer, tls = accepted.is_tls(), web = accepted.is_web(), "connected");
-                    let _open = crate::metrics::connected(accepted.is_tls());
+                    let _open = crate::metrics::connected(accepted.is_tls(), accepted.is_web());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
                     let session = AssertUnwindSafe(async move {

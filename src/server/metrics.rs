@@ -6,6 +6,9 @@
 //! It faces scrapers, not chat clients, but is bounded all the same: a
 //! request head of at most [`HEAD_MAX`] bytes read within [`DEADLINE`], and
 //! at most [`MAX_SCRAPERS`] connections at once (more are closed at once).
+//!
+//! The web listener answers `GET /metrics` too with `--web-metrics`, with
+//! [`scrape_response`], under its own bounds.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,15 +87,37 @@ async fn answer(mut stream: TcpStream, peer: SocketAddr) {
         Head::Gone => return,
     };
     tracing::debug!(%peer, status, "metrics request");
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream
+        .write_all(&response(status, content_type, &body, false))
+        .await;
     let _ = stream.flush().await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// A whole HTTP/1.1 response that closes the connection; `head_only` (for
+/// `HEAD`) leaves the body out but keeps its length.
+fn response(status: &str, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        response.extend_from_slice(body.as_bytes());
+    }
+    response
+}
+
+/// The answer to `GET /metrics` (or `HEAD`) on another HTTP listener, the
+/// web client's with `--web-metrics`: the same text as here.
+pub fn scrape_response(head_only: bool) -> Vec<u8> {
+    response(
+        "200 OK",
+        crate::metrics::CONTENT_TYPE,
+        &crate::metrics::render(),
+        head_only,
+    )
 }
 
 /// The `Content-Type` of the error answers.

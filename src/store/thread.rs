@@ -66,7 +66,7 @@ impl Store {
         let (requests, inbox) = mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("natter-history".into())
-            .spawn(move || run(backend, inbox, retention))
+            .spawn(move || run(Box::new(Timed(backend)), inbox, retention))
             .map_err(StoreError::Thread)?;
         let store = Store {
             requests: Some(requests),
@@ -157,6 +157,27 @@ impl Drop for Store {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A backend whose batch writes are timed for the metrics
+/// (`natter_history_write_seconds`).
+struct Timed(Box<dyn Backend>);
+
+impl Backend for Timed {
+    fn append(&mut self, batch: &[Record]) {
+        let start = Instant::now();
+        self.0.append(batch);
+        crate::metrics::history_written(start.elapsed());
+    }
+    fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record> {
+        self.0.fetch(scope, range, count)
+    }
+    fn prune(&mut self, retention: Retention, now: i64) {
+        self.0.prune(retention, now);
+    }
+    fn last_id(&mut self) -> u64 {
+        self.0.last_id()
+    }
 }
 
 /// The store thread: collects appends into batches, answers fetches after
