@@ -160,6 +160,8 @@ fn the_systemd_unit_verifies() {
         "DynamicUser=yes",
         "StateDirectory=natter",
         "--data-dir /var/lib/natter",
+        "--config /etc/natter/natter.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
