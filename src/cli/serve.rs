@@ -451,6 +451,9 @@ impl Serve {
                     tracing::info!(?signal, "signal received");
                     break;
                 }
+                // Without SIGHUP nothing reloads.
+                #[cfg(not(unix))]
+                let _ = (&mut live, &reload);
             };
             let metrics = match &self.metrics_bind {
                 Some(address) => Some(
@@ -723,6 +726,8 @@ struct Reloaded {
     cert: Option<std::sync::Arc<rustls::sign::CertifiedKey>>,
 }
 
+// Only SIGHUP reloads, and only Unix has it.
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Live {
     /// Reads the flags and the `--config` file again and applies what can
     /// change while the server runs, sending the welcome text to the server
@@ -739,9 +744,14 @@ impl Live {
         };
         let mut changed: Vec<String> = Vec::new();
         if new.motd != self.motd {
-            let _ = server.try_send(crate::server::Reload::Motd(new.motd.clone()));
-            self.motd = new.motd;
-            changed.push("motd".to_owned());
+            match server.try_send(crate::server::Reload::Motd(new.motd.clone())) {
+                Ok(()) => {
+                    self.motd = new.motd;
+                    changed.push("motd".to_owned());
+                }
+                // Reloads a moment apart: the next one tries again.
+                Err(_) => tracing::warn!("the server is still applying a reload; MOTD unchanged"),
+            }
         }
         if new.settings.get("log-level") != self.settings.get("log-level") {
             match self.log.reload(new.filter) {
