@@ -1,37 +1,43 @@
 //! `natter serve --config FILE` and `natter config`: a TOML file whose keys
 //! are the `serve` flags without their dashes, with the same values.
 //!
-//! Nothing here lists the flags: they come from the `Serve` struct itself,
-//! through argh's [`ArgsInfo`] (names, kinds, descriptions) and serde (the
-//! defaults). A file is turned into the arguments it stands for and parsed
-//! by the same parser as the command line, so a key means exactly what its
-//! flag means, and a flag added to `Serve` is a key at once. Flags given on
-//! the command line win over the file.
+//! Nothing here lists the flags: they come from the subcommand's struct
+//! itself (`serve::Serve`, passed in as `T`), through argh's [`ArgsInfo`]
+//! (names, kinds, descriptions) and serde (the defaults). A file is turned
+//! into the arguments it stands for and parsed by the same parser as the
+//! command line, so a key means exactly what its flag means, and a flag
+//! added to the struct is a key at once. Flags given on the command line
+//! win over the file.
 
 use std::collections::BTreeMap;
 
 use argh::{ArgsInfo, FlagInfo, FlagInfoKind, FromArgs, Optionality};
-
-use super::serve::Serve;
+use serde::Serialize;
 
 /// Flags that are not keys: `--help`, and `--config`, since a file does not
 /// name another.
 const NOT_KEYS: [&str; 2] = ["--help", "--config"];
 
-/// The `serve` flags a file may set, in the order `--help` lists them.
-pub fn flags() -> Vec<&'static FlagInfo<'static>> {
-    Serve::get_args_info()
+/// The flags of `T` a file may set, in the order `--help` lists them.
+pub fn flags<T: ArgsInfo>() -> Vec<&'static FlagInfo<'static>> {
+    T::get_args_info()
         .flags
         .iter()
         .filter(|flag| !NOT_KEYS.contains(&flag.long))
         .collect()
 }
 
-/// The `serve` arguments for the file `text` (named `file` in errors)
-/// followed by `command_line`, leaving out every key whose flag the command
-/// line gives. Each key is checked alone by the flags' parser, so an error
-/// names the file, the line and the key, and nothing is started.
-pub fn arguments(text: &str, file: &str, command_line: &[String]) -> Result<Vec<String>, String> {
+/// The arguments of the subcommand `T` (named `command`) for the file
+/// `text` (named `file` in errors) followed by `command_line`, leaving out
+/// every key whose flag the command line gives. Each key is checked alone
+/// by the flags' parser, so an error names the file, the line and the key,
+/// and nothing is started.
+pub fn arguments<T: FromArgs + ArgsInfo>(
+    command: &str,
+    text: &str,
+    file: &str,
+    command_line: &[String],
+) -> Result<Vec<String>, String> {
     let table: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>> =
         toml::from_str(text).map_err(|err| format!("{file}: {err}"))?;
     let mut keys: Vec<_> = table.into_iter().collect();
@@ -41,7 +47,7 @@ pub fn arguments(text: &str, file: &str, command_line: &[String]) -> Result<Vec<
         .filter_map(|arg| arg.strip_prefix("--"))
         .map(|arg| arg.split_once('=').map_or(arg, |(name, _)| name))
         .collect();
-    let flags = flags();
+    let flags = flags::<T>();
     let mut arguments = Vec::new();
     for (key, value) in keys {
         let line = line_of(text, key.span().start);
@@ -54,7 +60,7 @@ pub fn arguments(text: &str, file: &str, command_line: &[String]) -> Result<Vec<
         let these = flag_arguments(flag, value.as_ref()).map_err(at)?;
         // The flags' own parser judges the value, alone, so that its
         // complaint is about this key.
-        if let Err(exit) = Serve::from_args(&["serve"], &as_strs(&these)) {
+        if let Err(exit) = T::from_args(&[command], &as_strs(&these)) {
             return Err(at(exit.output.trim().to_owned()));
         }
         if !given.contains(&key.as_ref().as_str()) {
@@ -109,17 +115,28 @@ fn as_strs(arguments: &[String]) -> Vec<&str> {
     arguments.iter().map(String::as_str).collect()
 }
 
-/// What `natter config` prints: every key with its flag's description as a
-/// comment and its default as the value. Keys without a default (a file,
-/// an address that is off unless given) are commented out.
-pub fn example() -> String {
-    let defaults = Serve::defaults().settings();
-    let mut out = String::from(
-        "# natter serve --config natter.toml: every `natter serve` flag is a key\n\
-         # here, without its dashes; a flag given on the command line wins.\n\
+/// Every setting of `value` (a parsed subcommand) with its value, keyed as
+/// in the file; those without a value (an option not given) are left out.
+pub fn settings<T: Serialize>(value: &T) -> BTreeMap<String, toml::Value> {
+    match toml::Value::try_from(value) {
+        Ok(toml::Value::Table(table)) => table.into_iter().collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// What `natter config` prints for the subcommand `T` (named `command`):
+/// every key with its flag's description as a comment and its default as
+/// the value. Keys without a default (a file, an address that is off unless
+/// given) are commented out.
+pub fn example<T: FromArgs + ArgsInfo + Serialize>(command: &str) -> Result<String, String> {
+    let defaults = T::from_args(&[command], &[]).map_err(|exit| exit.output)?;
+    let defaults = settings(&defaults);
+    let mut out = format!(
+        "# natter {command} --config natter.toml: every `natter {command}` flag is\n\
+         # a key here, without its dashes; a flag given on the command line wins.\n\
          # SIGHUP (or `natter admin reload`) reads this file again.\n",
     );
-    for flag in flags() {
+    for flag in flags::<T>() {
         let key = flag.long.get(2..).unwrap_or(flag.long);
         out.push('\n');
         for line in wrap(flag.description, 76) {
@@ -132,7 +149,7 @@ pub fn example() -> String {
             None => out.push_str(&format!("# {key} = \"\"\n")),
         }
     }
-    out
+    Ok(out)
 }
 
 /// `text` in lines of at most `width` characters, broken at spaces.
@@ -156,80 +173,100 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{arguments, example, flags};
-    use crate::cli::serve::Serve;
-    use argh::FromArgs;
+    use super::{arguments, example, flags, settings};
+    use argh::{ArgsInfo, FromArgs};
+    use serde::Serialize;
 
-    fn parse(file: &str, command_line: &[&str]) -> Result<Serve, String> {
+    /// A subcommand with one flag of each kind.
+    #[derive(FromArgs, ArgsInfo, Serialize, Debug, PartialEq)]
+    #[argh(subcommand, name = "demo")]
+    #[serde(rename_all = "kebab-case")]
+    struct Demo {
+        /// how many (default 3)
+        #[argh(option, default = "3")]
+        max_clients: usize,
+        /// a word (default none)
+        #[argh(option)]
+        name: Option<String>,
+        /// an origin (repeatable)
+        #[argh(option)]
+        web_origin: Vec<String>,
+        /// off unless given
+        #[argh(switch)]
+        no_web: bool,
+        /// the file
+        #[argh(option)]
+        #[serde(skip)]
+        config: Option<String>,
+    }
+
+    fn parse(file: &str, command_line: &[&str]) -> Result<Demo, String> {
         let command_line: Vec<String> = command_line.iter().map(|s| s.to_string()).collect();
-        let args = arguments(file, "natter.toml", &command_line)?;
+        let args = arguments::<Demo>("demo", file, "natter.toml", &command_line)?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Serve::from_args(&["serve"], &args).map_err(|e| e.output)
+        Demo::from_args(&["demo"], &args).map_err(|e| e.output)
     }
 
-    // The example `natter config` prints is a valid file that changes
-    // nothing: every value in it is the default.
+    // The example is a valid file that changes nothing, and names every
+    // flag but --config, set or commented out.
     #[test]
-    fn the_example_is_the_defaults() {
-        let from_example = parse(&example(), &[]).expect("the example parses");
-        assert_eq!(
-            format!("{:?}", from_example.config()),
-            format!("{:?}", Serve::defaults().config())
-        );
-        assert_eq!(from_example.settings(), Serve::defaults().settings());
-    }
-
-    // Every flag is in the example, set or commented out.
-    #[test]
-    fn every_flag_is_a_key_of_the_example() {
-        let example = example();
-        for flag in flags() {
-            let key = flag.long.trim_start_matches('-');
-            assert!(
-                example
-                    .lines()
-                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
-                "{key} is not in the example"
-            );
-        }
+    fn the_example_is_the_defaults_and_names_every_flag() {
+        let example = example::<Demo>("demo").expect("an example");
+        let defaults = Demo::from_args(&["demo"], &[]).expect("defaults");
+        assert_eq!(parse(&example, &[]), Ok(defaults));
+        assert!(example.contains("\nmax-clients = 3\n"), "{example}");
+        assert!(example.contains("\n# name = \"\"\n"), "{example}");
+        assert!(example.contains("\nweb-origin = []\n"), "{example}");
+        assert!(example.contains("\nno-web = false\n"), "{example}");
+        assert!(!example.contains("config ="), "{example}");
+        assert_eq!(flags::<Demo>().len(), 4);
     }
 
     // A flag on the command line wins over the same key in the file.
     #[test]
     fn the_command_line_wins() {
-        let serve = parse("max-clients = 7\nrate = 3\n", &["--rate", "4"]).expect("parses");
-        assert_eq!(serve.config().max_clients, 7);
-        assert_eq!(serve.config().rate, 4);
+        let demo =
+            parse("max-clients = 7\nname = \"file\"\n", &["--name", "flag"]).expect("parses");
+        assert_eq!(demo.max_clients, 7);
+        assert_eq!(demo.name.as_deref(), Some("flag"));
+        assert_eq!(
+            settings(&demo).get("name"),
+            Some(&toml::Value::from("flag"))
+        );
     }
 
     // Mistakes name the line and the key.
     #[test]
     fn errors_name_the_line_and_the_key() {
-        let err = parse("rate = 3\n\nmax-clientz = 7\n", &[])
-            .err()
-            .expect("refused");
-        assert!(err.contains("natter.toml line 3: max-clientz"), "{err}");
-        let err = parse("rate = 3\nmax-clients = \"many\"\n", &[])
-            .err()
-            .expect("refused");
-        assert!(err.contains("natter.toml line 2: max-clients"), "{err}");
-        let err = parse("no-web = 1\n", &[]).err().expect("refused");
+        let err = parse("name = \"a\"\n\nmax-clientz = 7\n", &[]).expect_err("refused");
+        assert!(
+            err.contains("natter.toml line 3: max-clientz: no such setting"),
+            "{err}"
+        );
+        let err = parse("name = \"a\"\nmax-clients = \"many\"\n", &[]).expect_err("refused");
+        assert!(
+            err.contains("natter.toml line 2: max-clients: Error parsing"),
+            "{err}"
+        );
+        let err = parse("no-web = 1\n", &[]).expect_err("refused");
         assert!(err.contains("line 1: no-web: is true or false"), "{err}");
-        let err = parse("rate = \n", &[]).err().expect("refused");
-        assert!(err.contains("natter.toml"), "{err}");
+        let err = parse("name = [\"a\"]\n", &[]).expect_err("refused");
+        assert!(err.contains("line 1: name: takes one value"), "{err}");
+        let err = parse("config = \"other.toml\"\n", &[]).expect_err("refused");
+        assert!(err.contains("line 1: config: no such setting"), "{err}");
+        let err = parse("name = \n", &[]).expect_err("refused");
+        assert!(err.starts_with("natter.toml: "), "{err}");
     }
 
     // Lists are repeated flags, switches are booleans.
     #[test]
     fn lists_and_switches() {
-        let serve = parse(
+        let demo = parse(
             "web-origin = [\"https://a.example\", \"https://b.example\"]\nno-web = true\n",
             &[],
         )
         .expect("parses");
-        assert_eq!(
-            serve.config().web_origins,
-            ["https://a.example", "https://b.example"]
-        );
+        assert_eq!(demo.web_origin, ["https://a.example", "https://b.example"]);
+        assert!(demo.no_web);
     }
 }

@@ -62,7 +62,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         #[cfg(feature = "tui")]
         Subcommand::Tui(tui) => tui.run(),
         Subcommand::Config(PrintConfig {}) => {
-            print!("{}", config::example());
+            print!("{}", config::example::<serve::Serve>("serve")?);
             Ok(())
         }
     }
@@ -217,6 +217,42 @@ mod tests {
         assert_eq!(got.retention, Retention::default());
         assert_eq!(got.history, HistoryMode::Sqlite("/d".into()));
         assert_eq!(got.accounts, AccountsMode::Sqlite("/d".into()));
+    }
+
+    /// The example `natter config` prints is a `serve --config` file that
+    /// changes nothing: every value in it is the flag's default, and every
+    /// `serve` flag but --help and --config is in it.
+    #[test]
+    fn the_config_example_is_the_serve_defaults() {
+        use super::serve::Serve;
+        let example = super::config::example::<Serve>("serve").expect("an example");
+        let dir = std::env::temp_dir().join(format!("natter-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let file = dir.join("natter.toml");
+        std::fs::write(&file, &example).expect("write the example");
+        let args = vec!["--config".to_owned(), file.to_string_lossy().into_owned()];
+        let from_file = Serve::parse(&args);
+        let _ = std::fs::remove_dir_all(&dir);
+        let from_file = from_file.unwrap_or_else(|e| panic!("{e}"));
+        let defaults = Serve::defaults();
+        assert_eq!(from_file.settings(), defaults.settings());
+        assert_eq!(
+            format!("{:?}", from_file.config()),
+            format!("{:?}", defaults.config())
+        );
+        for (flag, _) in help(&["serve"]) {
+            let flag = flag.trim_end_matches(',');
+            if flag == "--help" || flag == "--config" {
+                continue;
+            }
+            let key = format!("{} = ", flag.trim_start_matches('-'));
+            assert!(
+                example
+                    .lines()
+                    .any(|line| line.trim_start_matches("# ").starts_with(&key)),
+                "{flag} is not in the example"
+            );
+        }
     }
 
     /// `--history` and `--accounts` take their words and refuse others.

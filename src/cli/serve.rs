@@ -318,10 +318,7 @@ impl Serve {
     /// Every setting with its value, keyed as in the `--config` file; those
     /// without a value (an option not given) are left out.
     pub fn settings(&self) -> BTreeMap<String, toml::Value> {
-        match toml::Value::try_from(self) {
-            Ok(toml::Value::Table(table)) => table.into_iter().collect(),
-            _ => BTreeMap::new(),
-        }
+        super::config::settings(self)
     }
 
     /// `natter serve` with `args` (what follows `serve`), under them the
@@ -337,7 +334,8 @@ impl Serve {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|err| format!("cannot read --config {}: {err}", path.display()))?;
-        parse(&super::config::arguments(
+        parse(&super::config::arguments::<Self>(
+            "serve",
             &text,
             &path.display().to_string(),
             args,
