@@ -211,7 +211,9 @@ fn listeners_empty(listeners: &Listeners) -> bool {
 }
 
 /// Starts the hub task and the accounts thread, accepts on every listener
-/// until `shutdown`, then winds everything down in order.
+/// (passing on `reloads`) until `shutdown`, then winds everything down in
+/// order. The two come as a pair: what the outside world tells a running
+/// server.
 async fn run(
     executor: &Arc<Executor<'static>>,
     listeners: Listeners,
