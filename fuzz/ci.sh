@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-40}"
-targets="${FUZZ_TARGETS:-decoder command server_line hub http_head}"
+targets="${FUZZ_TARGETS:-decoder command server_line hub http_head cidr}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"

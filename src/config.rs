@@ -20,9 +20,14 @@ pub struct Config {
     /// The most bytes one line may hold; longer lines get `ERR line-too-long`
     /// and are dropped. Also bounds the memory a connection's read side holds.
     pub max_line: usize,
-    /// Lines queued for a client that is not reading them; one more and the
-    /// client is disconnected, so it never delays anyone else.
-    pub outbox: usize,
+    /// Bytes a client may have pending (queued for it, or being written to
+    /// its socket) before it is disconnected, so it never delays anyone
+    /// else. A client with nothing pending is always sent its next line.
+    pub outbox_bytes: usize,
+    /// Bytes pending for all clients together; past it, a client with
+    /// something already pending is disconnected rather than queued more,
+    /// so that many stalled clients cannot take the machine's memory.
+    pub outbox_total_bytes: usize,
     /// How long a connection may stay without a nickname before it is closed.
     pub register_timeout: Duration,
     /// Lines per second a client may send over time; 0 switches the limit off.
@@ -86,6 +91,38 @@ pub struct Config {
     /// does (`--web-metrics`). Off unless asked: the web listener usually
     /// faces everyone, and the load and counts are the operator's business.
     pub web_metrics: bool,
+    // A locked accounts database.
+    /// How long a `LOGIN`, `REGISTER` or `PASSWORD` may wait, from when it
+    /// is queued, for an accounts database another process holds locked,
+    /// before it gets `ERR busy` (`--accounts-wait`).
+    pub accounts_wait: Duration,
+    // Registrations per address.
+    /// Accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off. Registering is cheap for a script and every account is
+    /// kept for good, so without it one host could fill the database.
+    pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered for that limit;
+    /// past it the one that registered least recently is forgotten, so
+    /// many addresses cost bounded memory.
+    pub registration_addresses: usize,
+    // Connections per address, checked when a connection is accepted.
+    /// Connections one address may hold open at once (an IPv6 address counts
+    /// by its /64); past it a newcomer gets `ERR too-many-connections`. 0
+    /// switches the limit off. Keeps one host from taking every slot of
+    /// `max_clients`, while a household behind one NAT still fits.
+    pub max_per_address: usize,
+    /// New connections one address may open per minute, over time; past
+    /// `connect_burst` a newcomer gets `ERR connect-throttled`. 0 switches
+    /// the limit off. Keeps a client that reconnects in a loop from costing
+    /// the server a registration each time.
+    pub connect_rate: u32,
+    /// New connections one address may open at once before `connect_rate`
+    /// applies: everyone behind one NAT reconnecting after a network hiccup.
+    pub connect_burst: u32,
+    /// Addresses remembered for `connect_rate`, besides those holding
+    /// connections; when full, those that connected longest ago are
+    /// forgotten (and start afresh).
+    pub address_table: usize,
 }
 
 impl Default for Config {
@@ -93,7 +130,8 @@ impl Default for Config {
         Self {
             max_clients: 10_000,
             max_line: 1024,
-            outbox: 1024,
+            outbox_bytes: 1 << 20,
+            outbox_total_bytes: 512 << 20,
             register_timeout: Duration::from_secs(60),
             rate: 10,
             burst: 50,
@@ -115,6 +153,16 @@ impl Default for Config {
             // Operations: the welcome text.
             motd: Vec::new(),
             web_metrics: false,
+            // A locked accounts database.
+            accounts_wait: Duration::from_secs(2),
+            // Registrations per address.
+            registrations_per_hour: 5,
+            registration_addresses: 4096,
+            // Connections per address.
+            max_per_address: 16,
+            connect_rate: 30,
+            connect_burst: 20,
+            address_table: 65_536,
         }
     }
 }

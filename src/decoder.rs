@@ -14,6 +14,9 @@
 //! refuse every option (`DO x` gets `WONT x`, `WILL x` gets `DONT x`), never
 //! answer refusals (so no negotiation loop is possible), skip
 //! subnegotiations, and honour the editing commands (IP, BRK, EC, EL).
+//! The one option we ever offer is ECHO, while a password is typed
+//! ([`LineDecoder::hide_input`]): the peer's `DO ECHO` then agrees and is
+//! not refused.
 
 /// The line limit the server uses, in bytes of line content.
 pub const DEFAULT_MAX_LINE: usize = 1024;
@@ -38,6 +41,8 @@ const IP: u8 = 244;
 const EC: u8 = 247;
 const EL: u8 = 248;
 const SB: u8 = 250;
+/// The ECHO option (RFC 857).
+const ECHO: u8 = 1;
 const WILL: u8 = 251;
 const WONT: u8 = 252;
 const DO: u8 = 253;
@@ -140,6 +145,12 @@ pub struct LineDecoder {
     replies: Vec<u8>,
     /// Reply bytes produced so far, taken or not; at most [`MAX_REPLIES`].
     replied: usize,
+    /// The peer has sent an IAC: it is a telnet client, which obeys ECHO
+    /// negotiation (a raw `nc` would print the bytes instead).
+    spoke_telnet: bool,
+    /// We have offered `WILL ECHO` and not withdrawn it, so the peer's
+    /// `DO ECHO` is its agreement, not a request to refuse.
+    echo_offered: bool,
 }
 
 impl LineDecoder {
@@ -160,7 +171,24 @@ impl LineDecoder {
             closed: false,
             replies: Vec::new(),
             replied: 0,
+            spoke_telnet: false,
+            echo_offered: false,
         }
+    }
+
+    /// Whether the peer has sent any telnet command (an IAC byte), so that
+    /// it can be asked to stop echoing what it types.
+    pub fn spoke_telnet(&self) -> bool {
+        self.spoke_telnet
+    }
+
+    /// The bytes that ask the peer to stop (`hide`: `IAC WILL ECHO`) or go
+    /// back to (`IAC WONT ECHO`) echoing its own typing, as telnet logins do
+    /// for passwords; the caller writes them. Remembers the offer so that
+    /// the peer's `DO ECHO` is taken as agreement, not refused.
+    pub fn hide_input(&mut self, hide: bool) -> [u8; 3] {
+        self.echo_offered = hide;
+        [IAC, if hide { WILL } else { WONT }, ECHO]
     }
 
     /// Consumes bytes from the front of `input` until a frame completes
@@ -208,6 +236,7 @@ impl LineDecoder {
         }
         match self.telnet {
             Telnet::Data if b == IAC => {
+                self.spoke_telnet = true;
                 self.telnet = Telnet::Iac;
                 None
             }
@@ -275,6 +304,10 @@ impl LineDecoder {
 
     /// IAC `verb` `option`: refuse whatever is asked, never answer refusals.
     fn negotiate(&mut self, verb: u8, option: u8) {
+        if option == ECHO && self.echo_offered && verb == DO {
+            // The answer to our own offer: agreed, nothing to say.
+            return;
+        }
         let answer = match verb {
             DO => WONT,
             WILL => DONT,

@@ -11,6 +11,7 @@
 //! - [`mod@bench`]: `natter bench`, a load generator: many real clients against
 //!   a server in this process or another, measuring throughput, latency,
 //!   memory per connection and churn.
+//! - [`cidr`]: IP address ranges (`203.0.113.0/24`) for bans. No IO.
 //! - [`cli`]: the `natter` command line: flags per subcommand, turned into
 //!   the options above and run; `src/main.rs` only calls [`cli::run`].
 //! - [`client`]: the chat client without a UI: a self-healing connection on
@@ -48,6 +49,7 @@ pub use server::serve;
 
 pub mod accounts;
 pub mod bench;
+pub mod cidr;
 pub mod cli;
 pub mod client;
 pub mod config;

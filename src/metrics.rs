@@ -66,6 +66,34 @@ pub enum Refusal {
     ServerFull,
     /// The process had no file descriptor left.
     OutOfDescriptors,
+    /// The address is banned.
+    Banned,
+    /// The address already held `--max-per-address` connections.
+    TooManyConnections,
+    /// The address opened connections faster than `--connect-rate`.
+    ConnectThrottled,
+}
+
+impl Refusal {
+    /// Every refusal, in the order of `Metrics::refused`.
+    const ALL: [Refusal; 5] = [
+        Refusal::ServerFull,
+        Refusal::OutOfDescriptors,
+        Refusal::Banned,
+        Refusal::TooManyConnections,
+        Refusal::ConnectThrottled,
+    ];
+
+    /// The `reason` label it is counted under.
+    fn label(self) -> Reason {
+        match self {
+            Refusal::ServerFull => Reason::server_full,
+            Refusal::OutOfDescriptors => Reason::out_of_descriptors,
+            Refusal::Banned => Reason::banned,
+            Refusal::TooManyConnections => Reason::too_many_connections,
+            Refusal::ConnectThrottled => Reason::connect_throttled,
+        }
+    }
 }
 
 /// The `reason` label's values, one per [`Refusal`].
@@ -74,6 +102,9 @@ pub enum Refusal {
 enum Reason {
     server_full,
     out_of_descriptors,
+    banned,
+    too_many_connections,
+    connect_throttled,
 }
 
 /// The `reason` label.
@@ -90,8 +121,8 @@ struct Metrics {
     live: [Gauge; 4],
     /// Accepted connections, by [`Transport::index`].
     accepted: [Counter; 4],
-    refused_full: Counter,
-    refused_descriptors: Counter,
+    /// Refused connections, by [`Refusal`] in the order of `Refusal::ALL`.
+    refused: [Counter; 5],
     accounts: Gauge,
     rooms: Gauge,
     messages: Counter,
@@ -126,8 +157,7 @@ impl Metrics {
             // Every series exists from the start, at zero.
             live: transports.clone().map(|t| live.get_or_create_owned(&t)),
             accepted: transports.map(|t| accepted.get_or_create_owned(&t)),
-            refused_full: refused.get_or_create_owned(&reason(Reason::server_full)),
-            refused_descriptors: refused.get_or_create_owned(&reason(Reason::out_of_descriptors)),
+            refused: Refusal::ALL.map(|why| refused.get_or_create_owned(&reason(why.label()))),
             accounts: Gauge::default(),
             rooms: Gauge::default(),
             messages: Counter::default(),
@@ -271,10 +301,7 @@ impl Drop for Open {
 
 /// Counts a connection turned away before it had a session.
 pub fn refused(why: Refusal) {
-    match why {
-        Refusal::ServerFull => METRICS.refused_full.inc(),
-        Refusal::OutOfDescriptors => METRICS.refused_descriptors.inc(),
-    };
+    METRICS.refused[why as usize].inc();
 }
 
 /// Counts a chat message a client sent (to a room or a whisper).

@@ -8,115 +8,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use common::raw::Client;
+use common::tmux::{skip_without, ServerProcess, Tmux};
 
 const BIN: &str = env!("CARGO_BIN_EXE_natter");
-
-/// A `natter serve` child process, killed on drop.
-struct ServerProcess(Child);
-
-impl ServerProcess {
-    fn start(addr: SocketAddr) -> ServerProcess {
-        let child = Command::new(BIN)
-            // In memory: a test must not write to the user's data directory.
-            .args([
-                "serve",
-                "--no-web",
-                "--bind",
-                &addr.to_string(),
-                "--history",
-                "memory",
-                "--accounts",
-                "memory",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start natter serve");
-        let server = ServerProcess(child);
-        common::retry(
-            "the server to listen",
-            100,
-            Duration::from_millis(50),
-            || TcpStream::connect(addr).ok(),
-        );
-        server
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn capture(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", "e2e"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let screen = self.capture();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn keys(&self, literal: &str) {
-        self.run(&["send-keys", "-t", "e2e", "-l", literal]);
-    }
-
-    fn key(&self, key: &str) {
-        self.run(&["send-keys", "-t", "e2e", key]);
-    }
-
-    /// A tmux format of the pane, like `#{pane_dead}`.
-    fn pane(&self, format: &str) -> String {
-        let out = self.run(&["display-message", "-p", "-t", "e2e", format]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
 
 /// A free port on 127.0.0.1 (bound, then released).
 fn free_addr() -> SocketAddr {
@@ -127,19 +25,12 @@ fn free_addr() -> SocketAddr {
 #[test]
 fn the_real_client_chats_reconnects_and_quits_cleanly_in_tmux() {
     // Story: a new user runs `natter tui`, chats with an nc user, survives a server restart, and quits to a clean terminal.
-    if !tmux_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required in CI (.ci/run installs it)"
-        );
-        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+    if skip_without(&[("tmux", "-V")]) {
         return;
     }
     let addr = free_addr();
     let server = ServerProcess::start(addr);
-    let tmux = Tmux {
-        socket: format!("natter-test-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("e2e");
     let command = format!("{BIN} tui --server {addr} --nick alice");
     let started = tmux.run(&[
         "new-session",

@@ -327,7 +327,7 @@ fn a_head_that_trickles_forever_is_closed_by_the_deadline() {
 fn a_slow_websocket_reader_is_dropped_without_hurting_others() {
     // Story: a phone that stops reading is disconnected when its outbox fills; everyone else keeps chatting.
     let server = start(natter::Config {
-        outbox: 16,
+        outbox_bytes: 16 << 10,
         rate: 0,
         ..config()
     });
@@ -606,4 +606,44 @@ fn no_web_serves_no_web_client_and_leaves_its_port_alone() {
     assert!(log.iter().any(|l| l.contains("listening")), "{log:?}");
     assert!(!log.iter().any(|l| l.contains("web client")), "{log:?}");
     drop(taken);
+}
+
+#[test]
+fn the_web_listener_turns_away_an_address_past_its_limit_with_a_429() {
+    // Story: a script that opens page after page from one address is told "Too Many Requests", and the
+    // connections it already holds keep working.
+    let server = start(natter::Config {
+        max_per_address: 2,
+        ..config()
+    });
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.web).expect("connect"))
+        .collect();
+    let answer = http(server.web, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+    let mut first = &held[0];
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    first.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut page = Vec::new();
+    let _ = first.read_to_end(&mut page);
+    assert!(
+        page.starts_with(b"HTTP/1.1 200 "),
+        "the held connection is served"
+    );
+    drop(held);
+    // Once they are closed, the address is welcome again.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = http(
+            server.web,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if answer.starts_with("HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -60,6 +60,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use natter::accounts::{AccountInfo, Answer, Ban, BanTarget, Request, Snapshot};
+use natter::cidr::Cidr;
 use natter::hub::outbox::{Outbox, Rejected};
 use natter::hub::{Hub, HubConfig};
 use natter::ids::ClientId;
@@ -121,12 +122,17 @@ pub const PASSWORDS: [&str; 5] = [
 ];
 
 /// What `KICK`, `MUTE`, `BAN` and the rest name, past [`NAMES`]: addresses
-/// in use (one written as IPv4-mapped IPv6), and one nobody uses.
-pub const TARGETS: [&str; 4] = [
+/// in use (one written as IPv4-mapped IPv6), one nobody uses, and ranges:
+/// one holding both IPv4 addresses, one exactly one IPv6 address, and a
+/// malformed one.
+pub const TARGETS: [&str; 7] = [
     "192.0.2.2",
     "::ffff:192.0.2.1",
     "2001:db8::1",
     "198.51.100.9",
+    "192.0.2.0/30",
+    "2001:db8::2/128",
+    "192.0.2.0/33",
 ];
 
 /// Operators' reasons; one looks like a duration.
@@ -141,7 +147,7 @@ fn snapshot_bans(now: i64) -> [Ban; 5] {
         by: "admin".into(),
         reason: "loaded".into(),
     };
-    let addr = |a: &str| BanTarget::Addr(a.parse::<IpAddr>().expect("an address"));
+    let addr = |a: &str| BanTarget::Addr(Cidr::parse(a).expect("an address"));
     [
         ban(BanTarget::Nick("bob".into()), now + 300),
         ban(BanTarget::Nick("carol".into()), now + 20),
@@ -160,7 +166,8 @@ pub const START: i64 = 1_795_000_000;
 pub struct Script {
     /// Seconds a connection may stay without a nickname.
     pub register_timeout: u8,
-    /// The most rooms a client may be in: `1 + max_rooms % 4`.
+    /// The most rooms a client may be in: `1 + max_rooms % 4`; also the
+    /// registrations per address and hour: `max_rooms / 4 % 4` (0: no limit).
     pub max_rooms: u8,
     /// Whether the hub records messages and queues history requests.
     pub history: bool,
@@ -751,6 +758,9 @@ pub fn run(script: &Script) {
             register_timeout_secs: u64::from(script.register_timeout),
             max_rooms: 1 + usize::from(script.max_rooms % 4),
             history: script.history,
+            // Off, or low enough for scripts to reach (the same byte as
+            // `max_rooms`, so that the seeds stay as they are).
+            registrations_per_hour: u32::from(script.max_rooms / 4 % 4),
             ..HubConfig::default()
         }),
         timeout: i64::from(script.register_timeout),
@@ -854,7 +864,10 @@ impl World {
                         Box::new(move |p: &Peer| hub.nick(p.id).map(fold).as_ref() == Some(&key)),
                     )
                 }
-                BanTarget::Addr(addr) => (ModAction::Ban, Box::new(move |p: &Peer| p.addr == addr)),
+                BanTarget::Addr(range) => (
+                    ModAction::Ban,
+                    Box::new(move |p: &Peer| range.contains(p.addr)),
+                ),
             },
             _ => return None,
         };
@@ -1011,7 +1024,10 @@ impl World {
                     }
                 }
             }
-            Request::SaveBan(_) | Request::RemoveBan(_) => return None,
+            Request::SaveBan(_)
+            | Request::RemoveBan(_)
+            | Request::SaveMute(_)
+            | Request::RemoveMute(_) => return None,
         })
     }
 
@@ -1060,6 +1076,7 @@ impl World {
                     self.bans.remove(&ban_key(target));
                     continue;
                 }
+                Request::SaveMute(_) | Request::RemoveMute(_) => continue,
             }
             self.queue.push_back(request);
         }
@@ -1111,7 +1128,7 @@ impl World {
                 self.hub
                     .connect_from(self.next_id, TestOutbox(Rc::clone(&peer)), addr(*at), now);
                 let peer = peer.borrow();
-                let banned = self.banned(&BanTarget::Addr(peer.addr));
+                let banned = self.address_banned(peer.addr);
                 assert_eq!(
                     peer.closed, banned,
                     "client {}: from {}, banned: {banned}, turned away: {}",
@@ -1333,6 +1350,14 @@ impl World {
             .is_some_and(|(_, until)| *until > self.now)
     }
 
+    /// True if an address ban in force now covers `addr` (a range, or the
+    /// /64 of an IPv6 address).
+    fn address_banned(&self, addr: IpAddr) -> bool {
+        self.bans
+            .values()
+            .any(|(target, until)| *until > self.now && target.covers_addr(addr))
+    }
+
     /// Accounts, operators and bans, as the hub has them.
     fn check_accounts(&self) {
         for peer in self.open() {
@@ -1363,7 +1388,7 @@ impl World {
                 "client {id} is an operator without an account"
             );
             assert!(
-                !self.banned(&BanTarget::Addr(peer.addr)),
+                !self.address_banned(peer.addr),
                 "client {id} is connected from the banned {}",
                 peer.addr
             );

@@ -10,6 +10,7 @@
 //!
 //! Every check panics with a message naming the broken property.
 
+pub mod cidr;
 pub mod decoder;
 pub mod http;
 pub mod hub;

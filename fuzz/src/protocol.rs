@@ -24,6 +24,7 @@
 //! panic message through `{:?}`. Every [`ErrorCode`] parses back from its
 //! wire word ([`check_error_codes`]).
 
+use natter::cidr::Cidr;
 use natter::names;
 use natter::protocol::{
     is_clean, parse_command, parse_duration, Command, ErrorCode, HistoryQuery, Secret, ServerLine,
@@ -218,6 +219,16 @@ fn word(s: &str) -> String {
     }
 }
 
+/// A `BAN`/`UNBAN` target made from `s`: a word, and if it is meant as a
+/// range (a `/` or a `:`) but is none, the word without those.
+fn ban_target(s: &str) -> String {
+    let target = word(s);
+    if !(target.contains('/') || target.contains(':')) || Cidr::parse(&target).is_ok() {
+        return target;
+    }
+    word(&target.replace(['/', ':'], ""))
+}
+
 /// A wire-safe password made from `s`: one word, clean, non-empty.
 fn secret(s: &Secret) -> Secret {
     Secret::new(word(s.expose()))
@@ -334,11 +345,11 @@ pub fn safe_command(command: &Command) -> Command {
             secs,
             reason,
         } => Command::Ban {
-            target: word(target),
+            target: ban_target(target),
             secs: duration(*secs),
             reason: sanction_reason(duration(*secs), reason),
         },
-        Command::Unban(target) => Command::Unban(word(target)),
+        Command::Unban(target) => Command::Unban(ban_target(target)),
     }
 }
 

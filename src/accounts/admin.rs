@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(snapshot.accounts.len(), 1);
         assert!(snapshot.accounts[0].operator);
         assert_eq!(snapshot.bans, vec![ban]);
-        assert_eq!(snapshot.bans[0].target.to_string(), "192.0.2.1");
+        assert_eq!(snapshot.bans[0].target.to_string(), "192.0.2.1/32");
         assert!(admin.unban("192.0.2.1").unwrap());
         accounts.close();
         let _ = std::fs::remove_dir_all(&dir);

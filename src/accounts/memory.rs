@@ -1,15 +1,17 @@
-//! Accounts and bans in memory, for `--accounts memory` and the tests.
+//! Accounts, bans and mutes in memory, for `--accounts memory` and the
+//! tests: kept for the run.
 
 use std::collections::HashMap;
 
 use super::backend::Backend;
-use super::{AccountInfo, AccountsError, Ban, BanTarget, Snapshot};
+use super::{AccountInfo, AccountsError, Ban, BanTarget, Mute, Snapshot};
 use crate::names;
 
 #[derive(Default)]
 pub(super) struct Memory {
     accounts: HashMap<String, (AccountInfo, String)>,
     bans: HashMap<BanTarget, Ban>,
+    mutes: HashMap<String, Mute>,
 }
 
 impl Backend for Memory {
@@ -59,6 +61,7 @@ impl Backend for Memory {
         Ok(Snapshot {
             accounts,
             bans: self.bans.values().cloned().collect(),
+            mutes: self.mutes.values().cloned().collect(),
         })
     }
 
@@ -69,6 +72,15 @@ impl Backend for Memory {
 
     fn remove_ban(&mut self, target: &BanTarget) -> Result<bool, AccountsError> {
         Ok(self.bans.remove(target).is_some())
+    }
+
+    fn save_mute(&mut self, mute: &Mute) -> Result<(), AccountsError> {
+        self.mutes.insert(mute.nick.clone(), mute.clone());
+        Ok(())
+    }
+
+    fn remove_mute(&mut self, nick: &str) -> Result<bool, AccountsError> {
+        Ok(self.mutes.remove(nick).is_some())
     }
 
     fn changed_elsewhere(&mut self) -> bool {

@@ -1,4 +1,4 @@
-//! Registered nicknames and bans, kept in SQLite (or in memory), on a thread
+//! Registered nicknames, bans and mutes, kept in SQLite (or in memory), on a thread
 //! of their own.
 //!
 //! Password hashing (argon2id) is slow on purpose: tens of milliseconds of
@@ -10,7 +10,7 @@
 //! into a hub event.
 //!
 //! The hub keeps its own copy of what it must know at once — which nicknames
-//! are registered, and the bans — loaded from a [`Snapshot`] at start-up. When
+//! are registered, the bans and the mutes — loaded from a [`Snapshot`] at start-up. When
 //! another process changes the database (`natter admin ...` while the server
 //! runs), this thread notices within a second and sends a fresh snapshot.
 //!
@@ -21,16 +21,21 @@
 //! - `password`: argon2id hashing and checking.
 //! - `memory` and `sqlite`: the two backends, behind the trait in `backend`.
 //! - `admin`: [`admin::Admin`], for `natter admin`.
+//! - `bans`: [`AddressBans`], the address bans shared with the accept loops.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::cidr::Cidr;
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::Secret;
 
+pub use bans::AddressBans;
+
 pub mod admin;
 mod backend;
+mod bans;
 mod memory;
 pub mod password;
 mod sqlite;
@@ -66,17 +71,24 @@ pub struct AccountInfo {
 pub enum BanTarget {
     /// A nickname, folded.
     Nick(String),
-    /// An IP address (IPv4-mapped IPv6 addresses in their IPv4 form).
-    Addr(IpAddr),
+    /// A range of addresses (a single IPv4 address is its /32, a single
+    /// IPv6 address its /64; see [`Cidr`]).
+    Addr(Cidr),
 }
 
 impl BanTarget {
-    /// Reads an operator's argument: an IP address, or else a nickname.
+    /// Reads an operator's argument: an address or a range in CIDR
+    /// notation, or else a nickname.
     pub fn parse(text: &str) -> Self {
-        match text.parse::<IpAddr>() {
-            Ok(addr) => BanTarget::Addr(addr.to_canonical()),
+        match Cidr::parse(text) {
+            Ok(range) => BanTarget::Addr(range),
             Err(_) => BanTarget::Nick(names::fold(text)),
         }
+    }
+
+    /// Whether this ban keeps out a connection from `addr`.
+    pub fn covers_addr(&self, addr: IpAddr) -> bool {
+        matches!(self, BanTarget::Addr(range) if range.contains(addr))
     }
 
     #[cfg(feature = "sqlite")]
@@ -91,7 +103,7 @@ impl BanTarget {
     fn from_kind_value(kind: &str, value: &str) -> Option<Self> {
         match kind {
             "nick" => Some(BanTarget::Nick(value.to_owned())),
-            "addr" => value.parse().ok().map(BanTarget::Addr),
+            "addr" => Cidr::parse(value).ok().map(BanTarget::Addr),
             _ => None,
         }
     }
@@ -119,14 +131,28 @@ pub struct Ban {
     pub reason: String,
 }
 
+/// A mute, as stored: kept with the bans so that it outlasts a restart
+/// (a user muted for an hour is not let off by a server upgrade).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    /// The nickname, folded.
+    pub nick: String,
+    /// Until this Unix second.
+    pub until: i64,
+    /// The operator who set it.
+    pub by: String,
+}
+
 /// What the hub must know without asking: the registered nicknames (with
-/// their operator flags) and the bans.
+/// their operator flags), the bans and the mutes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Every account.
     pub accounts: Vec<AccountInfo>,
     /// Every ban, expired or not.
     pub bans: Vec<Ban>,
+    /// Every mute, ended or not.
+    pub mutes: Vec<Mute>,
 }
 
 /// Work for the accounts thread.
@@ -167,6 +193,10 @@ pub enum Request {
     SaveBan(Ban),
     /// Forget a ban.
     RemoveBan(BanTarget),
+    /// Keep a mute (replacing one on the same nickname).
+    SaveMute(Mute),
+    /// Forget the mute on a folded nickname.
+    RemoveMute(String),
 }
 
 /// The accounts thread's answers, for the hub.

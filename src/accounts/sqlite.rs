@@ -1,13 +1,20 @@
-//! Accounts and bans in an SQLite database (`accounts.sqlite3`, WAL mode),
+//! Accounts, bans and mutes in an SQLite database (`accounts.sqlite3`, WAL mode),
 //! which notices writes by other processes.
+//!
+//! Another process may hold the database's write lock for a while (a long
+//! `natter admin` transaction). Waits for it are bounded by the deadline of
+//! the request at hand ([`wait_until`]), so that a locked database gets a
+//! prompt `ERR busy` instead of a login that hangs.
 #![cfg(feature = "sqlite")]
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::backend::Backend;
-use super::{AccountInfo, AccountsError, Ban, BanTarget, Snapshot, FILE};
+use super::{AccountInfo, AccountsError, Ban, BanTarget, Mute, Snapshot, FILE};
 use crate::names;
 
 pub(super) struct Sqlite {
@@ -20,7 +27,6 @@ pub(super) struct Sqlite {
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
-    PRAGMA busy_timeout = 5000;
     CREATE TABLE IF NOT EXISTS accounts (
         nick_key TEXT PRIMARY KEY,     -- folded nickname
         nick     TEXT NOT NULL,        -- as registered
@@ -37,7 +43,52 @@ const SCHEMA: &str = "
         reason TEXT NOT NULL,
         PRIMARY KEY (kind, value)
     );
+    CREATE TABLE IF NOT EXISTS mutes (
+        nick   TEXT PRIMARY KEY,       -- folded nickname
+        until  INTEGER NOT NULL,       -- Unix seconds
+        by     TEXT NOT NULL
+    );
 ";
+
+/// How long a statement waits for another process's lock when no request
+/// deadline is set (`natter admin`).
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long to sleep between two tries of a locked database.
+const BUSY_NAP: Duration = Duration::from_millis(10);
+
+/// Tries every statement gets, even past the deadline, so that a lock held
+/// for a moment (another process's quick write) is waited out.
+const MIN_TRIES: i32 = 5;
+
+thread_local! {
+    /// The deadline of the request this thread is working on, if any.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Bounds this thread's waits for a locked database until `deadline` (or,
+/// with `None`, to [`BUSY_WAIT`] per statement): the accounts thread sets
+/// it before each request, so that one request waits at most its deadline
+/// in total, however many statements it runs.
+pub(super) fn wait_until(deadline: Option<Instant>) {
+    DEADLINE.with(|d| d.set(deadline));
+}
+
+/// SQLite's busy handler: whether to try the locked database again (after
+/// a nap), until the deadline and at least [`MIN_TRIES`] times.
+fn busy(tries: i32) -> bool {
+    let now = Instant::now();
+    let give_up = DEADLINE.with(Cell::get).unwrap_or_else(|| {
+        // Without a deadline: `tries` naps so far, as busy_timeout counts.
+        let waited = BUSY_NAP.saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX));
+        now + BUSY_WAIT.saturating_sub(waited)
+    });
+    if now >= give_up && tries >= MIN_TRIES {
+        return false;
+    }
+    std::thread::sleep(BUSY_NAP);
+    true
+}
 
 impl Sqlite {
     pub(super) fn open(dir: &Path) -> Result<Self, AccountsError> {
@@ -55,6 +106,7 @@ impl Sqlite {
             path,
             version: 0,
         };
+        this.db.busy_handler(Some(busy)).map_err(|e| this.fail(e))?;
         this.db.execute_batch(SCHEMA).map_err(|e| this.fail(e))?;
         this.version = this.data_version().map_err(|e| this.fail(e))?;
         Ok(this)
@@ -180,7 +232,21 @@ impl Backend for Sqlite {
                     })
                 })
                 .collect();
-            Ok(Snapshot { accounts, bans })
+            let mut stmt = db.prepare("SELECT nick, until, by FROM mutes")?;
+            let mutes = stmt
+                .query_map([], |row| {
+                    Ok(Mute {
+                        nick: row.get(0)?,
+                        until: row.get(1)?,
+                        by: row.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Snapshot {
+                accounts,
+                bans,
+                mutes,
+            })
         };
         read(&self.db).map_err(|e| self.fail(e))
     }
@@ -204,6 +270,23 @@ impl Backend for Sqlite {
                 "DELETE FROM bans WHERE kind = ?1 AND value = ?2",
                 params![kind, value],
             )
+            .map(|rows| rows > 0)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn save_mute(&mut self, mute: &Mute) -> Result<(), AccountsError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO mutes (nick, until, by) VALUES (?1, ?2, ?3)",
+                params![mute.nick, mute.until, mute.by],
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    fn remove_mute(&mut self, nick: &str) -> Result<bool, AccountsError> {
+        self.db
+            .execute("DELETE FROM mutes WHERE nick = ?1", params![nick])
             .map(|rows| rows > 0)
             .map_err(|e| self.fail(e))
     }

@@ -1,5 +1,5 @@
 //! [`Accounts`]: the handle the server holds, and the accounts thread, which
-//! hashes and checks passwords and keeps accounts and bans.
+//! hashes and checks passwords and keeps accounts, bans and mutes.
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -19,17 +19,49 @@ const QUEUE: usize = 64;
 /// How often the thread looks for changes made by another process.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
+/// A request and when it must be answered by, if the database is locked.
+struct Queued {
+    request: Request,
+    /// Past this, a locked database gets the request `ERR busy` at once
+    /// (`None`: SQLite's own 5 s per statement).
+    deadline: Option<Instant>,
+}
+
 /// The handle the server holds: queue requests, close on shutdown.
 pub struct Accounts {
-    queue: Option<SyncSender<Request>>,
+    queue: Option<SyncSender<Queued>>,
+    /// How long a request may wait for a database another process has
+    /// locked, counted from when it is queued (`None`: no request deadline).
+    wait: Option<Duration>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Accounts {
     /// Opens the accounts and starts their thread; `reply` is called on that
     /// thread with every answer. Also returns what the hub must start with.
+    /// Requests have no deadline of their own: each statement waits up to
+    /// 5 s for a locked database, which suits `natter admin`.
     pub fn open(
         mode: &AccountsMode,
+        reply: impl Fn(Answer) + Send + 'static,
+    ) -> Result<(Self, Snapshot), AccountsError> {
+        Self::start(mode, None, reply)
+    }
+
+    /// [`Accounts::open`] with `wait`, the longest a request may wait,
+    /// from when it is queued, for a database another process has locked
+    /// (`--accounts-wait`); past it, the request fails with `ERR busy`.
+    pub fn open_with(
+        mode: &AccountsMode,
+        wait: Duration,
+        reply: impl Fn(Answer) + Send + 'static,
+    ) -> Result<(Self, Snapshot), AccountsError> {
+        Self::start(mode, Some(wait), reply)
+    }
+
+    fn start(
+        mode: &AccountsMode,
+        wait: Option<Duration>,
         reply: impl Fn(Answer) + Send + 'static,
     ) -> Result<(Self, Snapshot), AccountsError> {
         let mut backend = open_backend(mode)?;
@@ -42,6 +74,7 @@ impl Accounts {
         Ok((
             Self {
                 queue: Some(queue),
+                wait,
                 thread: Some(thread),
             },
             snapshot,
@@ -53,9 +86,12 @@ impl Accounts {
         let Some(queue) = &self.queue else {
             return Err(request);
         };
-        queue.try_send(request).map_err(|err| match err {
-            TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
-        })
+        let deadline = self.wait.map(|wait| Instant::now() + wait);
+        queue
+            .try_send(Queued { request, deadline })
+            .map_err(|err| match err {
+                TrySendError::Full(q) | TrySendError::Disconnected(q) => q.request,
+            })
     }
 
     /// Finishes the queued requests and stops the thread.
@@ -77,12 +113,15 @@ impl Drop for Accounts {
     }
 }
 
-fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Request>, reply: impl Fn(Answer)) {
+fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Queued>, reply: impl Fn(Answer)) {
     let mut watched = Instant::now();
     loop {
         match inbox.recv_timeout(WATCH_EVERY) {
-            Ok(request) => {
-                if let Some(answer) = handle(backend.as_mut(), request) {
+            Ok(Queued { request, deadline }) => {
+                wait_until(deadline);
+                let answer = handle(backend.as_mut(), request);
+                wait_until(None);
+                if let Some(answer) = answer {
                     reply(answer);
                 }
             }
@@ -176,6 +215,18 @@ fn handle(backend: &mut dyn Backend, request: Request) -> Option<Answer> {
             }
             return None;
         }
+        Request::SaveMute(mute) => {
+            if let Err(err) = backend.save_mute(&mute) {
+                tracing::error!(%err, "cannot store a mute");
+            }
+            return None;
+        }
+        Request::RemoveMute(nick) => {
+            if let Err(err) = backend.remove_mute(&nick) {
+                tracing::error!(%err, "cannot remove a mute");
+            }
+            return None;
+        }
     })
 }
 
@@ -185,6 +236,16 @@ pub(super) fn open_backend(mode: &AccountsMode) -> Result<Box<dyn Backend>, Acco
         AccountsMode::Sqlite(dir) => open_sqlite(dir),
     }
 }
+
+/// Bounds the database waits of what follows on this thread.
+#[cfg(feature = "sqlite")]
+fn wait_until(deadline: Option<Instant>) {
+    super::sqlite::wait_until(deadline);
+}
+
+/// Memory never waits.
+#[cfg(not(feature = "sqlite"))]
+fn wait_until(_deadline: Option<Instant>) {}
 
 #[cfg(not(feature = "sqlite"))]
 pub(super) fn open_sqlite(_dir: &Path) -> Result<Box<dyn Backend>, AccountsError> {

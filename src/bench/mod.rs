@@ -46,11 +46,12 @@ use smol::Executor;
 
 use crate::config::Config;
 
-/// Lines a benchmark server queues for one client (`natter serve --outbox`).
-/// The default, 1024, is for people; a benchmark pushes bursts of thousands
-/// of lines (every registration is announced to everyone) at clients that
-/// read them as fast as they can.
-pub const BENCH_OUTBOX: usize = 65_536;
+/// Bytes a benchmark server lets pend for one client (`natter serve
+/// --outbox-bytes`). The default, 1 MiB, is for people; a benchmark pushes
+/// bursts of tens of thousands of lines (every registration is announced to
+/// everyone) at clients that read them as fast as they can, on the same two
+/// cores as the server.
+pub const BENCH_OUTBOX: usize = 16 << 20;
 
 /// Clients a benchmark server accepts (`natter serve --max-clients`): as many
 /// as a process may hold descriptors for here.
@@ -61,17 +62,20 @@ pub const BENCH_MAX_CLIENTS: usize = 19_500;
 pub const MAX_IN_PROCESS: usize = 9_000;
 
 /// The limits of the server `natter bench` starts in-process: the defaults,
-/// with the flood limit off (`rate` 0), a deeper outbox ([`BENCH_OUTBOX`])
-/// and room for [`BENCH_MAX_CLIENTS`] clients. Nothing else is raised.
+/// with the flood limit off (`rate` 0), a deeper outbox in bytes ([`BENCH_OUTBOX`]),
+/// room for [`BENCH_MAX_CLIENTS`] clients and the per-address limits off
+/// (every client comes from one loopback address). Nothing else is raised.
 pub fn bench_config(threads: usize) -> Config {
     Config {
         max_clients: BENCH_MAX_CLIENTS,
-        outbox: BENCH_OUTBOX,
+        outbox_bytes: BENCH_OUTBOX,
         rate: 0,
         threads,
-        // Per-address limits (connections per address, the connection rate
-        // per address) go here, switched off: every benchmark client comes
-        // from 127.0.0.1. `soak_config` starts from this one.
+        // Every benchmark client comes from one loopback address.
+        max_per_address: 0,
+        connect_rate: 0,
+        // The soak registers accounts from it too.
+        registrations_per_hour: 0,
         ..Config::default()
     }
 }
@@ -247,8 +251,8 @@ pub enum BenchError {
     #[error(
         "{0} connections are too many for a server in this process (at most {MAX_IN_PROCESS}: \
          each side needs a descriptor and a process may hold 20,000). Run the server apart: \
-         `natter serve --bind 127.0.0.1:5555 --history off --rate 0 --outbox {BENCH_OUTBOX} --max-clients \
-         {BENCH_MAX_CLIENTS} &` then `natter bench ... --server 127.0.0.1:5555 --server-pid $!`"
+         `natter serve --bind 127.0.0.1:5555 --history off --rate 0 --outbox-bytes {BENCH_OUTBOX} --max-clients \
+         {BENCH_MAX_CLIENTS} --max-per-address 0 --connect-rate 0 &` then `natter bench ... --server 127.0.0.1:5555 --server-pid $!`"
     )]
     TooManyInProcess(usize),
     /// The server address does not resolve.

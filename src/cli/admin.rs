@@ -99,7 +99,8 @@ struct Delete {
     nick: String,
 }
 
-/// Lift a ban on a nickname or an IP address.
+/// Lift a ban on a nickname, an IP address or a range (203.0.113.0/24;
+/// a single IPv6 address stands for its /64).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "unban")]
 struct Unban {
@@ -161,8 +162,8 @@ impl Admin {
     }
 }
 
-/// What `natter admin list` prints: the accounts, then the bans still in
-/// force at `now` (Unix seconds).
+/// What `natter admin list` prints: the accounts, then the bans and the
+/// mutes still in force at `now` (Unix seconds).
 fn listing(snapshot: &Snapshot, dir: &std::path::Path, now: i64) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -190,6 +191,15 @@ fn listing(snapshot: &Snapshot, dir: &std::path::Path, now: i64) -> String {
             "  {what} {} until {until} by {}: {}",
             ban.target, ban.by, ban.reason
         );
+    }
+    let mutes: Vec<_> = snapshot.mutes.iter().filter(|m| m.until > now).collect();
+    if !mutes.is_empty() {
+        let _ = writeln!(out, "{} mute(s) in force", mutes.len());
+    }
+    for mute in mutes {
+        let until = Timestamp::from_unix(mute.until)
+            .map_or_else(|| "forever".to_owned(), |t| t.to_string());
+        let _ = writeln!(out, "  nick {} until {until} by {}", mute.nick, mute.by);
     }
     out
 }

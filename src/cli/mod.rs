@@ -152,7 +152,8 @@ mod tests {
             ("--bind", super::serve::DEFAULT_BIND.to_owned()),
             ("--max-clients", c.max_clients.to_string()),
             ("--max-line", c.max_line.to_string()),
-            ("--outbox", c.outbox.to_string()),
+            ("--outbox-bytes", c.outbox_bytes.to_string()),
+            ("--outbox-total-bytes", c.outbox_total_bytes.to_string()),
             (
                 "--register-timeout",
                 c.register_timeout.as_secs().to_string(),

@@ -56,10 +56,14 @@ pub struct Serve {
     /// longest line in bytes (default 1024)
     #[argh(option, default = "Config::default().max_line")]
     max_line: usize,
-    /// lines queued for a client that is not reading before it is
-    /// disconnected (default 1024)
-    #[argh(option, default = "Config::default().outbox")]
-    outbox: usize,
+    /// bytes pending for a client that is not reading before it is
+    /// disconnected (default 1048576)
+    #[argh(option, default = "Config::default().outbox_bytes")]
+    outbox_bytes: usize,
+    /// bytes pending for all clients together; past it, clients that are
+    /// behind are disconnected (default 536870912)
+    #[argh(option, default = "Config::default().outbox_total_bytes")]
+    outbox_total_bytes: usize,
     /// seconds a connection may take to pick a nickname (default 60)
     #[argh(option, default = "Config::default().register_timeout.as_secs()")]
     register_timeout: u64,
@@ -185,6 +189,38 @@ pub struct Serve {
     /// (off: the web listener faces everyone)
     #[argh(switch)]
     web_metrics: bool,
+    // A locked accounts database.
+    /// seconds a login or registration may wait for an accounts database
+    /// another process has locked, before it gets ERR busy (default 2)
+    #[argh(option, default = "Config::default().accounts_wait.as_secs()")]
+    accounts_wait: u64,
+    // Registrations per address.
+    /// accounts one address (IPv6: one /64) may register per hour; 0 turns
+    /// the limit off (default 5)
+    #[argh(option, default = "Config::default().registrations_per_hour")]
+    registrations_per_hour: u32,
+    /// addresses whose recent registrations are remembered for
+    /// --registrations-per-hour; past it the stalest is forgotten
+    /// (default 4096)
+    #[argh(option, default = "Config::default().registration_addresses")]
+    registration_addresses: usize,
+    // Connections per address.
+    /// connections one address (IPv6: one /64) may hold open at once; 0
+    /// turns the limit off (default 16)
+    #[argh(option, default = "Config::default().max_per_address")]
+    max_per_address: usize,
+    /// new connections one address may open per minute over time; 0 turns
+    /// the limit off (default 30)
+    #[argh(option, default = "Config::default().connect_rate")]
+    connect_rate: u32,
+    /// new connections one address may open at once before --connect-rate
+    /// applies (default 20)
+    #[argh(option, default = "Config::default().connect_burst")]
+    connect_burst: u32,
+    /// addresses remembered for --connect-rate besides those connected; the
+    /// longest ago are forgotten first (default 65536)
+    #[argh(option, default = "Config::default().address_table")]
+    address_table: usize,
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -281,7 +317,8 @@ impl Serve {
             accounts,
             max_clients: self.max_clients,
             max_line: self.max_line,
-            outbox: self.outbox,
+            outbox_bytes: self.outbox_bytes,
+            outbox_total_bytes: self.outbox_total_bytes,
             register_timeout: Duration::from_secs(self.register_timeout),
             rate: self.rate,
             burst: self.burst,
@@ -306,6 +343,16 @@ impl Serve {
             // Read from --motd by `run`, which can fail.
             motd: Vec::new(),
             web_metrics: self.web_metrics,
+            // A locked accounts database.
+            accounts_wait: Duration::from_secs(self.accounts_wait),
+            // Registrations per address.
+            registrations_per_hour: self.registrations_per_hour,
+            registration_addresses: self.registration_addresses,
+            // Connections per address.
+            max_per_address: self.max_per_address,
+            connect_rate: self.connect_rate,
+            connect_burst: self.connect_burst,
+            address_table: self.address_table,
         }
     }
 

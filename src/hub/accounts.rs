@@ -5,20 +5,118 @@
 //! nickname, failed-login limits, one check at a time per connection),
 //! queues a [`Request`] for the accounts thread and marks the connection
 //! pending; [`Hub::account`] applies the answer when it comes.
+//!
+//! Registering is limited per address (IPv6: per /64) to
+//! `registrations_per_hour` accounts an hour, counted in [`Registrations`].
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-/// Password checks one address may have under way at once.
-pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
-
 use super::outbox::Outbox;
-use super::words::ban_text;
+use super::words::{ban_text, left};
 use super::Hub;
 use crate::accounts::{password_problem, AccountInfo, Answer, BanTarget, Request, Snapshot};
 use crate::ids::ClientId;
 use crate::limiter::address_key;
 use crate::names;
 use crate::protocol::{ErrorCode, Secret, ServerLine, Timestamp};
+
+/// Password checks one address may have under way at once.
+pub(super) const CHECKS_PER_ADDRESS: u32 = 4;
+
+/// The window registrations are counted over, in seconds.
+const REGISTRATION_WINDOW: i64 = 3600;
+
+/// Registrations per address key in the last hour, for the per-address
+/// limit. Pure and fed the time, like the login limits.
+#[derive(Debug, Default)]
+pub(super) struct Registrations {
+    /// Per address key, the Unix seconds of its recent registrations (made
+    /// or under way), oldest first; never more than the limit.
+    by_addr: HashMap<IpAddr, VecDeque<i64>>,
+    /// Registrations under way, by client: the address key and second they
+    /// were counted at, so that one refused by the accounts thread (taken
+    /// meanwhile, a disk error, a full queue) is given back.
+    pending: HashMap<ClientId, (IpAddr, i64)>,
+}
+
+impl Registrations {
+    /// If `addr` has made `limit` registrations in the hour before `now`,
+    /// the Unix second at which it may make the next.
+    fn next_allowed(&mut self, addr: IpAddr, limit: u32, now: i64) -> Option<i64> {
+        let times = self.by_addr.get_mut(&addr)?;
+        while times
+            .front()
+            .is_some_and(|&t| t.saturating_add(REGISTRATION_WINDOW) <= now)
+        {
+            times.pop_front();
+        }
+        let oldest = *times.front()?;
+        let full = times.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
+        full.then(|| oldest.saturating_add(REGISTRATION_WINDOW))
+    }
+
+    /// Counts a registration by `client` from `addr` at `now`, remembering
+    /// at most `addresses` addresses: past that, the one that registered
+    /// least recently is forgotten, so a flood of addresses costs at most
+    /// `addresses` times `limit` timestamps.
+    fn count(&mut self, client: ClientId, addr: IpAddr, limit: u32, addresses: usize, now: i64) {
+        let addresses = addresses.max(1);
+        if !self.by_addr.contains_key(&addr) && self.by_addr.len() >= addresses {
+            self.prune(now);
+            if self.by_addr.len() >= addresses {
+                let stalest = self
+                    .by_addr
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied().unwrap_or(i64::MIN))
+                    .map(|(&addr, _)| addr);
+                if let Some(stalest) = stalest {
+                    self.by_addr.remove(&stalest);
+                }
+            }
+        }
+        let times = self.by_addr.entry(addr).or_default();
+        times.push_back(now);
+        while times.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+            times.pop_front();
+        }
+        self.pending.insert(client, (addr, now));
+    }
+
+    /// `client`'s registration is over: made (`kept`), or not, in which
+    /// case it no longer counts.
+    fn finish(&mut self, client: ClientId, kept: bool) {
+        let Some((addr, at)) = self.pending.remove(&client) else {
+            return;
+        };
+        if kept {
+            return;
+        }
+        if let Some(times) = self.by_addr.get_mut(&addr) {
+            if let Some(i) = times.iter().rposition(|&t| t == at) {
+                times.remove(i);
+            }
+            if times.is_empty() {
+                self.by_addr.remove(&addr);
+            }
+        }
+    }
+
+    /// Forgets registrations older than an hour.
+    pub(super) fn prune(&mut self, now: i64) {
+        self.by_addr.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|&t| t.saturating_add(REGISTRATION_WINDOW) > now)
+        });
+    }
+
+    /// How many addresses are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+}
 
 impl<O: Outbox> Hub<O> {
     /// Loads what the accounts database holds: at start-up, and again
@@ -38,6 +136,14 @@ impl<O: Outbox> Hub<O> {
             .into_iter()
             .filter(|b| b.until > now.unix())
             .map(|b| (b.target.clone(), b))
+            .collect();
+        self.publish_bans();
+        // Mutes that ended while the server was down end silently.
+        self.mutes = snapshot
+            .mutes
+            .into_iter()
+            .filter(|m| m.until > now.unix())
+            .map(|m| (m.nick, (m.until, m.by)))
             .collect();
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
@@ -66,6 +172,7 @@ impl<O: Outbox> Hub<O> {
                 let key = names::fold(&account.nick);
                 let nick = account.nick.clone();
                 tracing::info!(id = client, account = %nick, "registered");
+                self.registrations.finish(client, true);
                 self.registered.insert(key.clone(), account);
                 self.done(client);
                 if let Some(c) = self.clients.get_mut(&client) {
@@ -89,6 +196,7 @@ impl<O: Outbox> Hub<O> {
                 }
             }
             Answer::Taken { client, nick } => {
+                self.registrations.finish(client, false);
                 self.done(client);
                 self.error(
                     client,
@@ -122,6 +230,7 @@ impl<O: Outbox> Hub<O> {
                 );
             }
             Answer::Failed { client } => {
+                self.registrations.finish(client, false);
                 self.done(client);
                 self.error(
                     client,
@@ -141,6 +250,7 @@ impl<O: Outbox> Hub<O> {
             Request::Register { client, .. }
             | Request::Login { client, .. }
             | Request::ChangePassword { client, .. } => {
+                self.registrations.finish(client, false);
                 self.done(client);
                 self.error(
                     client,
@@ -153,11 +263,14 @@ impl<O: Outbox> Hub<O> {
             Request::SaveBan(_) | Request::RemoveBan(_) => {
                 tracing::error!("the accounts thread is behind; a ban change is not stored");
             }
+            Request::SaveMute(_) | Request::RemoveMute(_) => {
+                tracing::error!("the accounts thread is behind; a mute change is not stored");
+            }
         }
         self.settle(now);
     }
 
-    pub(super) fn register(&mut self, id: ClientId, password: Secret) {
+    pub(super) fn register(&mut self, id: ClientId, password: Secret, now: Timestamp) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -189,7 +302,25 @@ impl<O: Outbox> Hub<O> {
             return self.error(id, ErrorCode::BadArgument, format!("{problem}."));
         }
         let since = client.since;
-        self.start(
+        let addr = address_key(client.addr);
+        let limit = self.config.registrations_per_hour;
+        let t = now.unix();
+        if limit > 0 {
+            if let Some(next) = self.registrations.next_allowed(addr, limit, t) {
+                let at =
+                    Timestamp::from_unix(next).map_or_else(String::new, |t| format!(" (at {t})"));
+                return self.error(
+                    id,
+                    ErrorCode::RegisterThrottled,
+                    format!(
+                        "{limit} account(s) were registered from your address in the last hour, \
+                         as many as it may; the next is possible in {}{at}.",
+                        left(next - t)
+                    ),
+                );
+            }
+        }
+        let queued = self.start(
             id,
             Request::Register {
                 client: id,
@@ -198,6 +329,10 @@ impl<O: Outbox> Hub<O> {
                 since,
             },
         );
+        if queued && limit > 0 {
+            let addresses = self.config.registration_addresses;
+            self.registrations.count(id, addr, limit, addresses, t);
+        }
     }
 
     pub(super) fn login(&mut self, id: ClientId, nick: String, password: Secret, now: Timestamp) {
@@ -318,23 +453,26 @@ impl<O: Outbox> Hub<O> {
     /// Queues a password check for client `id`, unless its address has as
     /// many under way as it may: many connections from one address must not
     /// fill the queue before their failures count.
-    fn start(&mut self, id: ClientId, request: Request) {
+    /// Returns whether it was queued.
+    fn start(&mut self, id: ClientId, request: Request) -> bool {
         let Some(client) = self.clients.get_mut(&id) else {
-            return;
+            return false;
         };
         let addr = address_key(client.addr);
         let checking = self.checking.entry(addr).or_insert(0);
         if *checking >= CHECKS_PER_ADDRESS {
-            return self.error(
+            self.error(
                 id,
                 ErrorCode::Busy,
                 "Too many password checks from your address at once; wait for their answers."
                     .into(),
             );
+            return false;
         }
         *checking += 1;
         client.pending = true;
         self.requests.push(request);
+        true
     }
 
     /// Client `id`'s password check is over (answered, refused, or the
@@ -463,5 +601,64 @@ impl<O: Outbox> Hub<O> {
             self.nicks.get(&key).is_some_and(|&holder| holder != id)
                 || self.registered.contains_key(&key)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Registrations, REGISTRATION_WINDOW};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn addr(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn an_address_may_register_the_limit_per_hour() {
+        let mut table = Registrations::default();
+        let one = addr(1);
+        for (client, t) in (0..3).zip([100, 200, 300]) {
+            assert_eq!(table.next_allowed(one, 3, t), None);
+            table.count(client, one, 3, 10, t);
+            table.finish(client, true);
+        }
+        // Full: the next one when the oldest is an hour old.
+        assert_eq!(
+            table.next_allowed(one, 3, 400),
+            Some(100 + REGISTRATION_WINDOW)
+        );
+        assert_eq!(table.next_allowed(addr(2), 3, 400), None);
+        assert_eq!(table.next_allowed(one, 3, 100 + REGISTRATION_WINDOW), None);
+    }
+
+    #[test]
+    fn a_registration_that_is_not_made_does_not_count() {
+        let mut table = Registrations::default();
+        let one = addr(1);
+        table.count(7, one, 1, 10, 100);
+        assert!(table.next_allowed(one, 1, 101).is_some());
+        table.finish(7, false);
+        assert_eq!(table.next_allowed(one, 1, 101), None);
+        assert_eq!(table.len(), 0);
+        // An answer for no registration changes nothing.
+        table.finish(8, false);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_forgets_the_stalest_address() {
+        let mut table = Registrations::default();
+        let cap = 64;
+        // All within the hour, so none is pruned: the stalest must go.
+        let t = |n: u32| if n == 0 { 10_000 } else { 11_000 };
+        for n in 0..cap {
+            table.count(u64::from(n), addr(n), 5, 64, t(n));
+        }
+        table.count(u64::from(cap), addr(cap), 5, 64, t(cap));
+        assert_eq!(table.len(), 64);
+        assert_eq!(table.next_allowed(addr(0), 1, t(cap)), None);
+        assert!(table.next_allowed(addr(1), 1, t(cap)).is_some());
+        assert!(table.next_allowed(addr(cap), 1, t(cap)).is_some());
+        table.prune(t(cap) + REGISTRATION_WINDOW);
+        assert_eq!(table.len(), 0);
     }
 }

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use crate::accounts::{AccountInfo, Ban, BanTarget, Request};
+use crate::accounts::{AccountInfo, AddressBans, Ban, BanTarget, Request};
 use crate::ids::{ClientId, MessageIds};
 use crate::limiter::Limiter;
 use crate::names;
@@ -51,6 +51,8 @@ mod rooms;
 #[cfg(test)]
 mod tests;
 mod words;
+
+pub use moderation::ban_refusal;
 
 struct Client<O> {
     /// `None` until the client picks a nickname.
@@ -111,6 +113,10 @@ pub struct HubConfig {
     /// The operator's welcome text (the MOTD), one `INFO` line each, sent
     /// after `WELCOME`; empty sends none. Shared, as every newcomer gets it.
     pub motd: Arc<[String]>,
+    /// Accounts one address may register per hour; 0: no limit.
+    pub registrations_per_hour: u32,
+    /// Addresses whose recent registrations are remembered at once.
+    pub registration_addresses: usize,
 }
 
 impl Default for HubConfig {
@@ -124,6 +130,8 @@ impl Default for HubConfig {
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
             motd: Arc::from([]),
+            registrations_per_hour: 5,
+            registration_addresses: 4096,
         }
     }
 }
@@ -155,6 +163,8 @@ pub struct Hub<O> {
     registered: HashMap<String, AccountInfo>,
     /// Bans by target; expired ones are dropped by `tick`.
     bans: HashMap<BanTarget, Ban>,
+    /// The address bans, shared with the accept loops (see `moderation`).
+    address_bans: AddressBans,
     /// Muted folded nicknames: until when, and by whom.
     mutes: HashMap<String, (i64, String)>,
     /// Failed logins per address.
@@ -165,6 +175,8 @@ pub struct Hub<O> {
     requests: Vec<Request>,
     /// Password checks under way, per address key.
     checking: HashMap<IpAddr, u32>,
+    /// Recent registrations per address key (see `accounts`).
+    registrations: accounts::Registrations,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -201,11 +213,13 @@ impl<O: Outbox> Hub<O> {
             fetches: Vec::new(),
             registered: HashMap::new(),
             bans: HashMap::new(),
+            address_bans: AddressBans::default(),
             mutes: HashMap::new(),
             failed_by_addr: Limiter::default(),
             failed_by_account: Limiter::default(),
             requests: Vec::new(),
             checking: HashMap::new(),
+            registrations: accounts::Registrations::default(),
         }
     }
 
@@ -230,7 +244,7 @@ impl<O: Outbox> Hub<O> {
             pending: false,
         };
         self.clients.insert(id, client);
-        if let Some(ban) = self.ban_on(&BanTarget::Addr(addr.to_canonical()), now) {
+        if let Some(ban) = self.address_bans.find(addr, now.unix()) {
             let text = ban_text(&ban, now);
             self.error(id, ErrorCode::Banned, text);
             self.send(id, &ServerLine::Bye("Goodbye.".into()));
@@ -326,7 +340,7 @@ impl<O: Outbox> Hub<O> {
             }
             Command::Whisper { nick, text } => self.whisper(id, &nick, text, now),
             Command::History { target, query } => self.history(id, &target, query),
-            Command::Register(password) => self.register(id, password),
+            Command::Register(password) => self.register(id, password, now),
             Command::Password { old, new } => self.change_password(id, old, new, now),
             Command::Kick { .. }
             | Command::Mute { .. }

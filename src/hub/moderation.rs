@@ -1,16 +1,19 @@
 //! Operators' tools: `KICK`, `MUTE`, `UNMUTE`, `BAN` and `UNBAN`.
 //!
 //! Every action is announced with a `MOD` line to each room its target is
-//! in and to the operator's current room, and logged. Mutes live in the hub
-//! (they are short); bans are also kept by the accounts thread, so they
-//! outlast a restart. An address ban is announced by the nicknames it
-//! closed, never by the address: other users do not learn each other's
-//! addresses.
+//! in and to the operator's current room, and logged. Bans and mutes live
+//! in the hub and are also kept by the accounts thread, so they outlast a
+//! restart. A mute's end is told to its user by the tick that sees it run
+//! out (or, if that user speaks first, then): the hub reads no clock. An
+//! address ban is announced by the nicknames it closed, never by the
+//! address: other users do not learn each other's addresses.
+
+use std::net::IpAddr;
 
 use super::outbox::Outbox;
 use super::words::{ban_text, because, left};
 use super::Hub;
-use crate::accounts::{Ban, BanTarget, Request};
+use crate::accounts::{AddressBans, Ban, BanTarget, Mute, Request};
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::encode;
@@ -59,7 +62,12 @@ impl<O: Outbox> Hub<O> {
                 let until = now
                     .unix()
                     .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
-                self.mutes.insert(key, (until, op));
+                self.mutes.insert(key.clone(), (until, op.clone()));
+                self.requests.push(Request::SaveMute(Mute {
+                    nick: key,
+                    until,
+                    by: op,
+                }));
                 let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
                 let until = Timestamp::from_unix(until);
                 self.announce(id, target, ModAction::Mute, &name, until, &reason, now);
@@ -69,6 +77,7 @@ impl<O: Outbox> Hub<O> {
                 if self.mutes.remove(&key).is_none() {
                     return self.send(id, &ServerLine::Info(format!("{nick} is not muted.")));
                 }
+                self.requests.push(Request::RemoveMute(key.clone()));
                 let target = self.nicks.get(&key).copied();
                 let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
                 self.announce(id, target, ModAction::Unmute, &name, None, "", now);
@@ -89,15 +98,18 @@ impl<O: Outbox> Hub<O> {
                 if self.bans.remove(&parsed).is_none() {
                     return self.send(id, &ServerLine::Info(format!("{target} is not banned.")));
                 }
+                self.publish_bans();
                 self.requests.push(Request::RemoveBan(parsed.clone()));
                 tracing::info!(op = %op, action = "unban", target = %parsed, "moderation");
                 match parsed {
                     BanTarget::Nick(_) => {
                         self.announce(id, None, ModAction::Unban, &target, None, "", now);
                     }
-                    BanTarget::Addr(addr) => self.send(
+                    // In the operator's own words: `UNBAN 192.0.2.1` is
+                    // answered about 192.0.2.1, not 192.0.2.1/32.
+                    BanTarget::Addr(_) => self.send(
                         id,
-                        &ServerLine::Info(format!("The ban on {addr} is lifted.")),
+                        &ServerLine::Info(format!("The ban on {target} is lifted.")),
                     ),
                 }
             }
@@ -122,10 +134,10 @@ impl<O: Outbox> Hub<O> {
                 }
                 self.nicks.get(key).copied().into_iter().collect()
             }
-            BanTarget::Addr(addr) => self
+            BanTarget::Addr(range) => self
                 .clients
                 .iter()
-                .filter(|(_, c)| c.addr == *addr)
+                .filter(|(_, c)| range.contains(c.addr))
                 .map(|(&cid, _)| cid)
                 .collect(),
         };
@@ -143,6 +155,7 @@ impl<O: Outbox> Hub<O> {
             reason: reason.clone(),
         };
         self.bans.insert(parsed.clone(), ban.clone());
+        self.publish_bans();
         self.requests.push(Request::SaveBan(ban.clone()));
         let until_time = Timestamp::from_unix(until);
         let text = ban_text(&ban, now);
@@ -169,13 +182,24 @@ impl<O: Outbox> Hub<O> {
                 self.announce(id, None, ModAction::Ban, target, until_time, &reason, now);
             }
             BanTarget::Nick(_) => {}
-            BanTarget::Addr(addr) => {
-                tracing::info!(op = %op, action = "ban", target = %addr, until, reason, "moderation");
+            BanTarget::Addr(range) => {
+                tracing::info!(op = %op, action = "ban", target = %range, until, reason, "moderation");
                 let until = until_time.map_or_else(String::new, |t| format!(" until {t}"));
+                // The operator's words, and the range they stand for when
+                // that says more (a bare IPv6 address means its /64, and
+                // `::ffff:192.0.2.0/120` is 192.0.2.0/24).
+                let canonical = range.to_string();
+                let what = if target == canonical
+                    || (range.is_single_address() && !target.contains('/'))
+                {
+                    target.to_owned()
+                } else {
+                    format!("{target} ({range})")
+                };
                 self.send(
                     id,
                     &ServerLine::Info(format!(
-                        "{addr} is banned{until}; {closed} connection(s) closed."
+                        "{what} is banned{until}; {closed} connection(s) closed."
                     )),
                 );
             }
@@ -259,7 +283,7 @@ impl<O: Outbox> Hub<O> {
         self.error(
             id,
             ErrorCode::BadArgument,
-            format!("{text} is neither a nickname nor an IP address."),
+            format!("{text} is neither a nickname nor an IP address or range."),
         );
     }
 
@@ -329,7 +353,7 @@ impl<O: Outbox> Hub<O> {
         let key = names::fold(self.nick(id)?);
         let (until, by) = self.mutes.get(&key)?.clone();
         if until <= now.unix() {
-            self.mutes.remove(&key);
+            self.end_mute(&key);
             return None;
         }
         Some(format!(
@@ -347,12 +371,71 @@ impl<O: Outbox> Hub<O> {
             .cloned()
     }
 
-    /// Drops mutes and bans that have run out, and old login failures.
+    /// The address bans in force, as a handle the accept loops can read
+    /// from any thread: kept up to date by this hub as bans change, so a
+    /// banned newcomer is turned away before a session is started for it.
+    pub fn address_bans(&self) -> AddressBans {
+        self.address_bans.clone()
+    }
+
+    /// Copies the address bans into the shared set.
+    pub(super) fn publish_bans(&self) {
+        self.address_bans.replace(self.bans.values());
+    }
+
+    /// A mute on folded nickname `key` has run out: it is forgotten (here
+    /// and in the database), and whoever holds the nickname is told.
+    fn end_mute(&mut self, key: &str) {
+        let Some((_, by)) = self.mutes.remove(key) else {
+            return;
+        };
+        self.requests.push(Request::RemoveMute(key.to_owned()));
+        tracing::info!(target = %key, by = %by, "mute ended");
+        if let Some(&holder) = self.nicks.get(key) {
+            self.send(
+                holder,
+                &ServerLine::Info(format!("Your mute by {by} has ended; you can talk again.")),
+            );
+        }
+    }
+
+    /// Drops mutes and bans that have run out (telling the muted), and old
+    /// login failures.
     pub(super) fn expire_sanctions(&mut self, now: Timestamp) {
         let t = now.unix();
-        self.mutes.retain(|_, (until, _)| *until > t);
+        if !self.mutes.is_empty() {
+            let ended: Vec<String> = self
+                .mutes
+                .iter()
+                .filter(|(_, (until, _))| *until <= t)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in ended {
+                self.end_mute(&key);
+            }
+        }
+        let before = self.bans.len();
         self.bans.retain(|_, ban| ban.until > t);
+        if self.bans.len() != before {
+            self.publish_bans();
+        }
         self.failed_by_addr.prune(t);
         self.failed_by_account.prune(t);
+        self.registrations.prune(t);
     }
+}
+
+/// What a newcomer from `addr` is told at `now` if a ban in `bans` keeps it
+/// out: the ban's `ERR banned` line and a `BYE`, encoded; `None` if it may
+/// come in. The accept loops call it before any other work on a newcomer.
+pub fn ban_refusal(bans: &AddressBans, addr: IpAddr, now: Timestamp) -> Option<Vec<u8>> {
+    let ban = bans.find(addr, now.unix())?;
+    let mut bytes = Vec::new();
+    ServerLine::Err {
+        code: ErrorCode::Banned,
+        text: ban_text(&ban, now),
+    }
+    .encode(&mut bytes);
+    ServerLine::Bye("Goodbye.".into()).encode(&mut bytes);
+    Some(bytes)
 }

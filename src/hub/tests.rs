@@ -74,6 +74,7 @@ fn failed_logins_are_limited_per_address_and_per_account() {
     let snapshot = crate::accounts::Snapshot {
         accounts: vec![account("alice", false), account("bob", false)],
         bans: Vec::new(),
+        mutes: Vec::new(),
     };
     hub.load(snapshot, t());
     let one: IpAddr = "192.0.2.1".parse().unwrap();
@@ -135,6 +136,7 @@ fn one_password_check_at_a_time_and_busy_when_the_queue_is_full() {
         crate::accounts::Snapshot {
             accounts: vec![account("alice", false)],
             bans: Vec::new(),
+            mutes: Vec::new(),
         },
         t(),
     );
@@ -198,6 +200,7 @@ fn an_owner_reads_private_history_from_the_account_start() {
                 since: 7,
             }],
             bans: Vec::new(),
+            mutes: Vec::new(),
         },
         t(),
     );
@@ -605,6 +608,7 @@ fn message_ids_come_from_the_clock_and_never_pass_the_reservation() {
                 since: T + 100,
             }],
             bans: Vec::new(),
+            mutes: Vec::new(),
         },
         t(),
     );

@@ -30,7 +30,7 @@ pub(super) const HELP: [&str; 19] = [
     "  REGISTER <password>       keep your nickname (8+ characters) /register",
     "  LOGIN <nick> <password>   take your registered nickname    /login",
     "  PASSWORD <old> <new>      change your password             /password",
-    "  Operators: KICK <nick> [reason], MUTE <nick> [10m] [reason], UNMUTE <nick>, BAN <nick|address> [1d] [reason], UNBAN <nick|address>, BANS",
+    "  Operators: KICK <nick> [reason], MUTE <nick> [10m] [reason], UNMUTE <nick>, BAN <nick|address|range> [1d] [reason], UNBAN <nick|address|range>, BANS",
     "  QUIT [reason]             leave the chat                   /quit, /exit",
     "  HELP                      this list                        /help",
     "Messages without a #room go to the room you joined last.",

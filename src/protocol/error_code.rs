@@ -59,11 +59,22 @@ pub enum ErrorCode {
     /// Plain text reached the TLS port; the sentence names the plain port.
     /// The connection closes.
     NotTls,
+    // Registrations per address.
+    /// Too many accounts registered from this address in the last hour; the
+    /// text says when the next one is possible.
+    RegisterThrottled,
+    // Connections per address.
+    /// The address already holds as many connections as one may; the
+    /// connection closes.
+    TooManyConnections,
+    /// The address opened too many connections too quickly; the text says
+    /// when to try again. The connection closes.
+    ConnectThrottled,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -90,6 +101,11 @@ impl ErrorCode {
         ErrorCode::Kicked,
         ErrorCode::Busy,
         ErrorCode::NotTls,
+        // Registrations per address.
+        ErrorCode::RegisterThrottled,
+        // Connections per address.
+        ErrorCode::TooManyConnections,
+        ErrorCode::ConnectThrottled,
     ];
 
     /// The code as it appears on the wire.
@@ -121,6 +137,11 @@ impl ErrorCode {
             ErrorCode::Kicked => "kicked",
             ErrorCode::Busy => "busy",
             ErrorCode::NotTls => "not-tls",
+            // Registrations per address.
+            ErrorCode::RegisterThrottled => "register-throttled",
+            // Connections per address.
+            ErrorCode::TooManyConnections => "too-many-connections",
+            ErrorCode::ConnectThrottled => "connect-throttled",
         }
     }
 

@@ -2,27 +2,37 @@
 //! connections, the connection ids and one spare descriptor.
 //!
 //! Nothing here waits on a peer. Each accepted connection gets its own
-//! task (a TLS handshake happens there, never here); a newcomer past
-//! `Config::max_clients` is refused in words on a task of its own too.
+//! task (a TLS handshake happens there, never here). A newcomer is checked
+//! before anything else is done for it, in this order: address bans, the
+//! per-address limits (`Config::max_per_address`, `Config::connect_rate`),
+//! `Config::max_clients`; one that is refused is told why on a task of its
+//! own too, as is one accepted on the spare descriptor.
 
 use std::cell::Cell;
+use std::io;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
 
 use super::hub_task::Event;
+use super::per_address::{AddressTable, Limits, Refusal};
 use super::session::transport::Ports;
 use super::session::{self, Connection};
 #[cfg(feature = "web")]
 use super::web;
+use crate::accounts::AddressBans;
 use crate::config::Config;
+use crate::hub::ban_refusal;
 use crate::ids::ClientId;
-use crate::protocol::{ErrorCode, ServerLine};
+use crate::protocol::{ErrorCode, ServerLine, Timestamp};
+#[cfg(feature = "web")]
+use crate::web::http::Status;
 
 /// What every accept loop of one server shares.
 pub(super) struct Accepting<'a> {
@@ -42,6 +52,11 @@ pub(super) struct Accepting<'a> {
     /// instead of leaving it hanging in the backlog. One for all listeners:
     /// they draw on the same process limit.
     pub(super) spare: Cell<Option<std::net::UdpSocket>>,
+    /// The address bans in force, kept up to date by the hub.
+    pub(super) bans: AddressBans,
+    /// Open connections and recent arrivals per address, against
+    /// `config.max_per_address` and `config.connect_rate`.
+    pub(super) addresses: Arc<Mutex<AddressTable>>,
 }
 
 impl Accepting<'_> {
@@ -63,57 +78,41 @@ impl Accepting<'_> {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    if let Some(spare) = self.spare.take() {
-                        drop(spare);
-                        if let Ok((stream, peer)) = listener.accept().await {
-                            tracing::warn!(%peer, %err, "refused: out of file descriptors");
-                            crate::metrics::refused(crate::metrics::Refusal::OutOfDescriptors);
-                            if tls.is_some() || web {
-                                // Refusing in words would need a handshake,
-                                // which must not happen in the accept loop:
-                                // close at once instead of leaving the peer
-                                // hanging in the backlog.
-                                drop(stream);
-                            } else {
-                                refuse(stream.into(), self.config.max_clients).await;
-                            }
-                        }
-                    } else {
-                        // Back off instead of spinning, and keep serving the
-                        // clients we have.
-                        tracing::warn!(%err, "accept failed; pausing for 100 ms");
-                        Timer::after(Duration::from_millis(100)).await;
-                    }
-                    self.restock();
+                    self.accept_failed(listener, &tls, web, err).await;
                     continue;
                 }
             };
             self.restock();
             let stream: Arc<Async<std::net::TcpStream>> = stream.into();
+            if let Some(bytes) = ban_refusal(&self.bans, peer.ip(), Timestamp::now()) {
+                tracing::warn!(%peer, "refused: banned address");
+                crate::metrics::refused(crate::metrics::Refusal::Banned);
+                self.turn_away(stream, &tls, web, bytes, Refused::Banned);
+                continue;
+            }
+            let slot = match AddressSlot::take(&self.addresses, peer.ip()) {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    tracing::warn!(%peer, ?refused, "refused: per-address limit");
+                    crate::metrics::refused(match refused {
+                        Refusal::TooMany => crate::metrics::Refusal::TooManyConnections,
+                        Refusal::TooFast(_) => crate::metrics::Refusal::ConnectThrottled,
+                    });
+                    let bytes = address_refusal(refused, self.config.max_per_address);
+                    self.turn_away(stream, &tls, web, bytes, Refused::Limited);
+                    continue;
+                }
+            };
             if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
                 crate::metrics::refused(crate::metrics::Refusal::ServerFull);
-                let max = self.config.max_clients;
-                match &tls {
-                    #[cfg(feature = "web")]
-                    None if web => self.executor.spawn(web::refuse(stream)).detach(),
-                    None => self.executor.spawn(refuse(stream, max)).detach(),
-                    #[cfg(feature = "tls")]
-                    Some(handshake) => {
-                        let handshake = handshake.clone();
-                        let timeout = self.config.tls_handshake_timeout;
-                        self.executor
-                            .spawn(session::tls::refuse(
-                                stream,
-                                handshake,
-                                timeout,
-                                refusal(max),
-                            ))
-                            .detach();
-                    }
-                    #[cfg(not(feature = "tls"))]
-                    Some(never) => match *never {},
-                }
+                self.turn_away(
+                    stream,
+                    &tls,
+                    web,
+                    refusal(self.config.max_clients),
+                    Refused::Full,
+                );
                 continue;
             }
             let id = self.next_id.get() + 1;
@@ -158,7 +157,7 @@ impl Accepting<'_> {
                             tracing::error!(id, %peer, "session panicked; connection dropped")
                         }
                     }
-                    drop((guard, done));
+                    drop((guard, slot, done));
                 })
                 .detach();
         }
@@ -195,6 +194,135 @@ impl Accepted {
     }
 }
 
+impl Accepting<'_> {
+    /// Deals with a failed `accept`. Out of descriptors (EMFILE, ENFILE),
+    /// the spare one is let go to accept the newcomer and refuse it in
+    /// words, on a task of its own; with no spare left, or short of kernel
+    /// memory (ENOBUFS, ENOMEM), the loop pauses instead of spinning. Any
+    /// other error (a peer that gave up in the backlog, ECONNABORTED, a
+    /// firewall's EPERM) concerns that one peer: it is logged and the loop
+    /// goes on at once.
+    async fn accept_failed(
+        &self,
+        listener: &TcpListener,
+        tls: &Option<Handshake>,
+        web: bool,
+        err: io::Error,
+    ) {
+        match accept_error_kind(&err) {
+            AcceptError::OutOfDescriptors => match self.spare.take() {
+                Some(spare) => {
+                    drop(spare);
+                    if let Ok((stream, peer)) = listener.accept().await {
+                        tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                        crate::metrics::refused(crate::metrics::Refusal::OutOfDescriptors);
+                        let bytes = refusal(self.config.max_clients);
+                        self.turn_away(stream.into(), tls, web, bytes, Refused::Full);
+                    }
+                }
+                None => {
+                    tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                    Timer::after(RESOURCE_PAUSE).await;
+                }
+            },
+            AcceptError::OutOfMemory => {
+                tracing::warn!(%err, "accept failed; pausing for 100 ms");
+                Timer::after(RESOURCE_PAUSE).await;
+            }
+            AcceptError::Peer => tracing::info!(%err, "accept failed; going on"),
+        }
+        self.restock();
+    }
+
+    /// Writes `bytes` (an `ERR` and a `BYE`) to a newcomer and closes it, on
+    /// a task of its own: in plain text, or inside TLS after a handshake. A
+    /// plain web listener answers in HTTP instead, as a browser expects.
+    fn turn_away(
+        &self,
+        stream: Arc<Async<std::net::TcpStream>>,
+        tls: &Option<Handshake>,
+        web: bool,
+        bytes: Vec<u8>,
+        why: Refused,
+    ) {
+        #[cfg(not(feature = "web"))]
+        let _ = (web, why);
+        match tls {
+            #[cfg(feature = "web")]
+            None if web => {
+                let status = match why {
+                    Refused::Banned => Status::Forbidden,
+                    Refused::Limited => Status::TooManyRequests,
+                    Refused::Full => Status::Unavailable,
+                };
+                self.executor.spawn(web::refuse(stream, status)).detach()
+            }
+            None => self.executor.spawn(refuse(stream, bytes)).detach(),
+            #[cfg(feature = "tls")]
+            Some(handshake) => {
+                let handshake = handshake.clone();
+                let timeout = self.config.tls_handshake_timeout;
+                self.executor
+                    .spawn(session::tls::refuse(stream, handshake, timeout, bytes))
+                    .detach();
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+        }
+    }
+}
+
+/// Why a newcomer is turned away, for the status a web listener answers.
+#[derive(Clone, Copy)]
+enum Refused {
+    /// Its address is banned.
+    Banned,
+    /// The address holds or opens too many connections.
+    Limited,
+    /// The server is full (or out of descriptors).
+    Full,
+}
+
+/// How long the accept loop pauses when the system is short of a resource
+/// that closing connections gives back: long enough not to spin, short
+/// enough that newcomers wait little once it is back.
+const RESOURCE_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a failed `accept` means for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptError {
+    /// The process or the system has no descriptor left.
+    OutOfDescriptors,
+    /// The kernel is short of memory for sockets.
+    OutOfMemory,
+    /// Something about one peer; the next accept may well succeed.
+    Peer,
+}
+
+/// Sorts an `accept` error by what the loop should do about it.
+#[cfg(unix)]
+fn accept_error_kind(err: &io::Error) -> AcceptError {
+    use rustix::io::Errno;
+    match Errno::from_io_error(err) {
+        Some(Errno::MFILE | Errno::NFILE) => AcceptError::OutOfDescriptors,
+        Some(Errno::NOBUFS | Errno::NOMEM) => AcceptError::OutOfMemory,
+        _ => AcceptError::Peer,
+    }
+}
+
+/// Sorts an `accept` error by what the loop should do about it: Winsock's
+/// codes for the same conditions (WSAEMFILE, WSAENOBUFS).
+#[cfg(not(unix))]
+fn accept_error_kind(err: &io::Error) -> AcceptError {
+    const WSAEMFILE: i32 = 10024;
+    const WSAENOBUFS: i32 = 10055;
+    match err.raw_os_error() {
+        Some(WSAEMFILE) => AcceptError::OutOfDescriptors,
+        Some(WSAENOBUFS) => AcceptError::OutOfMemory,
+        _ => AcceptError::Peer,
+    }
+}
+
 /// What a TLS listener's sessions need for their handshakes.
 #[cfg(feature = "tls")]
 pub(super) type Handshake = futures_rustls::TlsAcceptor;
@@ -220,6 +348,46 @@ impl Drop for Count {
     }
 }
 
+/// A connection's place in the per-address table; given back when dropped.
+/// `None` inside when the per-address limits are off.
+struct AddressSlot(Option<(Arc<Mutex<AddressTable>>, IpAddr)>);
+
+impl AddressSlot {
+    /// Counts a newcomer from `addr`, or says why it is refused.
+    fn take(table: &Arc<Mutex<AddressTable>>, addr: IpAddr) -> Result<Self, Refusal> {
+        let mut locked = lock(table);
+        if locked.is_off() {
+            return Ok(Self(None));
+        }
+        locked.admit(addr, Instant::now())?;
+        Ok(Self(Some((Arc::clone(table), addr))))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some((table, addr)) = self.0.take() {
+            lock(&table).release(addr, Instant::now());
+        }
+    }
+}
+
+/// The table, locked. Nothing panics while holding the lock, but a
+/// poisoned table is still a valid table.
+fn lock(table: &Mutex<AddressTable>) -> MutexGuard<'_, AddressTable> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The per-address table `config` asks for.
+pub(super) fn address_table(config: &Config) -> Arc<Mutex<AddressTable>> {
+    Arc::new(Mutex::new(AddressTable::new(Limits {
+        max_open: config.max_per_address,
+        per_minute: config.connect_rate,
+        burst: config.connect_burst,
+        capacity: config.address_table,
+    })))
+}
+
 /// A descriptor to give back when the process has no other: any small
 /// socket will do.
 pub(super) fn reserve() -> Option<std::net::UdpSocket> {
@@ -229,20 +397,43 @@ pub(super) fn reserve() -> Option<std::net::UdpSocket> {
 /// What a newcomer past the limit on clients is told, on either port (in
 /// plain text, or inside TLS): why, and goodbye.
 fn refusal(max: usize) -> Vec<u8> {
+    goodbye(
+        ErrorCode::ServerFull,
+        format!("The server is full ({max} clients); please try again later."),
+    )
+}
+
+/// An `ERR` with `code` and `text`, then `BYE`: what every refused newcomer
+/// is sent.
+fn goodbye(code: ErrorCode, text: String) -> Vec<u8> {
     let mut bytes = Vec::new();
-    ServerLine::Err {
-        code: ErrorCode::ServerFull,
-        text: format!("The server is full ({max} clients); please try again later."),
-    }
-    .encode(&mut bytes);
+    ServerLine::Err { code, text }.encode(&mut bytes);
     ServerLine::Bye("Sorry!".into()).encode(&mut bytes);
     bytes
 }
 
-/// Tells a newcomer on the plain port the server is full, politely and
-/// briefly, and closes.
-async fn refuse(stream: Arc<Async<std::net::TcpStream>>, max: usize) {
-    let bytes = refusal(max);
+/// What a newcomer refused by the per-address limits is told: why, and
+/// goodbye.
+fn address_refusal(refused: Refusal, max: usize) -> Vec<u8> {
+    let (code, text) = match refused {
+        Refusal::TooMany => (
+            ErrorCode::TooManyConnections,
+            format!("Your address already has {max} connections open; close one and try again."),
+        ),
+        Refusal::TooFast(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            (
+                ErrorCode::ConnectThrottled,
+                format!("Too many new connections from your address; try again in {secs} s."),
+            )
+        }
+    };
+    goodbye(code, text)
+}
+
+/// Tells a newcomer on the plain port why it is refused (`bytes`),
+/// politely and briefly, and closes.
+async fn refuse(stream: Arc<Async<std::net::TcpStream>>, bytes: Vec<u8>) {
     let write = async {
         let _ = (&*stream).write_all(&bytes).await;
     };
@@ -251,4 +442,39 @@ async fn refuse(stream: Arc<Async<std::net::TcpStream>>, max: usize) {
     })
     .await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(errno: rustix::io::Errno) -> io::Error {
+        io::Error::from_raw_os_error(errno.raw_os_error())
+    }
+
+    #[test]
+    fn only_running_out_of_descriptors_uses_the_spare() {
+        use rustix::io::Errno;
+        assert_eq!(
+            accept_error_kind(&os(Errno::MFILE)),
+            AcceptError::OutOfDescriptors
+        );
+        assert_eq!(
+            accept_error_kind(&os(Errno::NFILE)),
+            AcceptError::OutOfDescriptors
+        );
+        assert_eq!(
+            accept_error_kind(&os(Errno::NOBUFS)),
+            AcceptError::OutOfMemory
+        );
+        assert_eq!(
+            accept_error_kind(&os(Errno::NOMEM)),
+            AcceptError::OutOfMemory
+        );
+        for peer in [Errno::CONNABORTED, Errno::PROTO, Errno::PERM, Errno::INTR] {
+            assert_eq!(accept_error_kind(&os(peer)), AcceptError::Peer, "{peer:?}");
+        }
+        let not_os = io::Error::other("not from the system");
+        assert_eq!(accept_error_kind(&not_os), AcceptError::Peer);
+    }
 }

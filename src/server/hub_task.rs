@@ -8,17 +8,18 @@
 //! store falls far behind (see [`STORE_PATIENCE`]), or when the id floor's
 //! writer has not reserved the id a message needs (see [`ID_PATIENCE`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_channel::Receiver;
+use async_channel::{Receiver, Sender};
 use futures_lite::future;
 use smol::Timer;
 
-use super::outbox::SessionOutbox;
+use super::outbox::{QueuedBytes, SessionOutbox};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
 use crate::hub::history::history_line;
-use crate::hub::outbox::Outbox;
+use crate::hub::outbox::{Outbox, Rejected};
 use crate::hub::Hub;
 use crate::ids::ClientId;
 use crate::ids::UNRESERVED;
@@ -85,10 +86,13 @@ const ID_PATIENCE: Duration = Duration::from_millis(500);
 const TICK_BACKLOG: usize = 64;
 
 /// Applies one session event to the hub.
-fn apply(hub: &mut Hub<SessionOutbox>, event: Event, now: Timestamp) {
+fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, now: Timestamp) {
     count(&event);
     match event {
-        Event::Connect { id, addr, outbox } => hub.connect_from(id, outbox, addr, now),
+        Event::Connect { id, addr, outbox } => {
+            outbox.count_in(queued);
+            hub.connect_from(id, outbox, addr, now)
+        }
         Event::Command { id, command } => hub.command(id, command, now),
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
@@ -132,7 +136,15 @@ fn hand_to_accounts(hub: &mut Hub<SessionOutbox>, accounts: &Accounts, now: Time
 /// [`STORE_PATIENCE`]: until it takes a message again, messages it has no
 /// room for are dropped at once (and logged), so a hung disk slows the chat
 /// for one second, not for a second per message.
-async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled: &mut bool) {
+///
+/// `events` is the hub's own inbox, through which a history answer that
+/// overflows its client's outbox gets the client removed.
+async fn hand_to_store(
+    hub: &mut Hub<SessionOutbox>,
+    store: &mut Store,
+    stalled: &mut bool,
+    events: &Sender<Event>,
+) {
     for record in hub.take_records() {
         let mut record = record;
         let mut waited = Duration::ZERO;
@@ -160,26 +172,28 @@ async fn hand_to_store(hub: &mut Hub<SessionOutbox>, store: &mut Store, stalled:
             continue;
         };
         let Fetch {
+            client,
             scope,
             range,
             count,
             target,
             ..
         } = fetch;
+        let events = events.clone();
         store.fetch(
             scope,
             range,
             count,
             Box::new(move |records| {
-                let mut outbox = outbox;
-                for record in &records {
-                    let _ = outbox.push(&encode(&history_line(record, Timestamp::now())));
-                }
                 let end = ServerLine::HistoryEnd {
                     target,
                     count: u32::try_from(records.len()).unwrap_or(u32::MAX),
                 };
-                let _ = outbox.push(&encode(&end));
+                let lines = records
+                    .iter()
+                    .map(|record| encode(&history_line(record, Timestamp::now())))
+                    .chain([encode(&end)]);
+                deliver_whole(client, outbox, lines, &events);
             }),
         );
     }
@@ -232,16 +246,67 @@ async fn reserve_an_id(
     }
 }
 
+/// Why a client whose outbox overflowed is gone, as the hub says it.
+const OVERFLOW: &str = "too slow: stopped reading";
+
+/// Pushes a history answer into `outbox`, on the store's thread: all of it,
+/// ending with `HIST END`, or, if the outbox overflows on the way, the
+/// client is dropped like any client whose outbox overflows (the hub
+/// removes it and tells the others it was too slow), so that no one is
+/// left with a cut-off replay and no end to it.
+fn deliver_whole(
+    client: ClientId,
+    mut outbox: SessionOutbox,
+    lines: impl Iterator<Item = Line>,
+    events: &Sender<Event>,
+) {
+    for line in lines {
+        match outbox.push(&line) {
+            Ok(()) => {}
+            Err(Rejected::Closed) => return,
+            Err(Rejected::Full) => {
+                // The hub removes the client and announces why; closing
+                // the outbox at once keeps anything else from following
+                // the cut-off answer. Should the hub's inbox be full, the
+                // session reports the close itself.
+                let _ = events.try_send(Event::Disconnect {
+                    id: client,
+                    reason: OVERFLOW.into(),
+                });
+                outbox.close();
+                return;
+            }
+        }
+    }
+}
+
+/// The threads the hub task hands work to: history, the id floor's writer
+/// and accounts.
+pub(crate) struct Backends {
+    /// The history store, unless history is off.
+    pub(crate) store: Option<Store>,
+    /// The id floor's writer, if ids are kept across restarts.
+    pub(crate) ids: Option<IdFloor>,
+    /// The accounts thread.
+    pub(crate) accounts: Accounts,
+}
+
 /// The hub task: applies events in order, expires unregistered connections
-/// once a second, and says goodbye to everyone on shutdown.
+/// once a second, and says goodbye to everyone on shutdown. `events` is the
+/// sending end of `inbox`, for answers that come back from other threads.
 pub(crate) async fn run_hub(
     mut hub: Hub<SessionOutbox>,
-    mut store: Option<Store>,
-    ids: Option<IdFloor>,
-    accounts: Accounts,
+    backends: Backends,
+    queued: Arc<QueuedBytes>,
     inbox: Receiver<Event>,
+    events: Sender<Event>,
     shutdown: Receiver<()>,
 ) {
+    let Backends {
+        mut store,
+        ids,
+        accounts,
+    } = backends;
     let mut tick = Timer::interval(Duration::from_secs(1));
     // Whether the history store has stopped taking messages; see
     // `hand_to_store`.
@@ -284,7 +349,7 @@ pub(crate) async fn run_hub(
         match wake {
             Wake::Event(event) => {
                 reserve_an_id(&mut hub, ids.as_ref(), &event, &mut ids_stalled).await;
-                apply(&mut hub, event, now);
+                apply(&mut hub, &queued, event, now);
             }
             // Registration deadlines judge clients, not the server: while the
             // hub is behind on its inbox (a registration storm), a NICK may be
@@ -296,7 +361,7 @@ pub(crate) async fn run_hub(
                     match inbox.try_recv() {
                         Ok(event) => {
                             reserve_an_id(&mut hub, ids.as_ref(), &event, &mut ids_stalled).await;
-                            apply(&mut hub, event, now);
+                            apply(&mut hub, &queued, event, now);
                         }
                         Err(_) => break,
                     }
@@ -324,7 +389,7 @@ pub(crate) async fn run_hub(
             ids.reserve(upto);
         }
         if let Some(store) = &mut store {
-            hand_to_store(&mut hub, store, &mut store_stalled).await;
+            hand_to_store(&mut hub, store, &mut store_stalled, &events).await;
         }
     }
 }

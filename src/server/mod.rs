@@ -11,7 +11,9 @@
 //!   worker threads, the store, the accounts thread and the hub task, runs
 //!   the accept loops until shutdown, then winds down in order.
 //! - `accept`: the accept loops, the count of live connections, the spare
-//!   descriptor and the refusal of newcomers past the limit.
+//!   descriptor and the refusal of newcomers past the limits.
+//! - `per_address`: the pure table of open connections and recent arrivals
+//!   per address that the accept loops check newcomers against.
 //! - `hub_task`: the `Event`s sessions send, and the task that owns the hub
 //!   and hands work to the store and accounts threads.
 //! - `outbox`: `SessionOutbox`, the bounded queue between the hub and one
@@ -45,15 +47,16 @@ use crate::store::thread::Store;
 use crate::store::HistoryMode;
 #[cfg(not(all(feature = "web", feature = "tls")))]
 use accept::Handshake;
-use accept::{reserve, Accepting};
-use hub_task::{run_hub, Event, HUB_QUEUE};
-use outbox::SessionOutbox;
+use accept::{address_table, reserve, Accepting};
+use hub_task::{run_hub, Backends, Event, HUB_QUEUE};
+use outbox::{QueuedBytes, SessionOutbox};
 use session::transport::Ports;
 
 mod accept;
 mod hub_task;
 pub mod metrics;
 mod outbox;
+mod per_address;
 mod session;
 #[cfg(feature = "web")]
 mod web;
@@ -164,6 +167,8 @@ pub async fn serve_reloadable(
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
         motd: config.motd.clone().into(),
+        registrations_per_hour: config.registrations_per_hour,
+        registration_addresses: config.registration_addresses,
     });
     let result = run(
         &executor,
@@ -263,7 +268,7 @@ async fn run(
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
         let events = events.clone();
-        Accounts::open(&config.accounts, move |reply| {
+        Accounts::open_with(&config.accounts, config.accounts_wait, move |reply| {
             // Blocks this thread (not the hub) while the hub is behind;
             // fails at once after shutdown.
             let _ = events.send_blocking(Event::Account(reply));
@@ -276,8 +281,20 @@ async fn run(
         "accounts loaded"
     );
     hub.load(snapshot, Timestamp::now());
+    let bans = hub.address_bans();
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
-    let hub = executor.spawn(run_hub(hub, store, ids, accounts, inbox, shutdown_signal));
+    let hub = executor.spawn(run_hub(
+        hub,
+        Backends {
+            store,
+            ids,
+            accounts,
+        },
+        QueuedBytes::new(config.outbox_total_bytes),
+        inbox,
+        events.clone(),
+        shutdown_signal,
+    ));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
     let clients = Arc::new(AtomicUsize::new(0));
@@ -290,6 +307,8 @@ async fn run(
         clients: Arc::clone(&clients),
         next_id: Cell::new(0),
         spare: Cell::new(reserve()),
+        bans,
+        addresses: address_table(&config),
     };
 
     let accept_plain = async {

@@ -6,9 +6,20 @@
 //! empty to non-empty, and the writer takes everything queued in one go. The
 //! hub pays a lock and an append per delivery, and an idle connection holds
 //! one small allocation.
+//!
+//! The bound is in bytes, like an IRC server's sendq: what counts is what the
+//! client has not been written yet (queued, or taken by the writer and not
+//! yet accepted by the socket), so a thousand short lines and ten long ones
+//! weigh what they cost. A second bound, [`QueuedBytes`], is shared by every
+//! outbox of a server, so ten thousand stalled clients cannot take the
+//! machine's memory between them; it cuts off only clients more than
+//! [`KEEPING_UP`] behind. Neither bound ever refuses a line to a client that
+//! has nothing pending, however big the line: the worst case is the
+//! server-wide bound plus [`KEEPING_UP`] (or one line) per client.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Poll, Waker};
 
 use futures_lite::future;
@@ -23,17 +34,66 @@ pub(crate) struct SessionOutbox {
     queue: Arc<Queue>,
 }
 
+/// What a client that keeps up may have pending when the server-wide bound
+/// is reached, and still be sent more: a burst of lines the hub queued
+/// before the client's writer ran. Only clients further behind than this are
+/// cut off for the server-wide bound, so the worst case is that bound plus
+/// this much per client.
+const KEEPING_UP: usize = 64 << 10;
+
+/// The bytes pending in all the outboxes of one server, against
+/// `Config::outbox_total_bytes`. The hub adds (one thread), the writers take
+/// away; a push that would pass the bound is refused unless its outbox is
+/// empty.
+#[derive(Debug)]
+pub(crate) struct QueuedBytes {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl QueuedBytes {
+    /// An empty account for a server allowed `limit` pending bytes.
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Counts `bytes` more if that stays within the bound, or if `always`.
+    fn add(&self, bytes: usize, always: bool) -> bool {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if always || before.saturating_add(bytes) <= self.limit {
+            return true;
+        }
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+        false
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 /// What the hub's end and the session's end of an outbox share.
 struct Queue {
-    /// The most lines the queue may hold.
+    /// The most bytes the client may have pending (queued or being written),
+    /// unless it has none: then any one line is taken.
     limit: usize,
+    /// The server-wide account every pending byte is also counted in, set
+    /// by the hub task when the session connects (before any push).
+    total: OnceLock<Arc<QueuedBytes>>,
     state: Mutex<QueueState>,
 }
 
 #[derive(Default)]
 struct QueueState {
-    /// Lines not yet taken by the writer; never more than `limit`.
+    /// Lines not yet taken by the writer.
     lines: VecDeque<Line>,
+    /// The bytes of `lines`.
+    queued: usize,
+    /// The bytes the writer took and has not yet finished writing.
+    writing: usize,
     /// Set by the hub's `close` or when the session ends: nothing more is
     /// queued, and the writer ends once `lines` is empty.
     closed: bool,
@@ -54,16 +114,38 @@ impl Queue {
 }
 
 impl SessionOutbox {
-    /// A new outbox for `limit` lines, with the session's end of it.
+    /// A new outbox for `limit` pending bytes, with the session's end of it.
     pub(crate) fn new(limit: usize) -> (Self, OutboxReader) {
         let queue = Arc::new(Queue {
             limit,
+            total: OnceLock::new(),
             state: Mutex::new(QueueState::default()),
         });
         let reader = OutboxReader {
             queue: Arc::clone(&queue),
         };
         (Self { queue }, reader)
+    }
+}
+
+impl SessionOutbox {
+    /// Counts this outbox's pending bytes in the server-wide `total` too;
+    /// the hub task does it as the session connects, before any push.
+    pub(crate) fn count_in(&self, total: &Arc<QueuedBytes>) {
+        let _ = self.queue.total.set(Arc::clone(total));
+    }
+}
+
+impl Queue {
+    /// Counts `bytes` more in the server-wide total, if there is one.
+    fn add_total(&self, bytes: usize, always: bool) -> bool {
+        self.total.get().is_none_or(|t| t.add(bytes, always))
+    }
+
+    fn release_total(&self, bytes: usize) {
+        if let Some(total) = self.total.get() {
+            total.release(bytes);
+        }
     }
 }
 
@@ -74,7 +156,11 @@ impl Outbox for SessionOutbox {
             if state.closed {
                 return Err(Rejected::Closed);
             }
-            if state.lines.len() >= self.queue.limit {
+            let pending = state.queued + state.writing;
+            let idle = pending == 0;
+            let fits = idle || pending.saturating_add(line.len()) <= self.queue.limit;
+            let keeping_up = idle || pending.saturating_add(line.len()) <= KEEPING_UP;
+            if !fits || !self.queue.add_total(line.len(), keeping_up) {
                 // The hub drops the client at its first refusal; count that.
                 if !std::mem::replace(&mut state.overflowed, true) {
                     crate::metrics::outbox_overflow();
@@ -82,6 +168,7 @@ impl Outbox for SessionOutbox {
                 return Err(Rejected::Full);
             }
             crate::metrics::delivered();
+            state.queued += line.len();
             state.lines.push_back(Line::clone(line));
             if state.lines.len() == 1 {
                 state.writer.take()
@@ -99,6 +186,10 @@ impl Outbox for SessionOutbox {
         let (writer, session) = {
             let mut state = self.queue.state();
             state.closed = true;
+            // What is left is written within the shutdown grace or dropped:
+            // it no longer counts against the clients still being served.
+            let pending = std::mem::take(&mut state.queued) + std::mem::take(&mut state.writing);
+            self.queue.release_total(pending);
             (state.writer.take(), state.session.take())
         };
         for waker in [writer, session].into_iter().flatten() {
@@ -116,12 +207,14 @@ pub(crate) struct OutboxReader {
 
 impl OutboxReader {
     /// Waits for lines and takes all that are queued; `None` once the outbox
-    /// is closed and empty. `batch` must be empty; it is swapped with the queue.
+    /// is closed and empty. `batch` must be empty; it is swapped with the
+    /// queue. Its bytes stay counted until [`OutboxReader::written`].
     pub(crate) async fn take(&self, batch: &mut VecDeque<Line>) -> Option<()> {
         future::poll_fn(|cx| {
             let mut state = self.queue.state();
             if !state.lines.is_empty() {
                 std::mem::swap(&mut state.lines, batch);
+                state.writing += std::mem::take(&mut state.queued);
                 return Poll::Ready(Some(()));
             }
             if state.closed {
@@ -134,6 +227,14 @@ impl OutboxReader {
             Poll::Pending
         })
         .await
+    }
+
+    /// The batch last taken has been written: its bytes no longer count.
+    pub(crate) fn written(&self) {
+        let mut state = self.queue.state();
+        let done = std::mem::take(&mut state.writing);
+        drop(state);
+        self.queue.release_total(done);
     }
 
     /// Waits until the hub closes the outbox.
@@ -160,5 +261,93 @@ impl Drop for OutboxReader {
         state.lines = VecDeque::new();
         state.writer = None;
         state.session = None;
+        let pending = std::mem::take(&mut state.queued) + std::mem::take(&mut state.writing);
+        drop(state);
+        self.queue.release_total(pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(bytes: usize) -> Line {
+        Line::from(vec![b'x'; bytes])
+    }
+
+    fn take(reader: &OutboxReader) -> usize {
+        let mut batch = VecDeque::new();
+        futures_lite::future::block_on(reader.take(&mut batch));
+        batch.len()
+    }
+
+    #[test]
+    fn the_bound_is_in_bytes_and_counts_what_is_being_written() {
+        let total = QueuedBytes::new(usize::MAX);
+        let (mut outbox, reader) = SessionOutbox::new(100);
+        outbox.count_in(&total);
+        assert_eq!(outbox.push(&line(60)), Ok(()));
+        assert_eq!(outbox.push(&line(40)), Ok(()));
+        assert_eq!(outbox.push(&line(1)), Err(Rejected::Full));
+        // Taken but not yet written still counts.
+        assert_eq!(take(&reader), 2);
+        assert_eq!(outbox.push(&line(1)), Err(Rejected::Full));
+        reader.written();
+        assert_eq!(outbox.push(&line(100)), Ok(()));
+        assert_eq!(total.used.load(Ordering::Relaxed), 100);
+        drop(reader);
+        assert_eq!(
+            total.used.load(Ordering::Relaxed),
+            0,
+            "a closed outbox counts nothing"
+        );
+        assert_eq!(outbox.push(&line(1)), Err(Rejected::Closed));
+    }
+
+    #[test]
+    fn a_client_with_nothing_pending_always_gets_its_next_line() {
+        let total = QueuedBytes::new(10);
+        let (mut outbox, reader) = SessionOutbox::new(10);
+        outbox.count_in(&total);
+        assert_eq!(outbox.push(&line(500)), Ok(()), "bigger than both bounds");
+        assert_eq!(outbox.push(&line(1)), Err(Rejected::Full));
+        take(&reader);
+        reader.written();
+        assert_eq!(outbox.push(&line(500)), Ok(()));
+    }
+
+    #[test]
+    fn the_server_wide_bound_refuses_only_clients_that_are_behind() {
+        let total = QueuedBytes::new(KEEPING_UP * 2);
+        let (mut stalled, _stalled_reader) = SessionOutbox::new(usize::MAX);
+        let (mut keeping_up, reader) = SessionOutbox::new(usize::MAX);
+        stalled.count_in(&total);
+        keeping_up.count_in(&total);
+        for _ in 0..2 * KEEPING_UP / 1024 {
+            assert_eq!(stalled.push(&line(1024)), Ok(()));
+        }
+        assert_eq!(
+            stalled.push(&line(1024)),
+            Err(Rejected::Full),
+            "past the total"
+        );
+        // The other client is only a burst behind: it is served past the bound.
+        for _ in 0..KEEPING_UP / 1024 {
+            assert_eq!(keeping_up.push(&line(1024)), Ok(()));
+        }
+        assert_eq!(keeping_up.push(&line(1024)), Err(Rejected::Full));
+        take(&reader);
+        reader.written();
+        assert_eq!(total.used.load(Ordering::Relaxed), 2 * KEEPING_UP);
+    }
+
+    #[test]
+    fn a_closed_outbox_no_longer_counts() {
+        let total = QueuedBytes::new(usize::MAX);
+        let (mut outbox, _reader) = SessionOutbox::new(usize::MAX);
+        outbox.count_in(&total);
+        assert_eq!(outbox.push(&line(10)), Ok(()));
+        outbox.close();
+        assert_eq!(total.used.load(Ordering::Relaxed), 0);
     }
 }

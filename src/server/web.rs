@@ -220,10 +220,10 @@ async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, response: &[u8]) {
     .await;
 }
 
-/// Tells a newcomer on the plain web listener that the server is full, with
-/// a 503, and closes.
-pub(super) async fn refuse(stream: Arc<Async<TcpStream>>) {
+/// Tells a newcomer on the plain web listener it is turned away (503: the
+/// server is full; 403: its address is banned), and closes.
+pub(super) async fn refuse(stream: Arc<Async<TcpStream>>, status: Status) {
     let mut socket = Socket(Arc::clone(&stream));
-    respond(&mut socket, &http::error_response(Status::Unavailable)).await;
+    respond(&mut socket, &http::error_response(status)).await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
 }

@@ -5,9 +5,12 @@ use super::{Place, Range, Record, Retention, Scope};
 use crate::names;
 
 /// Where records actually go. Failures are logged, not returned: history is
-/// a service to users, and the chat goes on without it.
+/// a service to users, and the chat goes on without it. Writes are the
+/// exception: their error comes back, so that the store thread can log an
+/// outage (a full or read-only disk) once instead of once per batch.
 pub(super) trait Backend: Send {
-    fn append(&mut self, batch: &[Record]);
+    /// Writes a batch, all or nothing; the error is for the log.
+    fn append(&mut self, batch: &[Record]) -> Result<(), String>;
     fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record>;
     fn prune(&mut self, retention: Retention, now: i64);
     fn last_id(&mut self) -> u64;

@@ -10,8 +10,9 @@ pub(super) struct Memory {
 }
 
 impl Backend for Memory {
-    fn append(&mut self, batch: &[Record]) {
+    fn append(&mut self, batch: &[Record]) -> Result<(), String> {
         self.records.extend_from_slice(batch);
+        Ok(())
     }
 
     fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record> {

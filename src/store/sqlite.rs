@@ -187,10 +187,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 
 #[cfg(feature = "sqlite")]
 impl Backend for Sqlite {
-    fn append(&mut self, batch: &[Record]) {
-        if let Err(err) = self.try_append(batch) {
-            tracing::error!(%err, lost = batch.len(), "cannot write history");
-        }
+    fn append(&mut self, batch: &[Record]) -> Result<(), String> {
+        self.try_append(batch).map_err(|err| err.to_string())
     }
 
     fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record> {

@@ -1,6 +1,11 @@
 //! [`Store`]: the handle the hub task holds, and the store's own thread,
 //! which writes records in batches and answers fetches after the writes
 //! queued before them.
+//!
+//! A write that fails (a full or read-only disk) loses its batch from the
+//! history and nothing else: the chat never waits for it. The first failure
+//! of an outage is logged, the rest only counted, and the count is logged
+//! when a write succeeds again ([`Outage`]).
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -164,10 +169,11 @@ fn now() -> i64 {
 struct Timed(Box<dyn Backend>);
 
 impl Backend for Timed {
-    fn append(&mut self, batch: &[Record]) {
+    fn append(&mut self, batch: &[Record]) -> Result<(), String> {
         let start = Instant::now();
-        self.0.append(batch);
+        let written = self.0.append(batch);
         crate::metrics::history_written(start.elapsed());
+        written
     }
     fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record> {
         self.0.fetch(scope, range, count)
@@ -180,10 +186,59 @@ impl Backend for Timed {
     }
 }
 
+/// A run of failed writes, so that a full disk is one line in the log when
+/// it starts and one when it ends, not one per batch.
+#[derive(Debug, Default)]
+struct Outage {
+    /// Failed batches since the last success (0: writing works).
+    batches: u64,
+    /// Messages those batches held, lost from the history.
+    lost: u64,
+    /// When the first of them failed.
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// Writes `batch` (then empties it), logging an outage's start and end.
+    fn write(&mut self, backend: &mut dyn Backend, batch: &mut Vec<Record>) {
+        if batch.is_empty() {
+            return;
+        }
+        match backend.append(batch) {
+            Ok(()) => {
+                if let Some(since) = self.since.take() {
+                    tracing::warn!(
+                        lost = self.lost,
+                        batches = self.batches,
+                        secs = since.elapsed().as_secs(),
+                        "history writes work again; messages sent meanwhile are not in it"
+                    );
+                    self.batches = 0;
+                    self.lost = 0;
+                }
+            }
+            Err(err) => {
+                if self.since.is_none() {
+                    self.since = Some(Instant::now());
+                    tracing::error!(
+                        %err,
+                        "cannot write history; the chat goes on without it, and this is \
+                         logged again only when writes work again"
+                    );
+                }
+                self.batches += 1;
+                self.lost += u64::try_from(batch.len()).unwrap_or(u64::MAX);
+            }
+        }
+        batch.clear();
+    }
+}
+
 /// The store thread: collects appends into batches, answers fetches after
 /// writing what came before them, prunes now and then.
 fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Job>, retention: Retention) {
     let mut batch: Vec<Record> = Vec::new();
+    let mut outage = Outage::default();
     let mut last_prune = Instant::now();
     loop {
         // Park only with nothing to write: a batch is written as soon as
@@ -203,8 +258,7 @@ fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Job>, retention: Ret
                 let first = batch.is_empty();
                 batch.push(record);
                 if batch.len() >= BATCH_MAX {
-                    backend.append(&batch);
-                    batch.clear();
+                    outage.write(backend.as_mut(), &mut batch);
                 } else if first {
                     // Let a burst gather without waking this thread for
                     // each message; it is written within `GATHER` (well
@@ -218,22 +272,12 @@ fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Job>, retention: Ret
                 count,
                 deliver,
             }) => {
-                if !batch.is_empty() {
-                    backend.append(&batch);
-                    batch.clear();
-                }
+                outage.write(backend.as_mut(), &mut batch);
                 deliver(backend.fetch(&scope, range, count));
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if !batch.is_empty() {
-                    backend.append(&batch);
-                    batch.clear();
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => outage.write(backend.as_mut(), &mut batch),
             Err(RecvTimeoutError::Disconnected) => {
-                if !batch.is_empty() {
-                    backend.append(&batch);
-                }
+                outage.write(backend.as_mut(), &mut batch);
                 return;
             }
         }
@@ -347,7 +391,7 @@ mod tests {
         let mut old = record(7, room("#b"), "x", "ancient");
         old.time = now() - 3600;
         batch.insert(0, old);
-        backend.append(&batch);
+        backend.append(&batch).unwrap();
         let retention = Retention {
             max_age: Some(Duration::from_secs(60)),
             max_per_room: Some(2),
@@ -367,6 +411,58 @@ mod tests {
             [5, 6],
             "the oldest by count and by age go"
         );
+    }
+
+    /// A backend whose writes fail while `full` is set.
+    #[derive(Default)]
+    struct Flaky {
+        full: bool,
+        inner: Memory,
+    }
+
+    impl Backend for Flaky {
+        fn append(&mut self, batch: &[Record]) -> Result<(), String> {
+            if self.full {
+                return Err("database or disk is full".into());
+            }
+            self.inner.append(batch)
+        }
+        fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record> {
+            self.inner.fetch(scope, range, count)
+        }
+        fn prune(&mut self, retention: Retention, now: i64) {
+            self.inner.prune(retention, now);
+        }
+        fn last_id(&mut self) -> u64 {
+            self.inner.last_id()
+        }
+    }
+
+    #[test]
+    fn an_outage_is_counted_and_ends_at_the_first_write_that_works() {
+        let mut backend = Flaky {
+            full: true,
+            ..Flaky::default()
+        };
+        let mut outage = Outage::default();
+        for id in 1..=3 {
+            let mut batch = vec![record(id, room("#a"), "x", "y"); 2];
+            outage.write(&mut backend, &mut batch);
+            assert!(batch.is_empty(), "a failed batch is dropped");
+        }
+        assert_eq!((outage.batches, outage.lost), (3, 6));
+        assert!(outage.since.is_some());
+        backend.full = false;
+        outage.write(&mut backend, &mut vec![record(9, room("#a"), "x", "y")]);
+        assert_eq!((outage.batches, outage.lost), (0, 0));
+        assert!(outage.since.is_none());
+        let scope = Scope::Room("#a".into());
+        let ids: Vec<u64> = backend
+            .fetch(&scope, Range::Last, 10)
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [9]);
     }
 
     #[test]

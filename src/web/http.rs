@@ -224,7 +224,8 @@ pub enum Status {
     NotModified,
     /// 400: a broken request or WebSocket handshake.
     BadRequest,
-    /// 403: a WebSocket handshake from a page of another origin.
+    /// 403: a WebSocket handshake from a page of another origin, or a
+    /// newcomer from a banned address.
     Forbidden,
     /// 404: no such file.
     NotFound,
@@ -232,6 +233,9 @@ pub enum Status {
     MethodNotAllowed,
     /// 431: the head is too long or has too many headers.
     HeadTooLarge,
+    /// 429: the address holds or opens too many connections
+    /// (`--max-per-address`, `--connect-rate`).
+    TooManyRequests,
     /// 503: the server is full (`--max-clients`).
     Unavailable,
 }
@@ -246,6 +250,7 @@ impl Status {
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::HeadTooLarge => 431,
+            Status::TooManyRequests => 429,
             Status::Unavailable => 503,
         }
     }
@@ -259,6 +264,7 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::HeadTooLarge => "Request Header Fields Too Large",
+            Status::TooManyRequests => "Too Many Requests",
             Status::Unavailable => "Service Unavailable",
         }
     }

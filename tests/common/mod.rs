@@ -1,8 +1,8 @@
 //! Shared helpers for the integration tests: an in-process server on
 //! `127.0.0.1:0` (here), a blocking line client that speaks raw bytes the
 //! way `nc` and `telnet` do, over TCP or TLS ([`raw`]), the client core
-//! driven as a user interface drives it ([`driver`]), and the terminal
-//! client in memory ([`screen`]).
+//! driven as a user interface drives it ([`driver`]), the terminal
+//! client in memory ([`screen`]), and real programs in tmux ([`tmux`]).
 //!
 //! Every wait has a deadline, so a test that waits for a line that never
 //! comes fails with a message saying what it waited for instead of hanging.
@@ -23,6 +23,7 @@ pub mod driver;
 pub mod raw;
 #[cfg(feature = "tui")]
 pub mod screen;
+pub mod tmux;
 
 /// How long a client waits for a line before the test fails. Generous, for
 /// loaded machines; tests that pass never wait this long.
@@ -52,11 +53,16 @@ fn watch_server_panics() {
 
 /// A server's configuration for tests: the defaults, on two threads, with
 /// no history, so that registering is exactly WELCOME, JOIN and USERS (a
-/// history replay would follow them otherwise, from another thread).
+/// history replay would follow them otherwise, from another thread), and
+/// without the per-address limits, since every test client comes from
+/// 127.0.0.1 (`tests/limits.rs` tests those).
 pub fn config() -> natter::Config {
     natter::Config {
         threads: 2,
         history: natter::store::HistoryMode::Off,
+        registrations_per_hour: 0, // Tests register many accounts from 127.0.0.1.
+        max_per_address: 0,
+        connect_rate: 0,
         ..natter::Config::default()
     }
 }

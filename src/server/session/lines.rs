@@ -16,6 +16,7 @@ use async_channel::Sender;
 use futures_lite::future;
 use smol::Timer;
 
+use super::telnet::{PasswordPrompt, Step};
 use super::transport::{Input, Output, Ports};
 use crate::config::Config;
 use crate::decoder::{Frame, LineDecoder, NotChat};
@@ -50,7 +51,7 @@ pub(crate) async fn run_session(
     ports: Ports,
     events: &Sender<Event>,
 ) -> String {
-    let (outbox, reader) = SessionOutbox::new(config.outbox);
+    let (outbox, reader) = SessionOutbox::new(config.outbox_bytes);
     if events
         .send(Event::Connect {
             id,
@@ -122,6 +123,7 @@ async fn read_lines(
 ) -> String {
     let mut decoder = LineDecoder::new(config.max_line);
     let mut bucket = TokenBucket::new(config.rate, config.burst);
+    let mut prompt = PasswordPrompt::default();
     let reply = |line: &ServerLine| Event::Reply {
         id,
         line: encode(line),
@@ -148,6 +150,38 @@ async fn read_lines(
             if !matches!(frame, Frame::NotChat(_)) {
                 bucket.take().await;
             }
+            // A telnet user's password is asked for with the echo off.
+            let echo = |on: bool, decoder: &mut LineDecoder| Event::Reply {
+                id,
+                line: Line::from(decoder.hide_input(!on).to_vec()),
+            };
+            let frame = match frame {
+                Frame::Line(text) => match prompt.line(text, decoder.spoke_telnet()) {
+                    Step::Parse(text) => Frame::Line(text),
+                    Step::Ask { prompt, hide } => {
+                        let mut ask = vec![reply(&ServerLine::Info(prompt))];
+                        ask.extend(hide.then(|| echo(false, &mut decoder)));
+                        for event in ask {
+                            if events.send(event).await.is_err() {
+                                return "server shutting down".into();
+                            }
+                        }
+                        continue;
+                    }
+                    Step::Reveal(text) => {
+                        if events.send(echo(true, &mut decoder)).await.is_err() {
+                            return "server shutting down".into();
+                        }
+                        Frame::Line(text)
+                    }
+                },
+                other => {
+                    if prompt.cancel() && events.send(echo(true, &mut decoder)).await.is_err() {
+                        return "server shutting down".into();
+                    }
+                    other
+                }
+            };
             let event = match frame {
                 Frame::Line(text) => match parse_command(&text) {
                     Ok(command) => {
@@ -222,6 +256,7 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
     let mut batch = VecDeque::new();
     while reader.take(&mut batch).await.is_some() {
         output.write_batch(&mut batch).await?;
+        reader.written();
         // The next take swaps this empty queue in for the hub to fill: keep
         // a small one, so a line at a time costs no allocation, but not the
         // memory of a backlog (a burst of announcements) while idle.

@@ -7,6 +7,7 @@
 //! - `lines`: the generic session loop over any transport: reader, writer,
 //!   token bucket, final flush.
 //! - `plain`: the plain-text socket (the hot path).
+//! - `telnet`: the password prompt that turns a telnet client's echo off.
 //! - `tls` (feature `tls`): the wrong-port check, the handshake under a
 //!   deadline, rustls reads and buffered writes.
 //! - `ws` (feature `web`): the WebSocket transport, one line per text
@@ -25,6 +26,7 @@ use transport::Ports;
 
 pub(crate) mod lines;
 mod plain;
+mod telnet;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 pub(crate) mod transport;
