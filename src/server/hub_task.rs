@@ -67,6 +67,8 @@ pub(crate) enum Event {
     },
     /// The accounts thread answered (a password check, a reload).
     Account(Answer),
+    /// The operator reloaded the welcome text (see [`super::Reload`]).
+    Motd(std::sync::Arc<[String]>),
 }
 
 /// How long the hub waits, in all, for the history store to make room
@@ -85,6 +87,7 @@ const TICK_BACKLOG: usize = 64;
 
 /// Applies one session event to the hub.
 fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, now: Timestamp) {
+    count(&event);
     match event {
         Event::Connect { id, addr, outbox } => {
             outbox.count_in(queued);
@@ -94,6 +97,21 @@ fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, 
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
         Event::Account(reply) => hub.account(reply, now),
+        Event::Motd(motd) => hub.set_motd(motd),
+    }
+}
+
+/// Counts what the metrics count in the events the hub is given: chat
+/// messages, and the answers to password checks.
+fn count(event: &Event) {
+    match event {
+        Event::Command {
+            command: Command::Msg { .. } | Command::Whisper { .. },
+            ..
+        } => crate::metrics::message(),
+        Event::Account(Answer::LoggedIn { .. }) => crate::metrics::password_checked(true),
+        Event::Account(Answer::WrongPassword { .. }) => crate::metrics::password_checked(false),
+        _ => {}
     }
 }
 
@@ -349,6 +367,7 @@ pub(crate) async fn run_hub(
                     }
                 }
                 hub.tick(now);
+                crate::metrics::hub_sizes(hub.account_count(), hub.room_count());
             }
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");

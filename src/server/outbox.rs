@@ -101,6 +101,8 @@ struct QueueState {
     writer: Option<Waker>,
     /// The session, waiting for `closed`.
     session: Option<Waker>,
+    /// Whether a line was refused for want of room (counted once).
+    overflowed: bool,
 }
 
 impl Queue {
@@ -156,13 +158,16 @@ impl Outbox for SessionOutbox {
             }
             let pending = state.queued + state.writing;
             let idle = pending == 0;
-            if !idle && pending.saturating_add(line.len()) > self.queue.limit {
-                return Err(Rejected::Full);
-            }
+            let fits = idle || pending.saturating_add(line.len()) <= self.queue.limit;
             let keeping_up = idle || pending.saturating_add(line.len()) <= KEEPING_UP;
-            if !self.queue.add_total(line.len(), keeping_up) {
+            if !fits || !self.queue.add_total(line.len(), keeping_up) {
+                // The hub drops the client at its first refusal; count that.
+                if !std::mem::replace(&mut state.overflowed, true) {
+                    crate::metrics::outbox_overflow();
+                }
                 return Err(Rejected::Full);
             }
+            crate::metrics::delivered();
             state.queued += line.len();
             state.lines.push_back(Line::clone(line));
             if state.lines.len() == 1 {

@@ -297,6 +297,7 @@ impl TokenBucket {
         self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;
         if self.tokens < 1.0 {
+            crate::metrics::rate_limited();
             let wait = (1.0 - self.tokens) / self.rate;
             Timer::after(Duration::from_secs_f64(wait)).await;
             self.tokens = 1.0;
