@@ -247,7 +247,7 @@ async fn reserve_an_id(
 }
 
 /// Why a client whose outbox overflowed is gone, as the hub says it.
-const OVERFLOW: &str = "too slow: stopped reading";
+pub(crate) const OVERFLOW: &str = "too slow: stopped reading";
 
 /// Pushes a history answer into `outbox`, on the store's thread: all of it,
 /// ending with `HIST END`, or, if the outbox overflows on the way, the
