@@ -83,6 +83,14 @@ pub struct Config {
     /// nowhere: ids then come from the clock alone. `natter serve` keeps it
     /// in its data directory.
     pub id_floor_dir: Option<PathBuf>,
+    // Operations: the welcome text.
+    /// The welcome text (MOTD) every client gets after `WELCOME`, one `INFO`
+    /// line each; `natter serve --motd FILE` reads it at start. Empty: none.
+    pub motd: Vec<String>,
+    /// Whether the web listener answers `GET /metrics` as `--metrics-bind`
+    /// does (`--web-metrics`). Off unless asked: the web listener usually
+    /// faces everyone, and the load and counts are the operator's business.
+    pub web_metrics: bool,
     // A locked accounts database.
     /// How long a `LOGIN`, `REGISTER` or `PASSWORD` may wait, from when it
     /// is queued, for an accounts database another process holds locked,
@@ -154,6 +162,9 @@ impl Default for Config {
             web_trust_proxy: None,
             web_ping: Duration::from_secs(25),
             id_floor_dir: None,
+            // Operations: the welcome text.
+            motd: Vec::new(),
+            web_metrics: false,
             // A locked accounts database.
             accounts_wait: Duration::from_secs(2),
             // Registrations per address.

@@ -53,7 +53,7 @@ impl Cluster {
             ..HubConfig::default()
         };
         Self {
-            hubs: [Hub::with_config(config), Hub::with_config(config)],
+            hubs: [Hub::with_config(config.clone()), Hub::with_config(config)],
             claims: HashMap::new(),
             seq: 100,
         }

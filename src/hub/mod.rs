@@ -31,6 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::accounts::{AccountInfo, AddressBans, Ban, BanTarget, Request};
 use crate::ids::{ClientId, MessageIds};
@@ -96,7 +97,7 @@ struct Room<O> {
 }
 
 /// What the hub is told at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// Seconds a connection may go without a nickname.
     pub register_timeout_secs: u64,
@@ -113,6 +114,10 @@ pub struct HubConfig {
     pub mute_default_secs: u64,
     /// Seconds a `BAN` without a duration lasts.
     pub ban_default_secs: u64,
+    // Operations: the welcome text.
+    /// The operator's welcome text (the MOTD), one `INFO` line each, sent
+    /// after `WELCOME`; empty sends none. Shared, as every newcomer gets it.
+    pub motd: Arc<[String]>,
     /// Accounts one address may register per hour; 0: no limit.
     pub registrations_per_hour: u32,
     /// Addresses whose recent registrations are remembered at once.
@@ -132,6 +137,7 @@ impl Default for HubConfig {
             last_msg_id: 0,
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
+            motd: Arc::from([]),
             registrations_per_hour: 5,
             registration_addresses: 4096,
             cluster: false,
@@ -202,6 +208,7 @@ impl<O: Outbox> Hub<O> {
 
     /// An empty chat configured by `config`.
     pub fn with_config(config: HubConfig) -> Self {
+        let last_msg_id = config.last_msg_id;
         let mut rooms = HashMap::new();
         rooms.insert(
             names::fold(LOBBY),
@@ -217,7 +224,7 @@ impl<O: Outbox> Hub<O> {
             clients: HashMap::new(),
             nicks: BTreeMap::new(),
             rooms,
-            ids: MessageIds::new(config.last_msg_id),
+            ids: MessageIds::new(last_msg_id),
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
             records: Vec::new(),
@@ -427,6 +434,16 @@ impl<O: Outbox> Hub<O> {
     /// True if nobody is connected.
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
+    }
+
+    /// How many rooms exist, the lobby included (for metrics).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// How many nicknames are registered (for metrics).
+    pub fn account_count(&self) -> usize {
+        self.registered.len()
     }
 
     /// The registered nicknames, sorted case-insensitively.
@@ -729,6 +746,12 @@ impl<O: Outbox> Hub<O> {
 
     fn error(&mut self, id: ClientId, code: ErrorCode, text: String) {
         self.send(id, &ServerLine::Err { code, text });
+    }
+
+    /// Replaces the welcome text newcomers get from now on (a reload of the
+    /// MOTD file); clients already here are not sent it again.
+    pub fn set_motd(&mut self, motd: Arc<[String]>) {
+        self.config.motd = motd;
     }
 
     /// Sends one line to one client.

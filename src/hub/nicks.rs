@@ -1,6 +1,8 @@
 //! Nicknames: taking one, changing it, and the refusals (invalid, taken,
 //! registered, banned), each with a free suggestion.
 
+use std::sync::Arc;
+
 use super::outbox::Outbox;
 use super::words::ban_text;
 use super::Hub;
@@ -105,6 +107,7 @@ impl<O: Outbox> Hub<O> {
                         ),
                     },
                 );
+                self.send_motd(id);
                 self.enter(id, &names::fold(LOBBY), LOBBY, now);
             }
             Some(old) => {
@@ -136,6 +139,15 @@ impl<O: Outbox> Hub<O> {
                 self.send_encoded(id, &line);
                 self.broadcast_neighbours(id, &line);
             }
+        }
+    }
+
+    /// The operator's welcome text, as `INFO` lines, to a client that has
+    /// just been welcomed.
+    fn send_motd(&mut self, id: ClientId) {
+        let motd = Arc::clone(&self.config.motd);
+        for line in motd.iter() {
+            self.send(id, &ServerLine::Info(line.clone()));
         }
     }
 }

@@ -86,6 +86,7 @@ impl Accepting<'_> {
             let stream: Arc<Async<std::net::TcpStream>> = stream.into();
             if let Some(bytes) = ban_refusal(&self.bans, peer.ip(), Timestamp::now()) {
                 tracing::warn!(%peer, "refused: banned address");
+                crate::metrics::refused(crate::metrics::Refusal::Banned);
                 self.turn_away(stream, &tls, web, bytes, Refused::Banned);
                 continue;
             }
@@ -93,6 +94,10 @@ impl Accepting<'_> {
                 Ok(slot) => slot,
                 Err(refused) => {
                     tracing::warn!(%peer, ?refused, "refused: per-address limit");
+                    crate::metrics::refused(match refused {
+                        Refusal::TooMany => crate::metrics::Refusal::TooManyConnections,
+                        Refusal::TooFast(_) => crate::metrics::Refusal::ConnectThrottled,
+                    });
                     let bytes = address_refusal(refused, self.config.max_per_address);
                     self.turn_away(stream, &tls, web, bytes, Refused::Limited);
                     continue;
@@ -100,6 +105,7 @@ impl Accepting<'_> {
             };
             if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
+                crate::metrics::refused(crate::metrics::Refusal::ServerFull);
                 self.turn_away(
                     stream,
                     &tls,
@@ -131,6 +137,7 @@ impl Accepting<'_> {
             self.executor
                 .spawn(async move {
                     tracing::info!(id, %peer, tls = accepted.is_tls(), web = accepted.is_web(), "connected");
+                    let _open = crate::metrics::connected(accepted.is_tls(), accepted.is_web());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
                     let session = AssertUnwindSafe(async move {
@@ -140,7 +147,10 @@ impl Accepting<'_> {
                             }
                             #[cfg(feature = "web")]
                             Accepted::Web(stream, tls) => {
-                                web::run(id, peer, stream, tls, &config, ports, &events).await
+                                // Boxed: the HTTP and TLS state is ten times a plain
+                                // session's, and every task would be sized for it.
+                                Box::pin(web::run(id, peer, stream, tls, &config, ports, &events))
+                                    .await
                             }
                         }
                     });
@@ -208,6 +218,7 @@ impl Accepting<'_> {
                     drop(spare);
                     if let Ok((stream, peer)) = listener.accept().await {
                         tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                        crate::metrics::refused(crate::metrics::Refusal::OutOfDescriptors);
                         let bytes = refusal(self.config.max_clients);
                         self.turn_away(stream.into(), tls, web, bytes, Refused::Full);
                     }

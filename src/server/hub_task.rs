@@ -70,6 +70,8 @@ pub(crate) enum Event {
     Account(Answer),
     /// The cluster bus says what happened on the other nodes.
     Cluster(Remote),
+    /// The operator reloaded the welcome text (see [`super::Reload`]).
+    Motd(std::sync::Arc<[String]>),
 }
 
 /// How long the hub waits, in all, for the history store to make room
@@ -88,6 +90,7 @@ const TICK_BACKLOG: usize = 64;
 
 /// Applies one session event to the hub.
 fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, now: Timestamp) {
+    count(&event);
     match event {
         Event::Connect { id, addr, outbox } => {
             outbox.count_in(queued);
@@ -98,6 +101,7 @@ fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, 
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
         Event::Account(reply) => hub.account(reply, now),
         Event::Cluster(remote) => hub.cluster(remote, now),
+        Event::Motd(motd) => hub.set_motd(motd),
     }
 }
 
@@ -112,6 +116,20 @@ fn hand_to_bus(hub: &mut Hub<SessionOutbox>, bus: Option<&Sender<Publish>>, now:
         if let Err(err) = bus.try_send(publish) {
             hub.cluster_refused(err.into_inner(), now);
         }
+    }
+}
+
+/// Counts what the metrics count in the events the hub is given: chat
+/// messages, and the answers to password checks.
+fn count(event: &Event) {
+    match event {
+        Event::Command {
+            command: Command::Msg { .. } | Command::Whisper { .. },
+            ..
+        } => crate::metrics::message(),
+        Event::Account(Answer::LoggedIn { .. }) => crate::metrics::password_checked(true),
+        Event::Account(Answer::WrongPassword { .. }) => crate::metrics::password_checked(false),
+        _ => {}
     }
 }
 
@@ -247,7 +265,7 @@ async fn reserve_an_id(
 }
 
 /// Why a client whose outbox overflowed is gone, as the hub says it.
-const OVERFLOW: &str = "too slow: stopped reading";
+pub(crate) const OVERFLOW: &str = "too slow: stopped reading";
 
 /// Pushes a history answer into `outbox`, on the store's thread: all of it,
 /// ending with `HIST END`, or, if the outbox overflows on the way, the
@@ -370,6 +388,7 @@ pub(crate) async fn run_hub(
                     }
                 }
                 hub.tick(now);
+                crate::metrics::hub_sizes(hub.account_count(), hub.room_count());
             }
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");

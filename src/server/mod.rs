@@ -22,6 +22,7 @@
 //!   transport.
 //! - `web` (feature `web`): the web listener's connections: HTTP heads under
 //!   a deadline, the embedded files, and the upgrade to a WebSocket session.
+//! - [`metrics`]: the `--metrics-bind` listener, serving `GET /metrics`.
 //!
 //! Children import each other by their own paths and never this file, so
 //! the module graph has no loop.
@@ -54,6 +55,7 @@ use session::transport::Ports;
 mod accept;
 mod cluster;
 mod hub_task;
+pub mod metrics;
 mod outbox;
 mod per_address;
 mod session;
@@ -111,6 +113,27 @@ pub async fn serve_with(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    // No sender: nothing is ever reloaded.
+    let (_, reloads) = async_channel::bounded(1);
+    serve_reloadable(listeners, config, reloads, shutdown).await
+}
+
+/// What a reload changes in a running server besides the TLS certificate,
+/// which [`crate::tls::CertSwap`] changes on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The welcome text newcomers get from now on (see `Config::motd`).
+    Motd(Vec<String>),
+}
+
+/// Like [`serve_with`], applying each [`Reload`] from `reloads` while it
+/// runs (`natter serve` sends them on SIGHUP).
+pub async fn serve_reloadable(
+    listeners: Listeners,
+    config: Config,
+    reloads: async_channel::Receiver<Reload>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     if listeners_empty(&listeners) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -144,6 +167,7 @@ pub async fn serve_with(
         last_msg_id,
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
+        motd: config.motd.clone().into(),
         registrations_per_hour: config.registrations_per_hour,
         registration_addresses: config.registration_addresses,
         cluster: config.cluster.is_some(),
@@ -155,7 +179,7 @@ pub async fn serve_with(
         (hub, last_msg_id),
         store,
         ids,
-        shutdown,
+        (reloads, shutdown),
     )
     .await;
     drop(stop);
@@ -194,7 +218,9 @@ fn listeners_empty(listeners: &Listeners) -> bool {
 }
 
 /// Starts the hub task and the accounts thread, accepts on every listener
-/// until `shutdown`, then winds everything down in order.
+/// (passing on `reloads`) until `shutdown`, then winds everything down in
+/// order. The two come as a pair: what the outside world tells a running
+/// server.
 async fn run(
     executor: &Arc<Executor<'static>>,
     listeners: Listeners,
@@ -202,7 +228,7 @@ async fn run(
     (mut hub, last_msg_id): (Hub<SessionOutbox>, u64),
     store: Option<Store>,
     ids: Option<IdFloor>,
-    shutdown: impl Future<Output = ()>,
+    (reloads, shutdown): (async_channel::Receiver<Reload>, impl Future<Output = ()>),
 ) -> io::Result<()> {
     let config = Arc::new(config);
     let plain = listeners.plain;
@@ -345,7 +371,15 @@ async fn run(
         future::or(accept_plain, accept_tls),
         future::or(accept_web, accept_web_tls),
     );
-    future::or(accept_all, shutdown).await;
+    // Reloads go to the hub as events, in their place among the others.
+    let reload_events = accepting.events.clone();
+    let reloading = async move {
+        while let Ok(Reload::Motd(motd)) = reloads.recv().await {
+            let _ = reload_events.send(Event::Motd(motd.into())).await;
+        }
+        future::pending().await
+    };
+    future::or(future::or(accept_all, reloading), shutdown).await;
 
     tracing::info!("shutting down");
     drop((plain, tls, web, web_tls));

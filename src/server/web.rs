@@ -160,6 +160,15 @@ where
             return format!("bad HTTP request: {}", status.code());
         }
     };
+    // Operations: the metrics, when the operator serves them here too.
+    if config.web_metrics
+        && request.path == "/metrics"
+        && matches!(request.method.as_str(), "GET" | "HEAD")
+    {
+        let head_only = request.method == "HEAD";
+        respond(&mut stream, &super::metrics::scrape_response(head_only)).await;
+        return format!("HTTP {} /metrics: 200", request.method);
+    }
     let site = Site {
         tls,
         origins: &config.web_origins,
