@@ -30,7 +30,7 @@ use super::Hub;
 use crate::ids::ClientId;
 use crate::names;
 use crate::protocol::{encode, ErrorCode, ServerLine, Timestamp, LOBBY};
-use crate::store::{Place, Record};
+use crate::store::{Fetch, Place, Record};
 
 /// The longest chat text accepted from another node, in bytes: more than a
 /// line can hold, so anything longer is not from a natter node.
@@ -106,6 +106,18 @@ pub enum Publish {
         /// What was said.
         text: String,
     },
+    /// Room history to answer from the room's stream in the cluster (the
+    /// answer goes straight to the asking client, like the store's).
+    History(Fetch),
+    /// After an outage: everything this node holds, to replace what the
+    /// cluster knows of it (joins and parts made meanwhile were refused),
+    /// publishing only what changed.
+    Resync {
+        /// The nicknames held here, as shown.
+        nicks: Vec<String>,
+        /// Who is in which room here.
+        members: Vec<Membership>,
+    },
     /// A whisper to number and deliver to the recipient's node.
     Whisper {
         /// The sender, told if it cannot be sent.
@@ -119,6 +131,17 @@ pub enum Publish {
         /// What was said.
         text: String,
     },
+}
+
+/// A local user's place in a room, as [`Publish::Resync`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The room's folded name.
+    pub room: String,
+    /// The room's name as shown.
+    pub name: String,
+    /// Who.
+    pub nick: String,
 }
 
 /// A member of a room on another node, as a snapshot lists it.
@@ -329,7 +352,9 @@ impl<O: Outbox> Hub<O> {
             Publish::Msg { client, .. } | Publish::Whisper { client, .. } => {
                 self.unavailable(client);
             }
-            Publish::Release { .. }
+            Publish::History(fetch) => self.unavailable(fetch.client),
+            Publish::Resync { .. }
+            | Publish::Release { .. }
             | Publish::Join { .. }
             | Publish::Part { .. }
             | Publish::Quit { .. }
@@ -340,28 +365,41 @@ impl<O: Outbox> Hub<O> {
         self.settle(now);
     }
 
-    /// After an outage, tells the cluster again who is here and where:
-    /// Redis may have restarted empty, or the others may have taken this
-    /// node for dead. Joins are idempotent everywhere.
+    /// After an outage, tells the cluster again who is here and where, in
+    /// one [`Publish::Resync`]: Redis may have restarted empty, the others
+    /// may have taken this node for dead, and parts and quits made during
+    /// the outage were refused. The bus replaces this node's entries and
+    /// publishes only the differences.
     fn republish_members(&mut self) {
-        let mut joins = Vec::new();
+        let mut nicks = Vec::new();
+        let mut members = Vec::new();
         for client in self.clients.values() {
             let Some(nick) = &client.nick else {
                 continue;
             };
+            nicks.push(nick.clone());
             for key in &client.rooms {
                 let name = self
                     .rooms
                     .get(key)
                     .map_or(key.as_str(), |r| r.name.as_str());
-                joins.push(Publish::Join {
+                members.push(Membership {
                     room: key.clone(),
                     name: name.to_owned(),
                     nick: nick.clone(),
                 });
             }
         }
-        self.published.extend(joins);
+        self.published.push(Publish::Resync { nicks, members });
+    }
+
+    /// Hands a room's history fetch to the cluster (whose stream holds the
+    /// room's messages from every node) instead of the local store.
+    pub(super) fn fetch_from_cluster(&mut self, fetch: Fetch) {
+        if !self.cluster_up {
+            return self.unavailable(fetch.client);
+        }
+        self.published.push(Publish::History(fetch));
     }
 
     pub(super) fn unavailable(&mut self, id: ClientId) {

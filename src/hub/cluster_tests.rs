@@ -160,6 +160,8 @@ impl Cluster {
                 };
                 self.hubs[at].cluster(whisper, t());
             }
+            // Room history and resynchronisation are the bus's (tests/cluster.rs).
+            Publish::History(_) | Publish::Resync { .. } => {}
         }
     }
 

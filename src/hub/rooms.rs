@@ -102,16 +102,24 @@ impl<O: Outbox> Hub<O> {
         }
         let users = self.users(key);
         self.send(id, &users);
-        if self.config.history && self.config.replay > 0 {
-            self.fetches.push(Fetch {
-                client: id,
-                scope: Scope::Room(key.to_owned()),
-                // Only what was said before this join: anything later
-                // reaches the newcomer live.
-                range: Range::Before(self.ids.last().saturating_add(1)),
-                count: self.config.replay,
-                target: name,
-            });
+        let fetch = Fetch {
+            client: id,
+            scope: Scope::Room(key.to_owned()),
+            // Only what was said before this join: anything later
+            // reaches the newcomer live.
+            range: Range::Before(self.ids.last().saturating_add(1)),
+            count: self.config.replay,
+            target: name,
+        };
+        if self.config.replay > 0 {
+            if self.config.cluster {
+                // The room's history is the cluster's; none while it is away.
+                if self.cluster_up {
+                    self.published.push(super::cluster::Publish::History(fetch));
+                }
+            } else if self.config.history {
+                self.fetches.push(fetch);
+            }
         }
     }
 

@@ -34,7 +34,7 @@
 //! [`Remote::Refused`] and reconnects with back-off, doubling from 100 ms up
 //! to [`BACKOFF_MAX`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -44,9 +44,13 @@ use redis::{AsyncConnectionConfig, Script};
 use serde::{Deserialize, Serialize};
 use smol::Timer;
 
-use super::hub_task::Event;
-use crate::hub::cluster::{Member, Publish, Remote, SNAPSHOT_MAX};
+use super::hub_task::{deliver_whole, Event};
+use super::outbox::SessionOutbox;
+use crate::hub::cluster::{Member, Membership, Publish, Remote, SNAPSHOT_MAX};
+use crate::hub::history::history_line;
 use crate::names;
+use crate::protocol::{encode, ServerLine, Timestamp};
+use crate::store::{Fetch, Place, Range, Record, Scope};
 
 /// Effects the hub may have queued for the bus before askers are refused.
 pub(crate) const BUS_QUEUE: usize = 4096;
@@ -62,6 +66,40 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The most nicknames one heartbeat script renews at once.
 const RENEW_BATCH: usize = 500;
+
+/// The most messages one history answer reads from a room's stream.
+const FETCH_MAX: usize = 1000;
+
+/// The most messages fetched from one room's stream after an outage, and
+/// from all of them together; past that, clients catch up with `HISTORY`.
+const CATCHUP_PER_ROOM: usize = 1000;
+const CATCHUP_MAX: usize = 20_000;
+
+/// The most rooms whose last delivered id the bus remembers (and catches
+/// up on after an outage); rooms past it catch up from the highest id seen.
+const ROOMS_TRACKED: usize = 65_536;
+
+/// The longest text taken from a stream entry, in bytes.
+const TEXT_MAX: usize = 8192;
+
+/// What the hub task hands the bus.
+pub(crate) enum Work {
+    /// An effect the hub queued.
+    Publish(Publish),
+    /// A room history fetch ([`Publish::History`]), with the outbox the
+    /// answer goes to.
+    History(Fetch, SessionOutbox),
+}
+
+impl Work {
+    /// What to tell the hub when this cannot be done.
+    fn refused(self) -> Remote {
+        match self {
+            Work::Publish(publish) => Remote::Refused(publish),
+            Work::History(fetch, _) => Remote::Refused(Publish::History(fetch)),
+        }
+    }
+}
 
 /// What the bus needs to know.
 #[derive(Debug, Clone)]
@@ -159,21 +197,36 @@ enum Wire {
 }
 
 /// The Lua that takes the next message id into `s`; `ARGV[1]` is the
-/// node's floor.
+/// node's floor. `STREAM_FLOOR` may come between its two halves.
 const NEXT_ID: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('GET', 'natter:seq') or '0') or 0
 local floor = tonumber(ARGV[1]) or 0
 local id = math.max(last + 1, now, floor + 1)
+";
+
+/// Keeps the id above the room stream's last entry (whose stream id is
+/// `<message id>-0`), should `seq` ever be behind it.
+const STREAM_FLOOR: &str = r"
+local top = redis.call('XREVRANGE', 'natter:stream:' .. ARGV[2], '+', '-', 'COUNT', 1)
+if top[1] then
+  local ms = tonumber(string.match(top[1][1], '^(%d+)')) or 0
+  if ms >= id then id = ms + 1 end
+end
+";
+
+const NEXT_ID_END: &str = r"
 local s = string.format('%.0f', id)
 redis.call('SET', 'natter:seq', s)
 ";
 
-/// ARGV: floor, room key, stream length, nick, text, JSON without the id.
+/// ARGV: floor, room key, stream length, nick, text, JSON without the id,
+/// node. The stream entry's id is the message id (`<id>-0`), so history
+/// is read by id with `XRANGE`.
 const MSG_TAIL: &str = r#"
-redis.call('XADD', 'natter:stream:' .. ARGV[2], 'MAXLEN', '~', ARGV[3], '*',
-  'id', s, 'nick', ARGV[4], 'text', ARGV[5])
+redis.call('XADD', 'natter:stream:' .. ARGV[2], 'MAXLEN', '~', ARGV[3], s .. '-0',
+  'nick', ARGV[4], 'text', ARGV[5], 'node', ARGV[7], 'time', t[1])
 redis.call('PUBLISH', 'natter:room:' .. ARGV[2], '{"id":' .. s .. ',' .. string.sub(ARGV[6], 2))
 return s
 "#;
@@ -241,6 +294,75 @@ if ARGV[4] ~= '' then
   redis.call('SREM', 'natter:node:' .. node .. ':nicks', ARGV[4])
 end
 redis.call('PUBLISH', 'natter:all', ARGV[5])
+return 1
+";
+
+/// ARGV: node, the number of nicknames held here, each as shown and
+/// folded, then `room key, room name, nick` for each membership here.
+/// Replaces what Redis lists for this node with that, at once, and
+/// publishes only the differences: a part for a member still here, a quit
+/// for a nickname no longer here, a join for a new membership; claims of
+/// nicknames no longer here are released.
+const SYNC: &str = r"
+local node = ARGV[1]
+local n = tonumber(ARGV[2]) or 0
+local held, heldf = {}, {}
+local i = 3
+for _ = 1, n do
+  held[ARGV[i]] = true
+  heldf[ARGV[i + 1]] = true
+  i = i + 2
+end
+local want, list = {}, {}
+while i + 2 <= #ARGV do
+  want[ARGV[i] .. ' ' .. ARGV[i + 2]] = true
+  list[#list + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2]}
+  i = i + 3
+end
+local mkey = 'natter:node:' .. node .. ':members'
+local quit = {}
+for _, e in ipairs(redis.call('SMEMBERS', mkey)) do
+  if not want[e] then
+    local sp = string.find(e, ' ', 1, true)
+    if sp then
+      local room = string.sub(e, 1, sp - 1)
+      local nick = string.sub(e, sp + 1)
+      redis.call('SREM', 'natter:members:' .. room, node .. ':' .. nick)
+      if redis.call('SCARD', 'natter:members:' .. room) == 0 then
+        redis.call('HDEL', 'natter:rooms', room)
+      end
+      if held[nick] then
+        redis.call('PUBLISH', 'natter:room:' .. room, cjson.encode({t = 'part', node = node,
+          room = room, nick = nick, reason = 'left'}))
+      else
+        quit[nick] = true
+      end
+    end
+    redis.call('SREM', mkey, e)
+  end
+end
+for nick, _ in pairs(quit) do
+  redis.call('PUBLISH', 'natter:all', cjson.encode({t = 'quit', node = node, nick = nick,
+    reason = 'left'}))
+end
+for _, m in ipairs(list) do
+  local added = redis.call('SADD', mkey, m[1] .. ' ' .. m[3])
+  redis.call('SADD', 'natter:members:' .. m[1], node .. ':' .. m[3])
+  redis.call('HSETNX', 'natter:rooms', m[1], m[2])
+  if added == 1 then
+    redis.call('PUBLISH', 'natter:room:' .. m[1], cjson.encode({t = 'join', node = node,
+      room = m[2], nick = m[3]}))
+  end
+end
+local nkey = 'natter:node:' .. node .. ':nicks'
+for _, f in ipairs(redis.call('SMEMBERS', nkey)) do
+  if not heldf[f] then
+    if redis.call('GET', 'natter:nick:' .. f) == node then
+      redis.call('DEL', 'natter:nick:' .. f)
+    end
+    redis.call('SREM', nkey, f)
+  end
+end
 return 1
 ";
 
@@ -318,13 +440,14 @@ struct Scripts {
     release: Script,
     heartbeat: Script,
     prune: Script,
+    sync: Script,
 }
 
 impl Scripts {
     fn new() -> Self {
         Self {
-            msg: Script::new(&format!("{NEXT_ID}{MSG_TAIL}")),
-            whisper: Script::new(&format!("{NEXT_ID}{WHISPER_TAIL}")),
+            msg: Script::new(&format!("{NEXT_ID}{STREAM_FLOOR}{NEXT_ID_END}{MSG_TAIL}")),
+            whisper: Script::new(&format!("{NEXT_ID}{NEXT_ID_END}{WHISPER_TAIL}")),
             join: Script::new(JOIN),
             part: Script::new(PART),
             quit: Script::new(QUIT),
@@ -333,6 +456,7 @@ impl Scripts {
             release: Script::new(RELEASE),
             heartbeat: Script::new(HEARTBEAT),
             prune: Script::new(PRUNE),
+            sync: Script::new(SYNC),
         }
     }
 }
@@ -356,7 +480,7 @@ fn ms(d: Duration) -> u64 {
 /// The bus task: connects, serves, and reconnects with back-off until the
 /// hub stops (its effect channel closes), then takes this node's users out
 /// of the cluster.
-pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Publish>, events: Sender<Event>) {
+pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Work>, events: Sender<Event>) {
     let scripts = Scripts::new();
     let client = match redis::Client::open(bus.url.as_str()) {
         Ok(client) => client,
@@ -365,7 +489,7 @@ pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Publish>, events: Sender
             let _ = events.send(Event::Cluster(Remote::Down)).await;
             while let Ok(effect) = effects.recv().await {
                 if events
-                    .send(Event::Cluster(Remote::Refused(effect)))
+                    .send(Event::Cluster(effect.refused()))
                     .await
                     .is_err()
                 {
@@ -378,6 +502,8 @@ pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Publish>, events: Sender
     let mut state = State {
         owned: HashSet::new(),
         started: false,
+        last: HashMap::new(),
+        high: 0,
     };
     let mut backoff = Duration::from_millis(100);
     let mut down = false;
@@ -412,7 +538,7 @@ pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Publish>, events: Sender
                 match effects.recv().await {
                     Ok(effect) => {
                         if events
-                            .send(Event::Cluster(Remote::Refused(effect)))
+                            .send(Event::Cluster(effect.refused()))
                             .await
                             .is_err()
                         {
@@ -442,6 +568,33 @@ struct State {
     /// Whether this node has cleared what an earlier run under its name
     /// left behind.
     started: bool,
+    /// The last message id handed to the hub, by room key: what came
+    /// before is not handed again, and catching up starts after it.
+    last: HashMap<String, u64>,
+    /// The highest message id seen: rooms without an entry in `last` catch
+    /// up from it.
+    high: u64,
+}
+
+impl State {
+    /// True if the room message `id` in `room` (a key) is new, which it then
+    /// records as delivered.
+    fn deliver(&mut self, room: &str, id: u64) -> bool {
+        self.high = self.high.max(id);
+        match self.last.get_mut(room) {
+            Some(last) if *last >= id => false,
+            Some(last) => {
+                *last = id;
+                true
+            }
+            None => {
+                if self.last.len() < ROOMS_TRACKED {
+                    self.last.insert(room.to_owned(), id);
+                }
+                true
+            }
+        }
+    }
 }
 
 async fn connect(
@@ -496,7 +649,7 @@ async fn serve(
     state: &mut State,
     mut con: MultiplexedConnection,
     mut pubsub: redis::aio::PubSub,
-    effects: &Receiver<Publish>,
+    effects: &Receiver<Work>,
     events: &Sender<Event>,
 ) -> End {
     let lost = |e: redis::RedisError| End::Lost(e.to_string());
@@ -511,6 +664,10 @@ async fn serve(
         return lost(e);
     }
     let mut messages = pubsub.into_on_message();
+    // Back after an outage, the hub answers `Up` with a `Resync`: this
+    // node's nicknames are claimed again (Redis may have restarted empty)
+    // and its memberships replaced; messages it missed are fetched below.
+    let catch_up = state.started;
     if !state.started {
         // A node restarted under its old name takes its ghosts out first.
         let down = json(&Wire::Down {
@@ -526,35 +683,17 @@ async fn serve(
         if let Err(e) = pruned {
             return lost(e);
         }
+        // Messages numbered before this start are history, not news.
+        let seq: Option<String> = match redis::cmd("GET")
+            .arg("natter:seq")
+            .query_async(&mut con)
+            .await
+        {
+            Ok(seq) => seq,
+            Err(e) => return lost(e),
+        };
+        state.high = seq.and_then(|s| s.parse().ok()).unwrap_or(0);
         state.started = true;
-    } else {
-        // Back after an outage: Redis may have restarted empty, so this
-        // node's nicknames are claimed again (a claim someone else made
-        // meanwhile stays theirs, and is logged).
-        let owned: Vec<String> = state.owned.iter().cloned().collect();
-        for folded in owned {
-            let won: Result<i64, _> = scripts
-                .claim
-                .arg(&bus.node)
-                .arg(&folded)
-                .arg(ms(bus.ttl))
-                .invoke_async(&mut con)
-                .await;
-            match won {
-                Ok(1) => {}
-                Ok(_) => {
-                    let holder: Option<String> = redis::cmd("GET")
-                        .arg(format!("natter:nick:{folded}"))
-                        .query_async(&mut con)
-                        .await
-                        .unwrap_or(None);
-                    if holder.as_deref() != Some(bus.node.as_str()) {
-                        tracing::warn!(nick = %folded, "a nickname held here was claimed elsewhere during an outage");
-                    }
-                }
-                Err(e) => return lost(e),
-            }
-        }
     }
     if let Err(e) = heartbeat(bus, scripts, state, &mut con).await {
         return lost(e);
@@ -571,10 +710,33 @@ async fn serve(
     {
         return End::Stop;
     }
+    if catch_up {
+        // Subscribed already: what comes on the channels meanwhile waits,
+        // and whatever of it the catch-up delivered is not delivered again.
+        let missed = match missed(state, &mut con).await {
+            Ok(missed) => missed,
+            Err(e) => return lost(e),
+        };
+        for (key, entry) in missed {
+            if !state.deliver(&key, entry.id) {
+                continue;
+            }
+            let remote = Remote::Msg {
+                id: entry.id,
+                room: key,
+                nick: entry.nick,
+                text: entry.text,
+                mine: entry.node == bus.node,
+            };
+            if events.send(Event::Cluster(remote)).await.is_err() {
+                return End::Stop;
+            }
+        }
+    }
     let beat = (bus.ttl / 3).max(Duration::from_millis(100));
     let mut ticks = Timer::interval(beat);
     enum Wake {
-        Effect(Option<Publish>),
+        Effect(Option<Work>),
         Message(Option<redis::Msg>),
         Tick,
     }
@@ -592,7 +754,13 @@ async fn serve(
         .await;
         match wake {
             Wake::Effect(None) => return End::Stop,
-            Wake::Effect(Some(effect)) => {
+            Wake::Effect(Some(Work::History(fetch, outbox))) => {
+                if let Err(e) = history(&mut con, &fetch, outbox.clone(), events).await {
+                    deliver_whole(fetch.client, outbox, unavailable(), events);
+                    return lost(e);
+                }
+            }
+            Wake::Effect(Some(Work::Publish(effect))) => {
                 match apply(bus, scripts, state, &mut con, effect.clone()).await {
                     Ok(Some(remote)) => {
                         if events.send(Event::Cluster(remote)).await.is_err() {
@@ -608,7 +776,13 @@ async fn serve(
             }
             Wake::Message(None) => return End::Lost("the subscription ended".into()),
             Wake::Message(Some(msg)) => {
-                if let Some(remote) = receive(bus, msg.get_payload_bytes()) {
+                let remote = receive(bus, msg.get_payload_bytes());
+                if let Some(Remote::Msg { id, room, .. }) = &remote {
+                    if !state.deliver(&names::fold(room), *id) {
+                        continue;
+                    }
+                }
+                if let Some(remote) = remote {
                     if events.send(Event::Cluster(remote)).await.is_err() {
                         return End::Stop;
                     }
@@ -771,8 +945,16 @@ async fn apply(
                 .arg(nick)
                 .arg(text)
                 .arg(strip_id(&payload))
+                .arg(node)
                 .invoke_async(con)
                 .await?;
+            Ok(None)
+        }
+        // The hub task hands fetches over as `Work::History`, with their
+        // outbox; one without cannot be answered.
+        Publish::History(fetch) => Ok(Some(Remote::Refused(Publish::History(fetch)))),
+        Publish::Resync { nicks, members } => {
+            resync(bus, scripts, state, con, nicks, members).await?;
             Ok(None)
         }
         Publish::Whisper {
@@ -800,6 +982,256 @@ async fn apply(
             Ok(None)
         }
     }
+}
+
+/// Replaces what Redis knows of this node with what its hub holds (see
+/// [`SYNC`]): its nicknames are claimed again first (a claim someone else
+/// made meanwhile stays theirs, and is logged).
+async fn resync(
+    bus: &Bus,
+    scripts: &Scripts,
+    state: &mut State,
+    con: &mut MultiplexedConnection,
+    nicks: Vec<String>,
+    members: Vec<Membership>,
+) -> Result<(), redis::RedisError> {
+    let node = bus.node.as_str();
+    state.owned = nicks.iter().map(|n| names::fold(n)).collect();
+    for folded in &state.owned {
+        let won: i64 = scripts
+            .claim
+            .arg(node)
+            .arg(folded)
+            .arg(ms(bus.ttl))
+            .invoke_async(con)
+            .await?;
+        if won != 1 {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(format!("natter:nick:{folded}"))
+                .query_async(con)
+                .await?;
+            if holder.as_deref() != Some(node) {
+                tracing::warn!(nick = %folded, "a nickname held here was claimed elsewhere during an outage");
+            }
+        }
+    }
+    let mut sync = scripts.sync.prepare_invoke();
+    sync.arg(node).arg(nicks.len());
+    for nick in &nicks {
+        sync.arg(nick).arg(names::fold(nick));
+    }
+    for m in &members {
+        sync.arg(&m.room).arg(&m.name).arg(&m.nick);
+    }
+    let _: i64 = sync.invoke_async(con).await?;
+    Ok(())
+}
+
+/// One message of a room's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    id: u64,
+    time: Option<i64>,
+    node: String,
+    nick: String,
+    text: String,
+}
+
+/// The text of a reply value, if it is one.
+fn text_of(value: &redis::Value) -> Option<&str> {
+    match value {
+        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        redis::Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The entries of an `XRANGE` or `XREVRANGE` reply, at most `max`, each
+/// checked: a stream id `<id>-0`, a nickname, text without control
+/// characters. What does not fit is skipped.
+fn entries(reply: redis::Value, max: usize) -> Vec<Entry> {
+    let redis::Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items.into_iter().take(max) {
+        let redis::Value::Array(pair) = item else {
+            continue;
+        };
+        let (Some(id), Some(redis::Value::Array(fields))) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        let Some(id) = text_of(id)
+            .and_then(|id| id.strip_suffix("-0"))
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let mut entry = Entry {
+            id,
+            time: None,
+            node: String::new(),
+            nick: String::new(),
+            text: String::new(),
+        };
+        for field in fields.chunks(2).take(8) {
+            let (Some(key), Some(value)) = (
+                field.first().and_then(text_of),
+                field.get(1).and_then(text_of),
+            ) else {
+                continue;
+            };
+            match key {
+                "nick" => value.clone_into(&mut entry.nick),
+                "text" => value.clone_into(&mut entry.text),
+                "node" => value.clone_into(&mut entry.node),
+                "time" => entry.time = value.parse().ok(),
+                _ => {}
+            }
+        }
+        if names::check_nick(&entry.nick).is_err()
+            || entry.text.len() > TEXT_MAX
+            || entry.text.chars().any(char::is_control)
+        {
+            continue;
+        }
+        out.push(entry);
+    }
+    out
+}
+
+/// Reads up to `count` messages of a room's stream: the newest (`Last`),
+/// the newest before an id, or the oldest after one; oldest first.
+async fn read_stream(
+    con: &mut MultiplexedConnection,
+    room: &str,
+    range: Range,
+    count: usize,
+) -> Result<Vec<Entry>, redis::RedisError> {
+    let key = format!("natter:stream:{room}");
+    let count = count.min(FETCH_MAX);
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let (reply, newest_first) = match range {
+        Range::Last => (
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(con)
+                .await?,
+            true,
+        ),
+        Range::Before(0) => return Ok(Vec::new()),
+        Range::Before(id) => (
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg(format!("{}-{}", id - 1, u64::MAX))
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(con)
+                .await?,
+            true,
+        ),
+        Range::Since(u64::MAX) => return Ok(Vec::new()),
+        Range::Since(id) => (
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(format!("{}-0", id + 1))
+                .arg("+")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(con)
+                .await?,
+            false,
+        ),
+    };
+    let mut found = entries(reply, count);
+    if newest_first {
+        found.reverse();
+    }
+    Ok(found)
+}
+
+/// Answers a room history fetch from the room's stream, straight into the
+/// asker's outbox, whole (like the store's answers).
+async fn history(
+    con: &mut MultiplexedConnection,
+    fetch: &Fetch,
+    outbox: SessionOutbox,
+    events: &Sender<Event>,
+) -> Result<(), redis::RedisError> {
+    let Scope::Room(room) = &fetch.scope else {
+        return Ok(());
+    };
+    let found = read_stream(con, room, fetch.range, fetch.count).await?;
+    let now = Timestamp::now();
+    let end = ServerLine::HistoryEnd {
+        target: fetch.target.clone(),
+        count: u32::try_from(found.len()).unwrap_or(u32::MAX),
+    };
+    let lines = found
+        .into_iter()
+        .map(|e| {
+            let record = Record {
+                id: e.id,
+                time: e.time.unwrap_or(now.unix()),
+                place: Place::Room(fetch.target.clone()),
+                nick: e.nick,
+                text: e.text,
+            };
+            encode(&history_line(&record, now))
+        })
+        .chain([encode(&end)]);
+    deliver_whole(fetch.client, outbox, lines, events);
+    Ok(())
+}
+
+/// The answer to a fetch the bus could not make.
+fn unavailable() -> impl Iterator<Item = crate::protocol::Line> {
+    std::iter::once(encode(&ServerLine::Err {
+        code: crate::protocol::ErrorCode::ClusterUnavailable,
+        text: "This server cannot reach the other nodes right now; try again in a moment."
+            .into(),
+    }))
+}
+
+/// After an outage: the messages of every room with members (and every
+/// room this node delivered messages of) numbered after the last one this
+/// node delivered there, oldest first, bounded.
+async fn missed(
+    state: &State,
+    con: &mut MultiplexedConnection,
+) -> Result<Vec<(String, Entry)>, redis::RedisError> {
+    let mut rooms: Vec<String> = redis::cmd("HKEYS")
+        .arg("natter:rooms")
+        .query_async(con)
+        .await?;
+    rooms.truncate(ROOMS_TRACKED);
+    let listed: HashSet<String> = rooms.iter().cloned().collect();
+    rooms.extend(state.last.keys().filter(|k| !listed.contains(*k)).cloned());
+    let mut all = Vec::new();
+    for room in rooms {
+        if !names::is_room(&room) {
+            continue;
+        }
+        let since = state.last.get(&room).copied().unwrap_or(state.high);
+        let found = read_stream(con, &room, Range::Since(since), CATCHUP_PER_ROOM).await?;
+        if found.len() == CATCHUP_PER_ROOM {
+            tracing::warn!(%room, "more messages missed than a node catches up on; clients fetch the rest with HISTORY");
+        }
+        all.extend(found.into_iter().map(|e| (room.clone(), e)));
+        if all.len() >= CATCHUP_MAX {
+            tracing::warn!("more messages missed than a node catches up on");
+            break;
+        }
+    }
+    all.sort_by_key(|(_, e)| e.id);
+    Ok(all)
 }
 
 /// The JSON of a message without its placeholder id, `{"t":...}`: the

@@ -18,6 +18,7 @@ use smol::Timer;
 use super::outbox::{QueuedBytes, SessionOutbox};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
+use super::cluster::Work;
 use crate::hub::cluster::{Publish, Remote};
 use crate::hub::history::history_line;
 use crate::hub::outbox::{Outbox, Rejected};
@@ -108,13 +109,26 @@ fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, 
 /// Gives the cluster bus what the hub queued for it; what its full queue
 /// refuses is answered `ERR cluster-unavailable` at once. The hub never
 /// waits for Redis.
-fn hand_to_bus(hub: &mut Hub<SessionOutbox>, bus: Option<&Sender<Publish>>, now: Timestamp) {
+///
+/// A room history fetch goes with the asker's outbox: the bus answers it
+/// from the room's stream straight into it, as the store does.
+fn hand_to_bus(hub: &mut Hub<SessionOutbox>, bus: Option<&Sender<Work>>, now: Timestamp) {
     let Some(bus) = bus else {
         return;
     };
     for publish in hub.take_published() {
-        if let Err(err) = bus.try_send(publish) {
-            hub.cluster_refused(err.into_inner(), now);
+        let work = match publish {
+            Publish::History(fetch) => match hub.outbox(fetch.client).cloned() {
+                Some(outbox) => Work::History(fetch, outbox),
+                None => continue,
+            },
+            publish => Work::Publish(publish),
+        };
+        if let Err(err) = bus.try_send(work) {
+            match err.into_inner() {
+                Work::Publish(publish) => hub.cluster_refused(publish, now),
+                Work::History(fetch, _) => hub.cluster_refused(Publish::History(fetch), now),
+            }
         }
     }
 }
@@ -272,7 +286,7 @@ pub(crate) const OVERFLOW: &str = "too slow: stopped reading";
 /// client is dropped like any client whose outbox overflows (the hub
 /// removes it and tells the others it was too slow), so that no one is
 /// left with a cut-off replay and no end to it.
-fn deliver_whole(
+pub(crate) fn deliver_whole(
     client: ClientId,
     mut outbox: SessionOutbox,
     lines: impl Iterator<Item = Line>,
@@ -308,7 +322,7 @@ pub(crate) struct Backends {
     /// The accounts thread.
     pub(crate) accounts: Accounts,
     /// The cluster bus, in cluster mode.
-    pub(crate) bus: Option<Sender<Publish>>,
+    pub(crate) bus: Option<Sender<Work>>,
 }
 
 /// The hub task: applies events in order, expires unregistered connections
