@@ -8,8 +8,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::raw::Client;
@@ -20,6 +23,9 @@ struct Redis {
     child: Child,
     port: u16,
     dir: TempDir,
+    /// Whether it writes every command to its append-only file before
+    /// answering (`--appendfsync always`), so a restart keeps it all.
+    aof: bool,
 }
 
 fn free_port() -> u16 {
@@ -33,6 +39,11 @@ impl Redis {
     /// Starts one, or `None` (having said why) if redis-server is missing
     /// outside CI.
     fn start(name: &str) -> Option<Redis> {
+        Self::start_with(name, false)
+    }
+
+    /// Like [`Redis::start`], keeping everything across restarts if `aof`.
+    fn start_with(name: &str, aof: bool) -> Option<Redis> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -47,16 +58,27 @@ impl Redis {
         }
         let dir = TempDir::new(&format!("redis-{name}"));
         let port = free_port();
-        let child = Self::spawn(port, &dir);
-        let redis = Redis { child, port, dir };
+        let child = Self::spawn(port, &dir, aof);
+        let redis = Redis {
+            child,
+            port,
+            dir,
+            aof,
+        };
         redis.wait_ready();
         Some(redis)
     }
 
-    fn spawn(port: u16, dir: &TempDir) -> Child {
+    fn spawn(port: u16, dir: &TempDir, aof: bool) -> Child {
+        let persistence: &[&str] = if aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(persistence)
             .arg("--dir")
             .arg(&dir.0)
             .stdin(Stdio::null())
@@ -95,7 +117,7 @@ impl Redis {
 
     /// Starts it again on the same port, empty.
     fn restart(&mut self) {
-        self.child = Self::spawn(self.port, &self.dir);
+        self.child = Self::spawn(self.port, &self.dir, self.aof);
         self.wait_ready();
     }
 }
@@ -108,12 +130,159 @@ impl Drop for Redis {
 
 /// An in-process node called `node`.
 fn node(redis: &Redis, node: &str) -> common::Server {
+    node_at(&redis.url(), node)
+}
+
+/// An in-process node called `node` that reaches Redis at `url`.
+fn node_at(url: &str, node: &str) -> common::Server {
     common::start(natter::Config {
-        cluster: Some(redis.url()),
+        cluster: Some(url.to_owned()),
         node_id: Some(node.to_owned()),
         node_ttl: Duration::from_secs(2),
         ..common::config()
     })
+}
+
+/// A loopback TCP proxy in front of a Redis, which a test cuts to take one
+/// node (and only it) away from Redis: its connections are shut down and
+/// new ones closed at once until it is restored. Its threads end when it
+/// is dropped.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(redis: &Redis) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        listener.set_nonblocking(true).expect("non-blocking accept");
+        let port = listener.local_addr().expect("proxy address").port();
+        let target = redis.port;
+        let up = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (up, stop, live) = (up.clone(), stop.clone(), live.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((client, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    if !up.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                        continue;
+                    };
+                    let _ = client.set_nonblocking(false);
+                    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = from.shutdown(Shutdown::Both);
+                            let _ = to.shutdown(Shutdown::Both);
+                        });
+                    };
+                    let (Ok(c2), Ok(s2), Ok(c3)) =
+                        (client.try_clone(), server.try_clone(), client.try_clone())
+                    else {
+                        continue;
+                    };
+                    if let Ok(mut live) = live.lock() {
+                        live.push(c3);
+                    }
+                    pipe(client, server);
+                    pipe(s2, c2);
+                }
+            })
+        };
+        Proxy {
+            port,
+            up,
+            stop,
+            live,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Cuts every connection through it, and refuses new ones.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        if let Ok(mut live) = self.live.lock() {
+            for stream in live.drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Lets connections through again.
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The `HIST` lines up to the next `HIST END <target>`, as (id, nick,
+/// text), and the count that line gives.
+fn history(client: &mut Client, target: &str) -> (Vec<(u64, String, String)>, u32) {
+    let mut got = Vec::new();
+    for _ in 0..2000 {
+        let line = client.until("HIST ");
+        match natter::protocol::ServerLine::parse(&line) {
+            Ok(natter::protocol::ServerLine::HistoryEnd { target: t, count }) if t == target => {
+                return (got, count);
+            }
+            Ok(natter::protocol::ServerLine::History(inner)) => {
+                if let natter::protocol::ServerLine::Msg { id, nick, text, .. } = *inner {
+                    got.push((id, nick, text));
+                }
+            }
+            other => panic!(
+                "{}: not a history line: {line:?} ({other:?})",
+                client.name()
+            ),
+        }
+    }
+    panic!("{}: no HIST END {target}", client.name());
+}
+
+/// Connects to `addr` as `nick`, retrying (at most 5 s) while the nickname
+/// is still held elsewhere.
+fn register_when_free(addr: SocketAddr, nick: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = Client::connect(addr);
+        client.expect("HELLO ");
+        client.send_line(&format!("NICK {nick}"));
+        let answer = client.line();
+        if answer.starts_with("WELCOME ") {
+            client.set_name(nick);
+            client.expect("JOIN ");
+            client.expect("USERS #lobby");
+            return client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{nick} never became free: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A `natter serve` child process, killed by PID when dropped.
@@ -376,4 +545,208 @@ fn redis_trouble_is_said_and_refused_then_chat_resumes() {
     alice.send_line("back?");
     let (_, _, _, nick, text) = parse_msg(&bob.until("MSG "));
     assert_eq!((nick.as_str(), text.as_str()), ("alice", "back?"));
+}
+
+#[test]
+fn a_client_that_moves_to_another_node_resumes_with_since() {
+    let Some(redis) = Redis::start("since") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut mia = Client::register(a.addr, "mia");
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut alice, "bob", true);
+    wait_users(&mut bob, "mia", true);
+    bob.send_line("m1");
+    let (_, seen, ..) = parse_msg(&mia.until("MSG "));
+    let (_, first, ..) = parse_msg(&alice.until("MSG "));
+    assert_eq!(seen, first);
+    drop(mia);
+    alice.until("QUIT ");
+    let mut said = Vec::new();
+    for i in 2..=4 {
+        bob.send_line(&format!("m{i}"));
+        let (_, id, _, nick, text) = parse_msg(&alice.until("MSG "));
+        said.push((id, nick, text));
+    }
+    // mia comes back on the other node: the join replays the room from the
+    // cluster's stream, and `since` gives exactly what she missed.
+    let mut mia = register_when_free(b.addr, "mia");
+    let (replay, _) = history(&mut mia, "#lobby");
+    let replayed: Vec<&str> = replay.iter().map(|m| m.2.as_str()).collect();
+    assert_eq!(replayed, ["m1", "m2", "m3", "m4"]);
+    mia.send_line(&format!("HISTORY #lobby since {seen}"));
+    let (missed, count) = history(&mut mia, "#lobby");
+    assert_eq!(missed, said);
+    assert_eq!(count, 3);
+    mia.send_line("HISTORY #lobby 2");
+    let (last, _) = history(&mut mia, "#lobby");
+    assert_eq!(last, said[1..]);
+    mia.send_line(&format!("HISTORY #lobby before {}", said[0].0));
+    let (before, _) = history(&mut mia, "#lobby");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].0, seen);
+    // A room one is not in stays closed.
+    mia.send_line("HISTORY #elsewhere");
+    mia.expect("ERR ");
+}
+
+#[test]
+fn a_node_cut_off_from_redis_catches_up_in_order_and_never_twice() {
+    let Some(redis) = Redis::start("catchup") else {
+        return;
+    };
+    let proxy = Proxy::start(&redis);
+    let a = node_at(&proxy.url(), "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut bob = Client::register(b.addr, "bob");
+    let mut carol = Client::register(b.addr, "carol");
+    wait_users(&mut alice, "carol", true);
+    wait_users(&mut bob, "alice", true);
+    bob.send_line("before");
+    let (_, before, ..) = parse_msg(&alice.until("MSG "));
+    assert_eq!(parse_msg(&carol.until("MSG ")).1, before);
+    proxy.cut();
+    let info = alice.until("INFO ");
+    assert!(info.contains("lost touch"), "{info}");
+    let mut said = Vec::new();
+    for i in 0..5 {
+        bob.send_line(&format!("x{i}"));
+        let (_, id, _, nick, text) = parse_msg(&carol.until("MSG "));
+        said.push((id, nick, text));
+    }
+    assert!(said[0].0 > before);
+    proxy.restore();
+    let info = alice.until("INFO ");
+    assert!(info.contains("again"), "{info}");
+    let got: Vec<(u64, String, String)> = (0..5)
+        .map(|_| {
+            let (_, id, _, nick, text) = parse_msg(&alice.until("MSG "));
+            (id, nick, text)
+        })
+        .collect();
+    assert_eq!(got, said, "what alice missed, in order");
+    bob.send_line("after");
+    let (_, _, _, _, text) = parse_msg(&alice.until("MSG "));
+    assert_eq!(text, "after", "nothing comes twice");
+}
+
+#[test]
+fn parts_and_quits_during_an_outage_reach_the_others_once_it_is_over() {
+    let Some(redis) = Redis::start("resync") else {
+        return;
+    };
+    let proxy = Proxy::start(&redis);
+    let a = node_at(&proxy.url(), "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let quinn = Client::register(a.addr, "quinn");
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut bob, "quinn", true);
+    bob.send_line("JOIN #side");
+    bob.until("USERS #side");
+    alice.send_line("JOIN #side");
+    alice.until("USERS #side");
+    let join = bob.until("JOIN ");
+    assert!(join.ends_with(" #side alice"), "{join}");
+    proxy.cut();
+    alice.until("INFO ");
+    alice.send_line("PART #side");
+    alice.until("PART ");
+    drop(quinn);
+    alice.until("QUIT ");
+    proxy.restore();
+    alice.until("INFO ");
+    let mut part = 0;
+    let mut quit = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (part, quit) != (1, 1) {
+        assert!(Instant::now() < deadline, "part {part}, quit {quit}");
+        let line = bob.line();
+        if line.starts_with("PART ") && line.contains(" #side alice ") {
+            part += 1;
+        }
+        if line.starts_with("QUIT ") && line.contains(" quinn ") {
+            quit += 1;
+        }
+        assert!(!line.starts_with("JOIN "), "{line}");
+    }
+    bob.silent(500);
+    let users = wait_users(&mut bob, "quinn", false);
+    assert!(users.contains("alice"), "{users}");
+    bob.send_line("USERS #side");
+    let side = bob.until("USERS #side");
+    assert!(!side.contains("alice"), "{side}");
+}
+
+#[test]
+fn a_node_cut_off_longer_than_the_ttl_comes_back_once() {
+    let Some(redis) = Redis::start("ttl") else {
+        return;
+    };
+    let proxy = Proxy::start(&redis);
+    let a = node_at(&proxy.url(), "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut bob, "alice", true);
+    proxy.cut();
+    // The others take node a for dead after its TTL (2 s).
+    let quit = bob.until("QUIT ");
+    assert!(quit.contains(" alice "), "{quit}");
+    proxy.restore();
+    alice.until("INFO ");
+    let join = bob.until("JOIN ");
+    assert!(join.ends_with(" #lobby alice"), "{join}");
+    bob.silent(1000);
+    wait_users(&mut bob, "alice", true);
+    // And alice's nickname is hers again across the cluster.
+    let mut thief = Client::connect(b.addr);
+    thief.expect("HELLO ");
+    thief.send_line("NICK alice");
+    thief.expect("ERR nick-taken ");
+    alice.send_line("back");
+    let (_, _, _, nick, text) = parse_msg(&bob.until("MSG "));
+    assert_eq!((nick.as_str(), text.as_str()), ("alice", "back"));
+}
+
+#[test]
+fn redis_restarted_mid_chat_loses_nothing_it_accepted() {
+    let Some(mut redis) = Redis::start_with("aof", true) else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut bob, "alice", true);
+    bob.send_line("r0");
+    let (_, start, ..) = parse_msg(&alice.until("MSG "));
+    let mut said = Vec::new();
+    for i in 1..=3 {
+        bob.send_line(&format!("r{i}"));
+        let (_, id, _, nick, text) = parse_msg(&alice.until("MSG "));
+        said.push((id, nick, text));
+    }
+    redis.kill();
+    alice.until("INFO ");
+    redis.restart();
+    let info = alice.until("INFO ");
+    assert!(info.contains("again"), "{info}");
+    alice.send_line(&format!("HISTORY #lobby since {start}"));
+    let (kept, _) = history(&mut alice, "#lobby");
+    assert_eq!(kept, said);
+    // Once bob's node is back too, chat goes on: no message twice, and
+    // ids keep growing.
+    let info = bob.until("INFO ");
+    assert!(info.contains("lost touch"), "{info}");
+    let info = bob.until("INFO ");
+    assert!(info.contains("again"), "{info}");
+    bob.send_line("r4");
+    let (_, id, _, _, text) = parse_msg(&alice.until("MSG "));
+    assert_eq!(text, "r4");
+    assert!(id > said[2].0);
 }

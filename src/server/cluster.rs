@@ -488,11 +488,7 @@ pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Work>, events: Sender<Ev
             tracing::error!(%err, "--cluster is not a Redis URL; every cluster command is refused");
             let _ = events.send(Event::Cluster(Remote::Down)).await;
             while let Ok(effect) = effects.recv().await {
-                if events
-                    .send(Event::Cluster(effect.refused()))
-                    .await
-                    .is_err()
-                {
+                if events.send(Event::Cluster(effect.refused())).await.is_err() {
                     return;
                 }
             }
@@ -537,11 +533,7 @@ pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Work>, events: Sender<Ev
             loop {
                 match effects.recv().await {
                     Ok(effect) => {
-                        if events
-                            .send(Event::Cluster(effect.refused()))
-                            .await
-                            .is_err()
-                        {
+                        if events.send(Event::Cluster(effect.refused())).await.is_err() {
                             return true;
                         }
                     }
@@ -1195,8 +1187,7 @@ async fn history(
 fn unavailable() -> impl Iterator<Item = crate::protocol::Line> {
     std::iter::once(encode(&ServerLine::Err {
         code: crate::protocol::ErrorCode::ClusterUnavailable,
-        text: "This server cannot reach the other nodes right now; try again in a moment."
-            .into(),
+        text: "This server cannot reach the other nodes right now; try again in a moment.".into(),
     }))
 }
 
@@ -1429,6 +1420,44 @@ mod tests {
         assert_eq!(receive(&b, &vec![b' '; PAYLOAD_MAX + 1]), None);
         let own = br##"{"t":"join","node":"a","room":"#x","nick":"n"}"##;
         assert_eq!(receive(&b, own), None, "own presence is applied already");
+    }
+
+    #[test]
+    fn hostile_stream_entries_are_skipped() {
+        use redis::Value::{Array, BulkString, Int};
+        let b = |s: &str| BulkString(s.as_bytes().to_vec());
+        let fields = |nick: &str, text: &str| {
+            Array(vec![
+                b("nick"),
+                b(nick),
+                b("text"),
+                b(text),
+                b("node"),
+                b("a"),
+            ])
+        };
+        let reply = Array(vec![
+            Array(vec![b("17-0"), fields("bob", "hi")]),
+            Array(vec![b("18-1"), fields("bob", "not ours")]),
+            Array(vec![b("x-0"), fields("bob", "bad id")]),
+            Array(vec![b("19-0"), fields("bad nick", "x")]),
+            Array(vec![b("20-0"), fields("bob", "line\nbreak")]),
+            Array(vec![b("21-0")]),
+            Int(5),
+            Array(vec![b("22-0"), Array(vec![b("nick")])]),
+            Array(vec![b("23-0"), fields("eve", "ok")]),
+        ]);
+        let got = entries(reply, 100);
+        let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [17, 23]);
+        assert_eq!(got[0].node, "a");
+        assert!(entries(Int(1), 10).is_empty());
+        let many = Array(
+            (0..50)
+                .map(|i| Array(vec![b(&format!("{i}-0")), fields("bob", "x")]))
+                .collect(),
+        );
+        assert_eq!(entries(many, 10).len(), 10);
     }
 
     #[test]

@@ -15,10 +15,10 @@ use async_channel::{Receiver, Sender};
 use futures_lite::future;
 use smol::Timer;
 
+use super::cluster::Work;
 use super::outbox::{QueuedBytes, SessionOutbox};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
-use super::cluster::Work;
 use crate::hub::cluster::{Publish, Remote};
 use crate::hub::history::history_line;
 use crate::hub::outbox::{Outbox, Rejected};
