@@ -6,6 +6,7 @@
 //! under `CI=true`, where that is a failure.
 
 mod common;
+mod operators;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -749,4 +750,91 @@ fn redis_restarted_mid_chat_loses_nothing_it_accepted() {
     let (_, id, _, _, text) = parse_msg(&alice.until("MSG "));
     assert_eq!(text, "r4");
     assert!(id > said[2].0);
+}
+
+/// Connects to `server` from the loopback address `127.0.0.<last>`.
+fn connect_from(server: SocketAddr, last: u8) -> Client {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let local = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(127, 0, 0, last), 0);
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    bind(&fd, &local).unwrap_or_else(|e| panic!("bind {local}: {e}"));
+    connect(&fd, &server).unwrap_or_else(|e| panic!("connect {server} from {local}: {e}"));
+    let stream = TcpStream::from(fd);
+    stream.set_nodelay(true).expect("set_nodelay");
+    Client::over(stream, format!("client from 127.0.0.{last}"))
+}
+
+#[test]
+fn an_operator_on_one_node_kicks_mutes_and_bans_users_on_another() {
+    let Some(redis) = Redis::start("ops") else {
+        return;
+    };
+    let dir = operators::temp_dir("cluster-ops");
+    operators::make_operator(&dir);
+    let a = common::start(natter::Config {
+        cluster: Some(redis.url()),
+        node_id: Some("a".into()),
+        node_ttl: Duration::from_secs(2),
+        ..operators::sqlite_config(&dir)
+    });
+    let b = node(&redis, "b");
+    // In cluster mode the nickname is claimed after the password check:
+    // ACCOUNT comes first, WELCOME once the cluster agreed.
+    let mut op = Client::connect(a.addr);
+    op.set_name("oper");
+    op.expect("HELLO ");
+    op.send_line("LOGIN oper operator-password");
+    op.until("ACCOUNT oper op ");
+    op.until("WELCOME oper ");
+    op.until("USERS #lobby");
+    let mut dave = Client::register(b.addr, "dave");
+    let mut erin = Client::register(b.addr, "erin");
+    let mut sam = connect_from(b.addr, 2).register_as("sam");
+    wait_users(&mut op, "sam", true);
+
+    // A kick reaches the node dave is on, which closes him.
+    op.send_line("KICK dave enough");
+    let line = op.until("MOD ");
+    assert!(line.contains(" #lobby oper kick dave "), "{line}");
+    let line = erin.until("MOD ");
+    assert!(line.contains(" #lobby oper kick dave "), "{line}");
+    let err = dave.until("ERR ");
+    assert!(
+        err.starts_with("ERR kicked You were kicked by oper"),
+        "{err}"
+    );
+    dave.until("BYE ");
+    let quit = op.until("QUIT ");
+    assert!(quit.contains(" dave kicked by oper"), "{quit}");
+
+    // A mute holds on erin's node.
+    op.send_line("MUTE erin 10m calm down");
+    let line = erin.until("MOD ");
+    assert!(line.contains(" #lobby oper mute erin "), "{line}");
+    erin.send_line("but");
+    erin.until("ERR muted ");
+    op.send_line("UNMUTE erin");
+    erin.until("MOD ");
+    erin.send_line("thanks");
+    let (_, _, _, nick, text) = parse_msg(&op.until("MSG "));
+    assert_eq!((nick.as_str(), text.as_str()), ("erin", "thanks"));
+
+    // An address ban closes who it matches on every node, and keeps
+    // newcomers from that address out there too.
+    op.send_line("BAN 127.0.0.2 1h spam");
+    let err = sam.until("ERR ");
+    assert!(err.starts_with("ERR banned "), "{err}");
+    sam.until("BYE ");
+    let quit = erin.until("QUIT ");
+    assert!(quit.contains(" sam banned by oper"), "{quit}");
+    let mut again = connect_from(b.addr, 2);
+    let err = again.line();
+    assert!(err.starts_with("ERR banned "), "{err}");
+
+    // A nickname ban holds on the other node: its holder goes, and the
+    // nickname cannot be taken there.
+    op.send_line("BAN erin 1h");
+    let err = erin.until("ERR ");
+    assert!(err.starts_with("ERR banned "), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -118,6 +118,8 @@ pub enum Publish {
         /// Who is in which room here.
         members: Vec<Membership>,
     },
+    /// An operator's action here, for every other node to apply too.
+    Moderate(Moderation),
     /// A whisper to number and deliver to the recipient's node.
     Whisper {
         /// The sender, told if it cannot be sent.
@@ -132,6 +134,58 @@ pub enum Publish {
         text: String,
     },
 }
+
+/// What an operator did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sanction {
+    /// The user holding `nick` is disconnected by the node it is on.
+    Kick {
+        /// Who.
+        nick: String,
+    },
+    /// `nick` may not talk until `until` (Unix seconds), on every node.
+    Mute {
+        /// Who, folded.
+        nick: String,
+        /// Until when.
+        until: i64,
+    },
+    /// A mute on `nick` is lifted.
+    Unmute {
+        /// Who, folded.
+        nick: String,
+    },
+    /// A ban on a nickname or an address range (as `BanTarget` writes and
+    /// parses it), until `until`; each node closes who it matches there.
+    Ban {
+        /// What is banned.
+        target: String,
+        /// Until when.
+        until: i64,
+    },
+    /// A ban is lifted.
+    Unban {
+        /// What was banned.
+        target: String,
+    },
+}
+
+/// An operator's action, as it travels between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moderation {
+    /// The operator's nickname.
+    pub by: String,
+    /// What was done.
+    pub sanction: Sanction,
+    /// Why, in words (may be empty).
+    pub reason: String,
+    /// The folded names of the rooms the `MOD` line goes to: the target's
+    /// and the operator's current room.
+    pub rooms: Vec<String>,
+}
+
+/// The most rooms a remote `MOD` line is announced in.
+pub(super) const MOD_ROOMS_MAX: usize = 64;
 
 /// A local user's place in a room, as [`Publish::Resync`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +292,13 @@ pub enum Remote {
         /// The new one.
         new: String,
     },
+    /// An operator on another node acted.
+    Moderate {
+        /// Its node.
+        node: String,
+        /// What it did.
+        moderation: Moderation,
+    },
     /// Another node stopped (its heartbeat ran out): its users are gone.
     NodeDown {
         /// The node.
@@ -262,8 +323,8 @@ fn clean_text(text: &str) -> bool {
     text.len() <= REMOTE_TEXT_MAX && !text.chars().any(char::is_control)
 }
 
-/// True if `reason` may go into a `PART` or `QUIT` line.
-fn clean_reason(reason: &str) -> bool {
+/// True if `reason` may go into a `PART`, `QUIT` or `MOD` line.
+pub(super) fn clean_reason(reason: &str) -> bool {
     clean_text(reason)
 }
 
@@ -325,6 +386,9 @@ impl<O: Outbox> Hub<O> {
                 }
             }
             Remote::Rename { node, old, new } => self.remote_rename(&node, &old, &new, now),
+            Remote::Moderate { node, moderation } => {
+                self.remote_moderation(&node, moderation, now);
+            }
             Remote::NodeDown { node } => {
                 let gone: Vec<String> = self
                     .remote
@@ -354,6 +418,7 @@ impl<O: Outbox> Hub<O> {
             }
             Publish::History(fetch) => self.unavailable(fetch.client),
             Publish::Resync { .. }
+            | Publish::Moderate(_)
             | Publish::Release { .. }
             | Publish::Join { .. }
             | Publish::Part { .. }

@@ -160,6 +160,9 @@ impl Cluster {
                 };
                 self.hubs[at].cluster(whisper, t());
             }
+            Publish::Moderate(moderation) => {
+                self.send_others(from, Remote::Moderate { node, moderation });
+            }
             // Room history and resynchronisation are the bus's (tests/cluster.rs).
             Publish::History(_) | Publish::Resync { .. } => {}
         }
@@ -344,4 +347,53 @@ fn without_the_cluster_chat_is_refused_not_lost() {
         .take()
         .iter()
         .any(|l| l.starts_with("ERR cluster-unavailable ")));
+}
+
+#[test]
+fn moderation_from_another_node_is_checked_then_applied() {
+    use super::cluster::{Moderation, Sanction};
+    let mut c = Cluster::new();
+    let bob = c.connect(1, 2);
+    c.say(1, 2, nick("bob"));
+    bob.take();
+    let moderate = |by: &str, sanction: Sanction, reason: &str| Remote::Moderate {
+        node: "a".into(),
+        moderation: Moderation {
+            by: by.into(),
+            sanction,
+            reason: reason.into(),
+            rooms: vec!["#lobby".into(), "bad room".into()],
+        },
+    };
+    // Hostile: a bad operator name, a reason with a line break, a bad target.
+    let kick = || Sanction::Kick { nick: "bob".into() };
+    c.hubs[1].cluster(moderate("bad nick", kick(), ""), t());
+    c.hubs[1].cluster(moderate("oper", kick(), "a\r\nQUIT"), t());
+    c.hubs[1].cluster(
+        moderate("oper", Sanction::Kick { nick: "x y".into() }, ""),
+        t(),
+    );
+    assert!(bob.take().is_empty());
+    assert!(c.hubs[1].nick(2).is_some());
+    // A mute from elsewhere holds here; a kick closes its target here.
+    c.hubs[1].cluster(
+        moderate(
+            "oper",
+            Sanction::Mute {
+                nick: "bob".into(),
+                until: t().unix() + 600,
+            },
+            "",
+        ),
+        t(),
+    );
+    c.say(1, 2, msg("hi"));
+    assert!(bob.take().iter().any(|l| l.starts_with("ERR muted ")));
+    c.hubs[1].cluster(moderate("oper", kick(), "enough"), t());
+    let lines = bob.take();
+    assert!(
+        lines.iter().any(|l| l.starts_with("ERR kicked ")),
+        "{lines:?}"
+    );
+    assert!(c.hubs[1].nick(2).is_none());
 }

@@ -44,6 +44,7 @@ use words::{ban_text, greeting, HELP};
 
 mod accounts;
 pub mod cluster;
+mod cluster_moderation;
 #[cfg(test)]
 mod cluster_tests;
 pub mod history;

@@ -9,8 +9,10 @@
 //! # What lives in Redis (all keys under `natter:`)
 //! - `seq`: the last message id. One Lua script per message or whisper
 //!   takes the next id (the later of "last + 1", Redis's clock in
-//!   microseconds and the node's own floor), adds a room message to the
-//!   room's stream `stream:<room>` (trimmed to `--history-max`), and
+//!   microseconds, the node's own floor and the stream's last entry), adds a
+//!   room message to the room's stream `stream:<room>` (trimmed to
+//!   `--history-max`; the entry's id is `<message id>-0`, its fields `nick`,
+//!   `text`, `node` and `time`: the room's history, read by id), and
 //!   publishes it, all at once: ids are agreed by every node and only grow,
 //!   and publication order is id order.
 //! - `nick:<folded>`: the node holding a nickname, set with `NX PX` (the
@@ -25,7 +27,8 @@
 //!   announces the leave of that node's users once.
 //!
 //! Channels: `natter:room:<room>` (messages, joins and parts; every node
-//! subscribes to the pattern), `natter:all` (quits, renames, dead nodes) and
+//! subscribes to the pattern), `natter:all` (quits, renames, dead nodes,
+//! operators' actions: kicks, mutes and bans, which every node applies) and
 //! `natter:node:<node>` (whispers to that node's users). Payloads are JSON,
 //! at most [`PAYLOAD_MAX`] bytes; anything else is dropped, and what is
 //! parsed is checked again by the hub.
@@ -46,7 +49,9 @@ use smol::Timer;
 
 use super::hub_task::{deliver_whole, Event};
 use super::outbox::SessionOutbox;
-use crate::hub::cluster::{Member, Membership, Publish, Remote, SNAPSHOT_MAX};
+use crate::hub::cluster::{
+    Member, Membership, Moderation, Publish, Remote, Sanction, SNAPSHOT_MAX,
+};
 use crate::hub::history::history_line;
 use crate::names;
 use crate::protocol::{encode, ServerLine, Timestamp};
@@ -194,6 +199,42 @@ enum Wire {
     Down {
         node: String,
     },
+    Mod {
+        node: String,
+        by: String,
+        /// `kick`, `mute`, `unmute`, `ban` or `unban`.
+        action: String,
+        /// A nickname, or for bans a nickname or an address range.
+        target: String,
+        #[serde(default)]
+        until: i64,
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        rooms: Vec<String>,
+    },
+}
+
+impl Wire {
+    /// An operator's action as it travels.
+    fn moderation(node: &str, m: Moderation) -> Wire {
+        let (action, target, until) = match m.sanction {
+            Sanction::Kick { nick } => ("kick", nick, 0),
+            Sanction::Mute { nick, until } => ("mute", nick, until),
+            Sanction::Unmute { nick } => ("unmute", nick, 0),
+            Sanction::Ban { target, until } => ("ban", target, until),
+            Sanction::Unban { target } => ("unban", target, 0),
+        };
+        Wire::Mod {
+            node: node.to_owned(),
+            by: m.by,
+            action: action.to_owned(),
+            target,
+            until,
+            reason: m.reason,
+            rooms: m.rooms,
+        }
+    }
 }
 
 /// The Lua that takes the next message id into `s`; `ARGV[1]` is the
@@ -945,6 +986,15 @@ async fn apply(
         // The hub task hands fetches over as `Work::History`, with their
         // outbox; one without cannot be answered.
         Publish::History(fetch) => Ok(Some(Remote::Refused(Publish::History(fetch)))),
+        Publish::Moderate(moderation) => {
+            let payload = json(&Wire::moderation(node, moderation));
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("natter:all")
+                .arg(payload)
+                .query_async(con)
+                .await?;
+            Ok(None)
+        }
         Publish::Resync { nicks, members } => {
             resync(bus, scripts, state, con, nicks, members).await?;
             Ok(None)
@@ -1372,6 +1422,36 @@ fn receive(bus: &Bus, payload: &[u8]) -> Option<Remote> {
         Wire::Quit { node, nick, reason } if !mine(&node) => Remote::Quit { node, nick, reason },
         Wire::Rename { node, old, new } if !mine(&node) => Remote::Rename { node, old, new },
         Wire::Down { node } if !mine(&node) => Remote::NodeDown { node },
+        Wire::Mod {
+            node,
+            by,
+            action,
+            target,
+            until,
+            reason,
+            rooms,
+        } if !mine(&node) => {
+            let sanction = match action.as_str() {
+                "kick" => Sanction::Kick { nick: target },
+                "mute" => Sanction::Mute {
+                    nick: target,
+                    until,
+                },
+                "unmute" => Sanction::Unmute { nick: target },
+                "ban" => Sanction::Ban { target, until },
+                "unban" => Sanction::Unban { target },
+                _ => return None,
+            };
+            Remote::Moderate {
+                node,
+                moderation: Moderation {
+                    by,
+                    sanction,
+                    reason,
+                    rooms,
+                },
+            }
+        }
         _ => return None,
     })
 }
