@@ -838,3 +838,70 @@ fn an_operator_on_one_node_kicks_mutes_and_bans_users_on_another() {
     assert!(err.starts_with("ERR banned "), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_nickname_registered_on_one_node_is_registered_on_every_node() {
+    let Some(redis) = Redis::start("accounts") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    alice.send_line("REGISTER alices-password");
+    alice.until("ACCOUNT alice ");
+    drop(alice);
+    // Once alice has gone, a guest on the other node still cannot take her
+    // nickname (the nodes reload the cluster's accounts within a second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut guest = Client::connect(b.addr);
+        guest.expect("HELLO ");
+        guest.send_line("NICK alice");
+        let answer = guest.line();
+        if answer.starts_with("ERR nick-registered ") {
+            break;
+        }
+        assert!(
+            answer.starts_with("ERR nick-taken ") || answer.starts_with("WELCOME "),
+            "{answer}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "b never learnt that alice is registered: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Her password works there, and a wrong one does not.
+    let mut wrong = Client::connect(b.addr);
+    wrong.expect("HELLO ");
+    wrong.send_line("LOGIN alice not-her-password");
+    wrong.until("ERR ");
+    let mut alice = Client::connect(b.addr);
+    alice.expect("HELLO ");
+    alice.send_line("LOGIN alice alices-password");
+    let account = alice.until("ACCOUNT alice ");
+    assert!(!account.starts_with("ACCOUNT alice op "), "{account}");
+    alice.until("WELCOME alice ");
+    // Nobody registers it again on the first node.
+    let mut other = Client::register(a.addr, "ally");
+    other.send_line("NICK alice");
+    other.until("ERR ");
+    // A password changed on one node is the one every node checks.
+    alice.send_line("PASSWORD alices-password a-new-password");
+    alice.until("INFO ");
+    drop(alice);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = Client::connect(a.addr);
+        again.expect("HELLO ");
+        again.send_line("LOGIN alice a-new-password");
+        if again.line().starts_with("ACCOUNT alice ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new password never worked on a"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -270,11 +270,15 @@ async fn run(
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
         let events = events.clone();
-        Accounts::open_with(&config.accounts, config.accounts_wait, move |reply| {
-            // Blocks this thread (not the hub) while the hub is behind;
-            // fails at once after shutdown.
+        // Blocks this thread (not the hub) while the hub is behind; fails
+        // at once after shutdown.
+        let reply = move |reply| {
             let _ = events.send_blocking(Event::Account(reply));
-        })
+        };
+        match &config.cluster {
+            Some(url) => Accounts::open_shared(&config.accounts, config.accounts_wait, url, reply),
+            None => Accounts::open_with(&config.accounts, config.accounts_wait, reply),
+        }
         .map_err(io::Error::other)?
     };
     tracing::info!(
