@@ -836,6 +836,20 @@ fn an_operator_on_one_node_kicks_mutes_and_bans_users_on_another() {
     op.send_line("BAN erin 1h");
     let err = erin.until("ERR ");
     assert!(err.starts_with("ERR banned "), "{err}");
+    let mut erin = Client::connect(b.addr);
+    erin.expect("HELLO ");
+    erin.send_line("NICK erin");
+    erin.expect("ERR banned ");
+
+    // A node that starts later knows the bans made before it.
+    let c = node(&redis, "c");
+    let mut erin = Client::connect(c.addr);
+    erin.expect("HELLO ");
+    erin.send_line("NICK erin");
+    erin.expect("ERR banned ");
+    let mut again = connect_from(c.addr, 2);
+    let err = again.line();
+    assert!(err.starts_with("ERR banned "), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,9 +6,14 @@
 //! - `natter:accounts`: folded nickname to the account as JSON (nickname as
 //!   registered, its start id, the argon2 hash);
 //! - `natter:registered`: the set of registered folded nicknames;
-//! - `natter:accounts:version`: a counter every write raises, which each
-//!   node polls (every second) to reload the accounts when another node
-//!   registered one or changed a password.
+//! - `natter:bans` and `natter:mutes`: the bans (by target as `BanTarget`
+//!   writes it) and mutes (by folded nickname) as JSON, so that a node that
+//!   was down or cut off when one was made applies it once it reads them;
+//! - `natter:accounts:version`: a counter every change raises, which each
+//!   node polls (every second) to reload when another node registered an
+//!   account, changed a password, or banned or muted someone. Every node
+//!   stores a ban it is told of, so a write that changes nothing raises
+//!   nothing.
 //!
 //! This node's own store (SQLite or memory) stays under it: accounts made
 //! there (by `natter admin`, or before the cluster) still log in on this
@@ -41,6 +46,77 @@ const RETRY: Duration = Duration::from_secs(2);
 
 /// The most accounts a snapshot reads from Redis.
 const ACCOUNTS_MAX: usize = 1_000_000;
+
+/// The most bans, and the most mutes, a snapshot reads from Redis.
+const SANCTIONS_MAX: usize = 100_000;
+
+/// HSET `ARGV[2]` to `ARGV[3]` in hash `ARGV[1]` and raise the version,
+/// unless it holds that already.
+const PUT: &str = r"
+if redis.call('HGET', ARGV[1], ARGV[2]) == ARGV[3] then return 0 end
+redis.call('HSET', ARGV[1], ARGV[2], ARGV[3])
+redis.call('INCR', 'natter:accounts:version')
+return 1
+";
+
+/// HDEL `ARGV[2]` from hash `ARGV[1]`, raising the version if it was there.
+const DROP: &str = r"
+if redis.call('HDEL', ARGV[1], ARGV[2]) == 1 then
+  redis.call('INCR', 'natter:accounts:version')
+  return 1
+end
+return 0
+";
+
+#[derive(Serialize, Deserialize)]
+struct StoredBan {
+    until: i64,
+    by: String,
+    reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMute {
+    until: i64,
+    by: String,
+}
+
+/// A ban stored under `key`, if it is one.
+fn parse_ban(key: &str, value: &[u8]) -> Option<Ban> {
+    if value.len() > VALUE_MAX {
+        return None;
+    }
+    let stored: StoredBan = serde_json::from_slice(value).ok()?;
+    let target = BanTarget::parse(key);
+    if matches!(target, BanTarget::Nick(_)) && names::check_nick(key).is_err() {
+        return None;
+    }
+    if names::check_nick(&stored.by).is_err() || stored.reason.chars().any(char::is_control) {
+        return None;
+    }
+    Some(Ban {
+        target,
+        until: stored.until,
+        by: stored.by,
+        reason: stored.reason,
+    })
+}
+
+/// A mute stored under `key`, if it is one.
+fn parse_mute(key: &str, value: &[u8]) -> Option<Mute> {
+    if value.len() > VALUE_MAX || names::check_nick(key).is_err() {
+        return None;
+    }
+    let stored: StoredMute = serde_json::from_slice(value).ok()?;
+    if names::check_nick(&stored.by).is_err() {
+        return None;
+    }
+    Some(Mute {
+        nick: names::fold(key),
+        until: stored.until,
+        by: stored.by,
+    })
+}
 
 /// HSETNX the account, add it to the set, raise the version: 1 if it was
 /// new. KEYS: none; ARGV: folded nick, JSON.
@@ -149,6 +225,16 @@ impl Shared {
         }
     }
 
+    /// Runs [`PUT`] or [`DROP`] on `hash`; a failure is logged, as this
+    /// node's own store has the change already.
+    fn share(&mut self, script: &str, hash: &str, key: &str, value: &str) {
+        let script = redis::Script::new(script);
+        let done: Result<i64, _> = self.with(|c| script.arg(hash).arg(key).arg(value).invoke(c));
+        if let Err(err) = done {
+            tracing::warn!(%err, "a ban or mute did not reach the cluster's store");
+        }
+    }
+
     fn remote(&mut self, key: &str) -> Result<Option<(AccountInfo, String)>, AccountsError> {
         let value: Option<Vec<u8>> = self.with(|c| c.hget("natter:accounts", key))?;
         Ok(value.and_then(|v| parse(key, &v)))
@@ -222,10 +308,28 @@ impl Backend for Shared {
         let read = self.with(|c| {
             let version: Option<i64> = c.get("natter:accounts:version")?;
             let all: Vec<(String, Vec<u8>)> = c.hgetall("natter:accounts")?;
-            Ok((version.unwrap_or(0), all))
+            let bans: Vec<(String, Vec<u8>)> = c.hgetall("natter:bans")?;
+            let mutes: Vec<(String, Vec<u8>)> = c.hgetall("natter:mutes")?;
+            Ok((version.unwrap_or(0), all, bans, mutes))
         });
         match read {
-            Ok((version, all)) => {
+            Ok((version, all, bans, mutes)) => {
+                let known: std::collections::HashSet<BanTarget> =
+                    snapshot.bans.iter().map(|b| b.target.clone()).collect();
+                let more = bans
+                    .into_iter()
+                    .take(SANCTIONS_MAX)
+                    .filter_map(|(k, v)| parse_ban(&k, &v))
+                    .filter(|b| !known.contains(&b.target));
+                snapshot.bans.extend(more.collect::<Vec<_>>());
+                let known: std::collections::HashSet<String> =
+                    snapshot.mutes.iter().map(|m| m.nick.clone()).collect();
+                let more = mutes
+                    .into_iter()
+                    .take(SANCTIONS_MAX)
+                    .filter_map(|(k, v)| parse_mute(&k, &v))
+                    .filter(|m| !known.contains(&m.nick));
+                snapshot.mutes.extend(more.collect::<Vec<_>>());
                 self.version = Some(version);
                 let mine: std::collections::HashSet<String> = snapshot
                     .accounts
@@ -250,19 +354,38 @@ impl Backend for Shared {
     }
 
     fn save_ban(&mut self, ban: &Ban) -> Result<(), AccountsError> {
-        self.local.save_ban(ban)
+        self.local.save_ban(ban)?;
+        let value = serde_json::to_string(&StoredBan {
+            until: ban.until,
+            by: ban.by.clone(),
+            reason: ban.reason.clone(),
+        })
+        .map_err(|e| AccountsError::Cluster(e.to_string()))?;
+        self.share(PUT, "natter:bans", &ban.target.to_string(), &value);
+        Ok(())
     }
 
     fn remove_ban(&mut self, target: &BanTarget) -> Result<bool, AccountsError> {
-        self.local.remove_ban(target)
+        let removed = self.local.remove_ban(target)?;
+        self.share(DROP, "natter:bans", &target.to_string(), "");
+        Ok(removed)
     }
 
     fn save_mute(&mut self, mute: &Mute) -> Result<(), AccountsError> {
-        self.local.save_mute(mute)
+        self.local.save_mute(mute)?;
+        let value = serde_json::to_string(&StoredMute {
+            until: mute.until,
+            by: mute.by.clone(),
+        })
+        .map_err(|e| AccountsError::Cluster(e.to_string()))?;
+        self.share(PUT, "natter:mutes", &mute.nick, &value);
+        Ok(())
     }
 
     fn remove_mute(&mut self, nick: &str) -> Result<bool, AccountsError> {
-        self.local.remove_mute(nick)
+        let removed = self.local.remove_mute(nick)?;
+        self.share(DROP, "natter:mutes", nick, "");
+        Ok(removed)
     }
 
     /// True if this node's store changed, or another node wrote accounts
@@ -281,7 +404,29 @@ impl Backend for Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, parse_ban, parse_mute};
+
+    #[test]
+    fn hostile_bans_and_mutes_are_ignored() {
+        let ban = br#"{"until":99,"by":"oper","reason":"spam"}"#;
+        assert!(parse_ban("troll", ban).is_some());
+        assert!(parse_ban("127.0.0.0/8", ban).is_some());
+        assert!(parse_ban("not a nick", ban).is_none());
+        assert!(parse_ban("troll", br#"{"until":99,"by":"a b","reason":""}"#).is_none());
+        assert!(parse_ban(
+            "troll",
+            br#"{"until":99,"by":"oper","reason":"a
+b"}"#
+        )
+        .is_none());
+        assert!(parse_ban("troll", b"[]").is_none());
+        let mute = br#"{"until":99,"by":"oper"}"#;
+        assert_eq!(
+            parse_mute("Dave", mute).map(|m| m.nick),
+            Some("dave".into())
+        );
+        assert!(parse_mute("a b", mute).is_none());
+    }
 
     #[test]
     fn hostile_values_are_ignored() {
