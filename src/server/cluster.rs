@@ -33,9 +33,18 @@
 //! at most [`PAYLOAD_MAX`] bytes; anything else is dropped, and what is
 //! parsed is checked again by the hub.
 //!
+//! Room history (`HISTORY #room`, the join replay) is read from the room's
+//! stream by id, `XRANGE` for `since`, `XREVRANGE` for the newest and
+//! `before`, at most [`FETCH_MAX`] entries, and written straight into the
+//! asker's outbox.
+//!
 //! While Redis is unreachable the task answers every effect with
 //! [`Remote::Refused`] and reconnects with back-off, doubling from 100 ms up
-//! to [`BACKOFF_MAX`].
+//! to [`BACKOFF_MAX`]. Once back, it subscribes first, then tells the hub
+//! `Up` (which answers with a [`Publish::Resync`], applied by the [`SYNC`]
+//! script), then reads each room's stream after the last id it delivered
+//! there (bounded by [`CATCHUP_PER_ROOM`] and [`CATCHUP_MAX`]), so that a
+//! message is delivered once, whether it came on the channel or the stream.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
