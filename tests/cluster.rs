@@ -919,3 +919,32 @@ fn a_nickname_registered_on_one_node_is_registered_on_every_node() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_second_login_on_another_node_ends_the_first_session() {
+    let Some(redis) = Redis::start("relogin") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut first = Client::register(a.addr, "alice");
+    first.send_line("REGISTER alices-password");
+    first.until("ACCOUNT alice ");
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut bob, "alice", true);
+    let mut second = Client::connect(b.addr);
+    second.set_name("second alice");
+    second.expect("HELLO ");
+    second.send_line("LOGIN alice alices-password");
+    second.until("ACCOUNT alice ");
+    let bye = first.until("BYE ");
+    assert!(bye.contains("logged in from another connection"), "{bye}");
+    second.until("WELCOME alice ");
+    let quit = bob.until("QUIT ");
+    assert!(
+        quit.contains(" alice logged in from another connection"),
+        "{quit}"
+    );
+    let join = bob.until("JOIN ");
+    assert!(join.ends_with(" #lobby alice"), "{join}");
+}

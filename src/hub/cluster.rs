@@ -120,6 +120,15 @@ pub enum Publish {
     },
     /// An operator's action here, for every other node to apply too.
     Moderate(Moderation),
+    /// Someone here logged in to the registered nickname `nick`, which a
+    /// user on `node` holds: that node ends its session (the same account)
+    /// or makes it a guest.
+    Evict {
+        /// The node holding it.
+        node: String,
+        /// The nickname.
+        nick: String,
+    },
     /// A whisper to number and deliver to the recipient's node.
     Whisper {
         /// The sender, told if it cannot be sent.
@@ -292,6 +301,14 @@ pub enum Remote {
         /// The new one.
         new: String,
     },
+    /// Someone on `node` logged in to the registered nickname `nick`: its
+    /// holder here gives it up.
+    Evict {
+        /// The node asking.
+        node: String,
+        /// The nickname.
+        nick: String,
+    },
     /// An operator on another node acted.
     Moderate {
         /// Its node.
@@ -386,6 +403,7 @@ impl<O: Outbox> Hub<O> {
                 }
             }
             Remote::Rename { node, old, new } => self.remote_rename(&node, &old, &new, now),
+            Remote::Evict { node, nick } => self.remote_evict(&node, &nick, now),
             Remote::Moderate { node, moderation } => {
                 self.remote_moderation(&node, moderation, now);
             }
@@ -419,6 +437,7 @@ impl<O: Outbox> Hub<O> {
             Publish::History(fetch) => self.unavailable(fetch.client),
             Publish::Resync { .. }
             | Publish::Moderate(_)
+            | Publish::Evict { .. }
             | Publish::Release { .. }
             | Publish::Join { .. }
             | Publish::Part { .. }
@@ -527,6 +546,23 @@ impl<O: Outbox> Hub<O> {
         }
         if won && free_here {
             return self.take_nick(client, nick, now);
+        }
+        // A login to an account whose nickname a user on another node
+        // holds: that node is asked to give it up, and the claim is made
+        // again once it has (see `resume_takeover`).
+        let logged_in = self
+            .clients
+            .get(&client)
+            .is_some_and(|c| c.account.as_deref() == Some(key.as_str()));
+        if logged_in {
+            if let Some(node) = self.remote.get(&key).map(|u| u.node.clone()) {
+                self.takeovers.insert(key.clone(), client);
+                self.published.push(Publish::Evict {
+                    node,
+                    nick: nick.to_owned(),
+                });
+                return;
+            }
         }
         let taken = |n: &str| {
             let k = names::fold(n);
@@ -718,6 +754,55 @@ impl<O: Outbox> Hub<O> {
         for key in &user.rooms {
             self.drop_remote_member(key, &folded);
         }
+        self.resume_takeover(&folded);
+    }
+
+    /// A nickname held on another node is free there: a client here that
+    /// logged in to it claims it now.
+    fn resume_takeover(&mut self, folded: &str) {
+        let Some(client) = self.takeovers.remove(folded) else {
+            return;
+        };
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        if c.account.as_deref() != Some(folded) {
+            return;
+        }
+        let Some(nick) = self.registered.get(folded).map(|a| a.nick.clone()) else {
+            return;
+        };
+        self.claim(client, &nick);
+    }
+
+    /// A node asks this one to give up the registered nickname `nick`,
+    /// which someone there logged in to: its holder here is logged out if
+    /// it is the same account (as a second login on one node does), or
+    /// made a guest.
+    fn remote_evict(&mut self, node: &str, nick: &str, now: Timestamp) {
+        if node.is_empty() || names::check_nick(nick).is_err() {
+            return;
+        }
+        let key = names::fold(nick);
+        if !self.registered.contains_key(&key) {
+            return;
+        }
+        let Some(&holder) = self.nicks.get(&key) else {
+            return;
+        };
+        let same_owner = self
+            .clients
+            .get(&holder)
+            .is_some_and(|c| c.account.as_ref() == Some(&key));
+        if same_owner {
+            self.send(
+                holder,
+                &ServerLine::Bye("You logged in from another connection.".into()),
+            );
+            self.remove(holder, "logged in from another connection", now);
+        } else {
+            self.make_guest(holder, now);
+        }
     }
 
     fn remote_rename(&mut self, node: &str, old: &str, new: &str, now: Timestamp) {
@@ -744,6 +829,7 @@ impl<O: Outbox> Hub<O> {
             new: new.to_owned(),
         });
         user.nick = new.to_owned();
+        let resumed = old_key.clone();
         let mut seen = HashSet::new();
         for key in &user.rooms {
             let Some(room) = self.rooms.get_mut(key) else {
@@ -761,6 +847,9 @@ impl<O: Outbox> Hub<O> {
             }
         }
         self.remote.insert(new_key, user);
+        if resumed != names::fold(new) {
+            self.resume_takeover(&resumed);
+        }
     }
 
     /// Takes a remote member out of a room's mirror, and drops the room if

@@ -163,6 +163,9 @@ impl Cluster {
             Publish::Moderate(moderation) => {
                 self.send_others(from, Remote::Moderate { node, moderation });
             }
+            Publish::Evict { nick, .. } => {
+                self.send_others(from, Remote::Evict { node, nick });
+            }
             // Room history and resynchronisation are the bus's (tests/cluster.rs).
             Publish::History(_) | Publish::Resync { .. } => {}
         }
@@ -396,4 +399,23 @@ fn moderation_from_another_node_is_checked_then_applied() {
         "{lines:?}"
     );
     assert!(c.hubs[1].nick(2).is_none());
+}
+
+#[test]
+fn an_eviction_only_touches_registered_nicknames() {
+    let mut c = Cluster::new();
+    let bob = c.connect(1, 2);
+    c.say(1, 2, nick("bob"));
+    bob.take();
+    for nick in ["bob", "not a nick", ""] {
+        c.hubs[1].cluster(
+            Remote::Evict {
+                node: "a".into(),
+                nick: nick.into(),
+            },
+            t(),
+        );
+    }
+    assert_eq!(c.hubs[1].nick(2), Some("bob"));
+    assert!(bob.take().is_empty());
 }

@@ -195,6 +195,9 @@ pub struct Hub<O> {
     remote: HashMap<String, cluster::RemoteUser>,
     /// Nicknames being claimed across the cluster, by client.
     claiming: HashMap<ClientId, String>,
+    /// Registered nicknames (folded) held on another node that a client
+    /// here logged in to: claimed for it once their holder has left.
+    takeovers: HashMap<String, ClientId>,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -243,6 +246,7 @@ impl<O: Outbox> Hub<O> {
             cluster_up: true,
             remote: HashMap::new(),
             claiming: HashMap::new(),
+            takeovers: HashMap::new(),
         }
     }
 
@@ -819,6 +823,7 @@ impl<O: Outbox> Hub<O> {
     fn remove(&mut self, id: ClientId, reason: &str, now: Timestamp) {
         self.done(id);
         self.claiming.remove(&id);
+        self.takeovers.retain(|_, c| *c != id);
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };

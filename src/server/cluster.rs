@@ -29,7 +29,8 @@
 //! Channels: `natter:room:<room>` (messages, joins and parts; every node
 //! subscribes to the pattern), `natter:all` (quits, renames, dead nodes,
 //! operators' actions: kicks, mutes and bans, which every node applies) and
-//! `natter:node:<node>` (whispers to that node's users). Payloads are JSON,
+//! `natter:node:<node>` (whispers to that node's users, and requests to give
+//! up a registered nickname someone logged in to elsewhere). Payloads are JSON,
 //! at most [`PAYLOAD_MAX`] bytes; anything else is dropped, and what is
 //! parsed is checked again by the hub.
 //!
@@ -207,6 +208,10 @@ enum Wire {
     },
     Down {
         node: String,
+    },
+    Evict {
+        node: String,
+        nick: String,
     },
     Mod {
         node: String,
@@ -995,6 +1000,18 @@ async fn apply(
         // The hub task hands fetches over as `Work::History`, with their
         // outbox; one without cannot be answered.
         Publish::History(fetch) => Ok(Some(Remote::Refused(Publish::History(fetch)))),
+        Publish::Evict { node: holder, nick } => {
+            let payload = json(&Wire::Evict {
+                node: node.to_owned(),
+                nick,
+            });
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(format!("natter:node:{holder}"))
+                .arg(payload)
+                .query_async(con)
+                .await?;
+            Ok(None)
+        }
         Publish::Moderate(moderation) => {
             let payload = json(&Wire::moderation(node, moderation));
             let _: i64 = redis::cmd("PUBLISH")
@@ -1431,6 +1448,7 @@ fn receive(bus: &Bus, payload: &[u8]) -> Option<Remote> {
         Wire::Quit { node, nick, reason } if !mine(&node) => Remote::Quit { node, nick, reason },
         Wire::Rename { node, old, new } if !mine(&node) => Remote::Rename { node, old, new },
         Wire::Down { node } if !mine(&node) => Remote::NodeDown { node },
+        Wire::Evict { node, nick } if !mine(&node) => Remote::Evict { node, nick },
         Wire::Mod {
             node,
             by,
