@@ -138,7 +138,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         let shared = Arc::clone(&shared);
         super::spawn_crowd(
             pool,
-            target.dial(),
+            target.dials(),
             count,
             options.connect_window,
             &tag,

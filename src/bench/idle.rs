@@ -48,7 +48,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         let joins = Arc::clone(&setup);
         super::spawn_crowd(
             pool,
-            target.dial(),
+            target.dials(),
             count,
             options.connect_window,
             &tag,

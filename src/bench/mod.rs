@@ -127,7 +127,9 @@ pub struct Options {
     /// The load.
     pub scenario: Scenario,
     /// A server to drive, as `host:port` on this machine; `None` starts one
-    /// in this process.
+    /// in this process. Several, comma-separated (the nodes of a cluster),
+    /// spread the clients round-robin: client `i` connects to server
+    /// `i % n`, so the senders (the first clients) are spread too.
     pub server: Option<String>,
     /// The process id of `server`, to read its memory and descriptors.
     pub server_pid: Option<u32>,
@@ -420,6 +422,9 @@ fn raise_fd_limit(options: &Options) -> Option<String> {
 /// The server under load: in this process, or another one on this machine.
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
+    /// Further servers given with `--server a,b,c` (the nodes of a
+    /// cluster): the clients are spread over `addr` and these.
+    others: Vec<SocketAddr>,
     /// The in-process server's TLS listener and a client configuration that
     /// trusts its certificate, with `--tls`.
     #[cfg(feature = "tls")]
@@ -432,15 +437,30 @@ pub(crate) struct Target {
 impl Target {
     fn start(options: &Options) -> Result<Self, BenchError> {
         if let Some(server) = &options.server {
-            let addr = server
-                .to_socket_addrs()
-                .map_err(|err| BenchError::Resolve(server.clone(), err))?
-                .next()
-                .ok_or_else(|| {
-                    BenchError::Resolve(server.clone(), std::io::ErrorKind::NotFound.into())
-                })?;
-            if !addr.ip().is_loopback() {
-                return Err(BenchError::NotLoopback(addr));
+            let mut addrs = Vec::new();
+            for one in server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let addr = one
+                    .to_socket_addrs()
+                    .map_err(|err| BenchError::Resolve(one.to_owned(), err))?
+                    .next()
+                    .ok_or_else(|| {
+                        BenchError::Resolve(one.to_owned(), std::io::ErrorKind::NotFound.into())
+                    })?;
+                if !addr.ip().is_loopback() {
+                    return Err(BenchError::NotLoopback(addr));
+                }
+                addrs.push(addr);
+            }
+            let mut addrs = addrs.into_iter();
+            let Some(addr) = addrs.next() else {
+                return Err(BenchError::Options("--server names no server".into()));
+            };
+            let others: Vec<SocketAddr> = addrs.collect();
+            if !others.is_empty() && !matches!(options.scenario, Scenario::Fanout | Scenario::Idle)
+            {
+                return Err(BenchError::Options(
+                    "several servers are for the fanout and idle scenarios".into(),
+                ));
             }
             if options.tls {
                 return Err(BenchError::Options(
@@ -451,6 +471,7 @@ impl Target {
             }
             return Ok(Self {
                 addr,
+                others,
                 #[cfg(feature = "tls")]
                 tls: None,
                 pid: options.server_pid,
@@ -506,6 +527,7 @@ impl Target {
             .map_err(|err| BenchError::Io("cannot start the server thread", err))?;
         Ok(Self {
             addr,
+            others: Vec::new(),
             #[cfg(feature = "tls")]
             tls,
             pid: None,
@@ -526,6 +548,19 @@ impl Target {
         client::Dial::plain(self.addr)
     }
 
+    /// How each client reaches its server: [`Target::dial`] for one server;
+    /// one plain dial per server with `--server a,b,c`, which
+    /// [`spawn_crowd`] hands out round-robin.
+    pub(crate) fn dials(&self) -> Vec<client::Dial> {
+        if self.others.is_empty() {
+            return vec![self.dial()];
+        }
+        std::iter::once(self.addr)
+            .chain(self.others.iter().copied())
+            .map(client::Dial::plain)
+            .collect()
+    }
+
     /// The in-process server's TLS port, trusting its certificate, if it
     /// has one.
     pub(crate) fn dial_tls(&self) -> Option<client::Dial> {
@@ -542,10 +577,19 @@ impl Target {
     /// Checks that the server answers with `HELLO`, then gives its threads
     /// a moment to settle, so the first measurements see it at rest.
     fn probe(&self) -> Result<(), BenchError> {
+        for addr in std::iter::once(&self.addr).chain(&self.others) {
+            Self::probe_one(addr)?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    }
+
+    /// Checks that the server on `addr` answers with `HELLO`.
+    fn probe_one(addr: &SocketAddr) -> Result<(), BenchError> {
         use std::io::Read;
         let fail = |err| BenchError::Io("cannot reach the server", err);
-        let mut stream = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .map_err(fail)?;
+        let mut stream =
+            std::net::TcpStream::connect_timeout(addr, Duration::from_secs(5)).map_err(fail)?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(fail)?;
@@ -553,13 +597,10 @@ impl Target {
         stream.read_exact(&mut hello).map_err(fail)?;
         if &hello != b"HELLO" {
             return Err(BenchError::Setup(format!(
-                "{} is not a natter server: it said {:?}",
-                self.addr,
+                "{addr} is not a natter server: it said {:?}",
                 String::from_utf8_lossy(&hello)
             )));
         }
-        drop(stream);
-        std::thread::sleep(Duration::from_millis(200));
         Ok(())
     }
 
@@ -593,6 +634,20 @@ impl Target {
             return format!(
                 "in-process server on {} (clients over TLS on {addr})",
                 self.addr
+            );
+        }
+        if !self.others.is_empty() {
+            let all: Vec<String> = std::iter::once(&self.addr)
+                .chain(&self.others)
+                .map(ToString::to_string)
+                .collect();
+            let pid = self.pid.map_or(String::new(), |pid| {
+                format!(" (pid {pid} is {})", self.addr)
+            });
+            return format!(
+                "{} servers, clients round-robin: {}{pid}",
+                all.len(),
+                all.join(", ")
             );
         }
         match (self.in_process(), self.pid) {
@@ -851,12 +906,13 @@ impl Setup {
 }
 
 /// Spawns `count` clients on the pool that connect and register as
-/// `{tag}{index}` (at most `window` at once), then go on with `then`. The
-/// tasks end when `then` does or when the returned handles are dropped.
+/// `{tag}{index}` (at most `window` at once), then go on with `then`. Client
+/// `index` dials `dials[index % dials.len()]`. The tasks end when `then`
+/// does or when the returned handles are dropped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_crowd<F, Fut>(
     pool: &Pool,
-    dial: client::Dial,
+    dials: Vec<client::Dial>,
     count: usize,
     window: usize,
     tag: &str,
@@ -876,8 +932,12 @@ where
             let then = Arc::clone(&then);
             let setup = Arc::clone(setup);
             let nick = format!("{tag}{index}");
-            let dial = dial.clone();
+            let dial = dials.get(index % dials.len().max(1)).cloned();
             pool.executor.spawn(async move {
+                let Some(dial) = dial else {
+                    setup.fail(format!("{nick}: no server to dial"));
+                    return;
+                };
                 let permit = gate.acquire_arc().await;
                 // Boxed, so its state is freed once registered and the
                 // task holds only what `then` needs.

@@ -16,7 +16,9 @@ pub struct Bench {
     #[argh(positional)]
     scenario: Scenario,
     /// a server on this machine to load, as host:port (default: start one
-    /// in this process with the benchmark limits)
+    /// in this process with the benchmark limits); fanout and idle take
+    /// several, comma-separated (a cluster's nodes), and spread the clients
+    /// round-robin over them
     #[argh(option)]
     server: Option<String>,
     /// the process id of --server, to read its memory and descriptors
