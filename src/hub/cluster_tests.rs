@@ -3,14 +3,13 @@
 //! every event to every node in one order), and hostile remote events.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::cluster::{Publish, Remote};
+use super::cluster::Remote;
+use super::memory_bus::MemoryBus;
 use super::outbox::{Outbox, Rejected};
 use super::{Hub, HubConfig};
 use crate::ids::ClientId;
-use crate::names;
 use crate::protocol::{Command, Line, Timestamp};
 
 #[derive(Clone, Default)]
@@ -38,137 +37,32 @@ fn t() -> Timestamp {
 
 /// Two nodes, "a" (index 0) and "b" (index 1), and the bus between them.
 struct Cluster {
-    hubs: [Hub<Inbox>; 2],
-    /// Folded nickname to the node holding it.
-    claims: HashMap<String, usize>,
-    seq: u64,
+    bus: MemoryBus<Inbox>,
 }
 
-const NODES: [&str; 2] = ["a", "b"];
+impl std::ops::Deref for Cluster {
+    type Target = MemoryBus<Inbox>;
+    fn deref(&self) -> &Self::Target {
+        &self.bus
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.bus
+    }
+}
 
 impl Cluster {
     fn new() -> Self {
-        let config = HubConfig {
-            cluster: true,
-            ..HubConfig::default()
-        };
         Self {
-            hubs: [Hub::with_config(config.clone()), Hub::with_config(config)],
-            claims: HashMap::new(),
-            seq: 100,
+            bus: MemoryBus::new(&["a", "b"], HubConfig::default(), 100),
         }
     }
 
     /// Carries what both hubs published until nothing is left.
     fn pump(&mut self) {
-        for _ in 0..100 {
-            let mut work = Vec::new();
-            for (i, hub) in self.hubs.iter_mut().enumerate() {
-                work.extend(hub.take_published().into_iter().map(|p| (i, p)));
-            }
-            if work.is_empty() {
-                return;
-            }
-            for (from, publish) in work {
-                self.carry(from, publish);
-            }
-        }
-        panic!("the hubs never stopped publishing");
-    }
-
-    fn send_others(&mut self, from: usize, remote: Remote) {
-        self.hubs[1 - from].cluster(remote, t());
-    }
-
-    fn carry(&mut self, from: usize, publish: Publish) {
-        let node = NODES[from].to_owned();
-        match publish {
-            Publish::Claim { client, nick } => {
-                let key = names::fold(&nick);
-                let won = !self.claims.contains_key(&key);
-                if won {
-                    self.claims.insert(key, from);
-                }
-                self.hubs[from].cluster(Remote::Claimed { client, nick, won }, t());
-            }
-            Publish::Release { nick } => {
-                if self.claims.get(&names::fold(&nick)) == Some(&from) {
-                    self.claims.remove(&names::fold(&nick));
-                }
-            }
-            Publish::Join { name, nick, .. } => {
-                self.send_others(
-                    from,
-                    Remote::Join {
-                        node,
-                        room: name,
-                        nick,
-                    },
-                );
-            }
-            Publish::Part {
-                room, nick, reason, ..
-            } => self.send_others(
-                from,
-                Remote::Part {
-                    node,
-                    room,
-                    nick,
-                    reason,
-                },
-            ),
-            Publish::Quit { nick, reason, .. } => {
-                self.claims.remove(&names::fold(&nick));
-                self.send_others(from, Remote::Quit { node, nick, reason });
-            }
-            Publish::Rename { old, new, .. } => {
-                self.claims.remove(&names::fold(&old));
-                self.send_others(from, Remote::Rename { node, old, new });
-            }
-            Publish::Msg {
-                room, nick, text, ..
-            } => {
-                self.seq += 1;
-                for (i, hub) in self.hubs.iter_mut().enumerate() {
-                    let msg = Remote::Msg {
-                        id: self.seq,
-                        room: room.clone(),
-                        nick: nick.clone(),
-                        text: text.clone(),
-                        mine: i == from,
-                    };
-                    hub.cluster(msg, t());
-                }
-            }
-            Publish::Whisper {
-                node: to_node,
-                from: sender,
-                to,
-                text,
-                ..
-            } => {
-                self.seq += 1;
-                let at = match to_node.as_deref() {
-                    None => from,
-                    Some(n) => NODES.iter().position(|x| *x == n).unwrap_or(from),
-                };
-                let whisper = Remote::Whisper {
-                    id: self.seq,
-                    from: sender,
-                    to,
-                    text,
-                };
-                self.hubs[at].cluster(whisper, t());
-            }
-            Publish::Moderate(moderation) => {
-                self.send_others(from, Remote::Moderate { node, moderation });
-            }
-            Publish::Evict { nick, .. } => {
-                self.send_others(from, Remote::Evict { node, nick });
-            }
-            // Room history and resynchronisation are the bus's (tests/cluster.rs).
-            Publish::History(_) | Publish::Resync { .. } => {}
-        }
+        assert!(self.bus.drain(t()), "the hubs never stopped publishing");
     }
 
     fn connect(&mut self, node: usize, id: ClientId) -> Inbox {

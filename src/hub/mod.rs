@@ -48,6 +48,8 @@ mod cluster_moderation;
 #[cfg(test)]
 mod cluster_tests;
 pub mod history;
+#[doc(hidden)]
+pub mod memory_bus;
 mod moderation;
 mod nicks;
 pub mod outbox;
