@@ -11,6 +11,7 @@
 //! Every check panics with a message naming the broken property.
 
 pub mod cidr;
+pub mod cluster;
 pub mod decoder;
 pub mod http;
 pub mod hub;
