@@ -179,6 +179,20 @@ pub struct Serve {
     /// longest ago are forgotten first (default 65536)
     #[argh(option, default = "Config::default().address_table")]
     address_table: usize,
+    // Big rooms.
+    /// members from which a room is big: arrivals and departures are sent
+    /// gathered in JOINS and PARTS lines every --presence-interval, and a
+    /// newcomer's member list comes then; 0: never (default 200)
+    #[argh(option, default = "Config::default().big_room")]
+    big_room: usize,
+    /// milliseconds between the JOINS and PARTS lines of big rooms
+    /// (default 500)
+    #[argh(option, default = "default_presence_ms()")]
+    presence_interval: u64,
+}
+
+fn default_presence_ms() -> u64 {
+    u64::try_from(Config::default().presence_interval.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -286,6 +300,10 @@ impl Serve {
             connect_rate: self.connect_rate,
             connect_burst: self.connect_burst,
             address_table: self.address_table,
+            // Big rooms.
+            big_room: self.big_room,
+            // At least a millisecond: a zero interval would be a busy loop.
+            presence_interval: Duration::from_millis(self.presence_interval.max(1)),
         }
     }
 

@@ -23,6 +23,8 @@
 //! - `outbox`: the [`outbox::Outbox`] trait and [`outbox::Rejected`].
 //! - `nicks`: taking and changing nicknames.
 //! - `rooms`: joining, leaving, listing rooms, topics.
+//! - `presence`: big rooms, whose arrivals and departures are gathered and
+//!   told at each [`Hub::flush_presence`].
 //! - `history`: `HISTORY` and [`history::history_line`].
 //! - `accounts`: `REGISTER`, `LOGIN`, `PASSWORD` and the answers to them.
 //! - `moderation`: the operator commands.
@@ -46,12 +48,14 @@ pub mod history;
 mod moderation;
 mod nicks;
 pub mod outbox;
+mod presence;
 mod rooms;
 #[cfg(test)]
 mod tests;
 mod words;
 
 pub use moderation::ban_refusal;
+pub use presence::LIST_LINE;
 
 struct Client<O> {
     /// `None` until the client picks a nickname.
@@ -88,6 +92,9 @@ struct Room<O> {
     /// other lookup.
     members: HashMap<ClientId, O>,
     topic: Option<Topic>,
+    /// While the room is big: what its members have been told of who is
+    /// in it (see `presence`).
+    presence: Option<presence::Presence>,
 }
 
 /// What the hub is told at start-up.
@@ -112,6 +119,9 @@ pub struct HubConfig {
     pub registrations_per_hour: u32,
     /// Addresses whose recent registrations are remembered at once.
     pub registration_addresses: usize,
+    /// Members from which a room is big: its arrivals and departures are
+    /// gathered and told at each [`Hub::flush_presence`]; 0: never.
+    pub big_room: usize,
 }
 
 impl Default for HubConfig {
@@ -126,6 +136,7 @@ impl Default for HubConfig {
             ban_default_secs: 24 * 3600,
             registrations_per_hour: 5,
             registration_addresses: 4096,
+            big_room: 200,
         }
     }
 }
@@ -192,6 +203,7 @@ impl<O: Outbox> Hub<O> {
                 name: LOBBY.to_owned(),
                 members: HashMap::new(),
                 topic: None,
+                presence: None,
             },
         );
         Self {
@@ -315,8 +327,11 @@ impl<O: Outbox> Hub<O> {
             Command::Msg { room, text } => self.say(id, room.as_deref(), text, now),
             Command::Users { room } => {
                 if let Some(key) = self.member_room(id, room.as_deref()) {
-                    let line = self.users(&key);
-                    self.send(id, &line);
+                    if !self.list_later(id, &key) {
+                        for line in self.member_lines(&key) {
+                            self.send_encoded(id, &line);
+                        }
+                    }
                 }
             }
             Command::Join(room) => self.join(id, &room, now),
@@ -373,6 +388,7 @@ impl<O: Outbox> Hub<O> {
         self.rooms.retain(|key, room| {
             room.members.clear();
             room.topic = None;
+            room.presence = None;
             *key == names::fold(LOBBY)
         });
     }
@@ -474,12 +490,11 @@ impl<O: Outbox> Hub<O> {
         self.nick(id).unwrap_or("")
     }
 
-    fn users(&self, key: &str) -> ServerLine {
+    /// A room's (folded) member list as it is sent: a `USERS` line with as
+    /// many as fit in [`LIST_LINE`], then `JOINS` lines with the rest.
+    fn member_lines(&self, key: &str) -> Vec<Line> {
         let name = self.rooms.get(key).map_or(LOBBY, |r| r.name.as_str());
-        ServerLine::Users {
-            room: name.to_owned(),
-            nicks: self.members(key).into_iter().map(str::to_owned).collect(),
-        }
+        presence::list_lines(name, &self.members(key), "USERS", "JOINS")
     }
 
     /// The folded name of the room a command is about: the one it names, or
@@ -678,8 +693,9 @@ impl<O: Outbox> Hub<O> {
     }
 
     /// Sends a line to everyone who shares a room with client `id`, once
-    /// each, but not to `id` itself.
-    fn broadcast_neighbours(&mut self, id: ClientId, line: &Line) {
+    /// each, but not to `id` itself; with `big` false, not through big
+    /// rooms (whose members learn of a departure at the next flush).
+    fn broadcast_neighbours(&mut self, id: ClientId, line: &Line, big: bool) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -687,7 +703,9 @@ impl<O: Outbox> Hub<O> {
             [] => {}
             [only] => {
                 let key = only.clone();
-                self.broadcast_room(&key, line, Some(id));
+                if big || !self.coalesces(&key) {
+                    self.broadcast_room(&key, line, Some(id));
+                }
             }
             several => {
                 let mut seen = HashSet::new();
@@ -695,6 +713,9 @@ impl<O: Outbox> Hub<O> {
                     let Some(room) = self.rooms.get_mut(key) else {
                         continue;
                     };
+                    if !big && room.presence.is_some() {
+                        continue;
+                    }
                     for (&member, outbox) in &mut room.members {
                         if member == id || !seen.insert(member) {
                             continue;
@@ -723,7 +744,7 @@ impl<O: Outbox> Hub<O> {
                 nick,
                 reason: reason.to_owned(),
             });
-            self.broadcast_neighbours(id, &line);
+            self.broadcast_neighbours(id, &line, false);
         }
         let rooms = self
             .clients

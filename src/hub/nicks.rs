@@ -103,13 +103,17 @@ impl<O: Outbox> Hub<O> {
                 }
                 self.nicks.remove(&names::fold(&old));
                 self.nicks.insert(folded, id);
+                // Lists in big rooms are made exact first, so that the
+                // NICK line renames the right entry everywhere.
+                self.flush_before_rename(id);
                 let line = encode(&ServerLine::Nick {
                     time: now,
                     old,
                     new: wanted.to_owned(),
                 });
                 self.send_encoded(id, &line);
-                self.broadcast_neighbours(id, &line);
+                self.broadcast_neighbours(id, &line, true);
+                self.renamed_in_presence(id, wanted);
             }
         }
     }

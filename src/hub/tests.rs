@@ -266,7 +266,7 @@ fn registration_greets_joins_and_lists_users() {
     let mut hub = Hub::new(60);
     let a = join(&mut hub, 1, "alice");
     let got = a.take();
-    assert!(got[0].starts_with("HELLO natter/1 "));
+    assert!(got[0].starts_with("HELLO natter/1.1 "));
     assert!(got[1].starts_with("WELCOME alice "));
     assert_eq!(got[2], format!("JOIN {} #lobby alice", t()));
     assert_eq!(got[3], "USERS #lobby alice");

@@ -145,6 +145,7 @@ pub async fn serve_with(
         ban_default_secs: config.ban_default.as_secs(),
         registrations_per_hour: config.registrations_per_hour,
         registration_addresses: config.registration_addresses,
+        big_room: config.big_room,
     });
     let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
     drop(stop);
@@ -259,6 +260,7 @@ async fn run(
         inbox,
         events.clone(),
         shutdown_signal,
+        config.presence_interval,
     ));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);
