@@ -63,6 +63,16 @@ impl<O: Outbox> Hub<O> {
     /// the connection, or renames it and tells everyone concerned.
     pub(super) fn assign_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
         let folded = names::fold(wanted);
+        let renaming = self
+            .clients
+            .get(&id)
+            .and_then(|c| c.nick.as_deref())
+            .is_some_and(|old| old != wanted);
+        if renaming {
+            // Lists in big rooms are made exact first (under the old name),
+            // so that the NICK line renames the right entry everywhere.
+            self.flush_before_rename(id);
+        }
         // The owner of an account reads its private history from the
         // account's registration on; anyone else from now on.
         let since = match self.clients.get(&id).and_then(|c| c.account.as_ref()) {
@@ -103,9 +113,6 @@ impl<O: Outbox> Hub<O> {
                 }
                 self.nicks.remove(&names::fold(&old));
                 self.nicks.insert(folded, id);
-                // Lists in big rooms are made exact first, so that the
-                // NICK line renames the right entry everywhere.
-                self.flush_before_rename(id);
                 let line = encode(&ServerLine::Nick {
                     time: now,
                     old,
