@@ -150,6 +150,9 @@ pub struct Hub<O> {
     /// Rooms by folded name. A room exists while it has members; the lobby
     /// always exists.
     rooms: HashMap<String, Room<O>>,
+    /// The folded names of the rooms that are big (have a `presence`), so
+    /// that flushes look at those only.
+    big_rooms: HashSet<String>,
     /// Numbers messages: from the clock, only growing, never above what
     /// the id floor has reserved.
     ids: MessageIds,
@@ -211,6 +214,7 @@ impl<O: Outbox> Hub<O> {
             clients: HashMap::new(),
             nicks: BTreeMap::new(),
             rooms,
+            big_rooms: HashSet::new(),
             ids: MessageIds::new(config.last_msg_id),
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
@@ -385,6 +389,7 @@ impl<O: Outbox> Hub<O> {
         self.clients.clear();
         self.nicks.clear();
         self.checking.clear();
+        self.big_rooms.clear();
         self.rooms.retain(|key, room| {
             room.members.clear();
             room.topic = None;

@@ -66,12 +66,12 @@ impl<O: Outbox> Hub<O> {
         let renaming = self
             .clients
             .get(&id)
-            .and_then(|c| c.nick.as_deref())
-            .is_some_and(|old| old != wanted);
-        if renaming {
+            .and_then(|c| c.nick.clone())
+            .filter(|old| old != wanted);
+        if let Some(old) = renaming {
             // Lists in big rooms are made exact first (under the old name),
             // so that the NICK line renames the right entry everywhere.
-            self.flush_before_rename(id);
+            self.flush_before_rename(id, &old);
         }
         // The owner of an account reads its private history from the
         // account's registration on; anyone else from now on.

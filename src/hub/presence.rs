@@ -21,10 +21,13 @@
 //!   everywhere; `told` still has it under the connection that left, so the
 //!   flush's `PARTS` names it again, which removes nothing, and any `JOINS`
 //!   of the nickname (someone else who took it) comes after;
-//! - a `NICK`: before announcing one, the hub flushes the renamer's big
-//!   rooms (those it is in and those it left since the last flush), so every
-//!   member's list is exact, then renames it in `told`; the `NICK` line
-//!   itself stays immediate and reaches every member, as in small rooms.
+//! - a `NICK`: before announcing one, the hub flushes the big rooms whose
+//!   lists could name the old nickname otherwise than the room does (those
+//!   the renamer is in or left since the last flush, and those still owing
+//!   a `PARTS` of the same nickname for someone gone), so every list the
+//!   `NICK` line renames in is exact; then it renames it in `told`. The
+//!   `NICK` line itself stays immediate and reaches every member, as in
+//!   small rooms.
 //!
 //! A room drops its `Presence`, and so goes back to immediate lines, at a
 //! flush that leaves it below the threshold: everyone holds the exact list
@@ -132,6 +135,7 @@ impl<O: Outbox> Hub<O> {
             told,
             ..Presence::default()
         });
+        self.big_rooms.insert(key.to_owned());
     }
 
     /// Client `id` entered or left a big room (folded): news for the flush.
@@ -162,19 +166,31 @@ impl<O: Outbox> Hub<O> {
         true
     }
 
-    /// Before client `id` is renamed: flushes every big room it is in or
-    /// left since the last flush, so that the `NICK` line applies to exact
-    /// lists.
-    pub(super) fn flush_before_rename(&mut self, id: ClientId) {
+    /// Before client `id` is renamed from `old`: flushes every big room
+    /// with news where a member's list may name `old` differently from the
+    /// room: one `id` is in or left since the last flush, or one where a
+    /// connection that held `old` before `id` is still listed (it left, and
+    /// is in `changed`; a listed member that renamed was flushed then). The
+    /// `NICK` line then applies to exact lists.
+    pub(super) fn flush_before_rename(&mut self, id: ClientId, old: &str) {
+        let old = names::fold(old);
         let keys: Vec<String> = self
-            .rooms
+            .big_rooms
             .iter()
-            .filter(|(_, r)| {
-                r.presence.as_ref().is_some_and(|p| {
-                    p.pending() && (p.told.contains_key(&id) || r.members.contains_key(&id))
+            .filter(|key| {
+                let Some(room) = self.rooms.get(*key) else {
+                    return false;
+                };
+                room.presence.as_ref().is_some_and(|p| {
+                    p.pending()
+                        && (p.told.contains_key(&id)
+                            || room.members.contains_key(&id)
+                            || p.changed
+                                .iter()
+                                .any(|w| p.told.get(w).is_some_and(|n| names::fold(n) == old)))
                 })
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for key in keys {
             self.flush_room(&key);
@@ -184,8 +200,13 @@ impl<O: Outbox> Hub<O> {
     /// After client `id` was renamed and the `NICK` line sent: the big
     /// rooms' members know it by its new name.
     pub(super) fn renamed_in_presence(&mut self, id: ClientId, new: &str) {
-        for room in self.rooms.values_mut() {
-            if let Some(nick) = room.presence.as_mut().and_then(|p| p.told.get_mut(&id)) {
+        for key in &self.big_rooms {
+            let told = self
+                .rooms
+                .get_mut(key)
+                .and_then(|r| r.presence.as_mut())
+                .and_then(|p| p.told.get_mut(&id));
+            if let Some(nick) = told {
                 new.clone_into(nick);
             }
         }
@@ -195,11 +216,17 @@ impl<O: Outbox> Hub<O> {
     /// sends its newcomers the whole list. The server calls it every
     /// presence interval (`--presence-interval`).
     pub fn flush_presence(&mut self, now: Timestamp) {
+        let rooms = &self.rooms;
         let keys: Vec<String> = self
-            .rooms
+            .big_rooms
             .iter()
-            .filter(|(_, r)| r.presence.as_ref().is_some_and(Presence::pending))
-            .map(|(k, _)| k.clone())
+            .filter(|key| {
+                rooms
+                    .get(*key)
+                    .and_then(|r| r.presence.as_ref())
+                    .is_some_and(Presence::pending)
+            })
+            .cloned()
             .collect();
         for key in keys {
             self.flush_room(&key);
@@ -278,6 +305,7 @@ impl<O: Outbox> Hub<O> {
         if let Some(room) = self.rooms.get_mut(key) {
             if big == 0 || room.members.len() < big {
                 room.presence = None;
+                self.big_rooms.remove(key);
             }
         }
     }

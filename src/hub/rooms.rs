@@ -162,6 +162,7 @@ impl<O: Outbox> Hub<O> {
             room.members.remove(&id);
             if room.members.is_empty() && key != names::fold(LOBBY) {
                 self.rooms.remove(key);
+                self.big_rooms.remove(key);
             }
         }
     }

@@ -952,3 +952,24 @@ fn long_member_lists_are_split_into_users_then_joins_lines() {
     assert_eq!(c.lines_since(1), [format!("JOIN {} #lobby dave", t())]);
     c.check();
 }
+
+#[test]
+fn a_rename_from_a_name_a_big_room_still_lists_for_someone_gone_flushes_it_first() {
+    let mut c = Crowd::new(2);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.cmd(1, "JOIN #big");
+    c.arrive(3, "carol");
+    c.cmd(3, "JOIN #big");
+    c.flush();
+    c.check();
+    // carol goes; #big still owes alice her PARTS when someone else takes
+    // the name and renames: the NICK must not rename #big's stale entry.
+    c.hub.disconnect(3, "reset", t());
+    c.read();
+    c.arrive(4, "carol");
+    c.cmd(4, "NICK carla");
+    c.flush();
+    c.check();
+    assert_eq!(c.views[&1].1["#big"], ["alice"]);
+}
