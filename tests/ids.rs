@@ -82,7 +82,7 @@ impl Natter {
                 );
             }
             if TcpStream::connect(addr).is_ok() {
-                Client::connect(addr).expect("HELLO natter/1 ");
+                Client::connect(addr).expect("HELLO natter/1.1 ");
                 return natter;
             }
             assert!(Instant::now() < deadline, "natter serve is not listening");
