@@ -91,6 +91,14 @@ pub struct Config {
     /// nowhere: ids then come from the clock alone. `natter serve` keeps it
     /// in its data directory.
     pub id_floor_dir: Option<PathBuf>,
+    // Operations: the welcome text.
+    /// The welcome text (MOTD) every client gets after `WELCOME`, one `INFO`
+    /// line each; `natter serve --motd FILE` reads it at start. Empty: none.
+    pub motd: Vec<String>,
+    /// Whether the web listener answers `GET /metrics` as `--metrics-bind`
+    /// does (`--web-metrics`). Off unless asked: the web listener usually
+    /// faces everyone, and the load and counts are the operator's business.
+    pub web_metrics: bool,
     // A locked accounts database.
     /// How long a `LOGIN`, `REGISTER` or `PASSWORD` may wait, from when it
     /// is queued, for an accounts database another process holds locked,
@@ -123,6 +131,18 @@ pub struct Config {
     /// connections; when full, those that connected longest ago are
     /// forgotten (and start afresh).
     pub address_table: usize,
+    // Several nodes.
+    /// The Redis that makes this node one of several (`--cluster`, a
+    /// `redis://` URL); `None`, the default, is a single node that needs
+    /// nothing else.
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (`--node-id`): letters, digits,
+    /// `.`, `_` and `-`, at most 64. `None` takes the host name and port.
+    /// A node restarted under the same name clears what it left behind.
+    pub node_id: Option<String>,
+    /// How long a node's heartbeat lasts in Redis (`--node-ttl`): a node
+    /// silent for that long is taken for dead, and its users leave.
+    pub node_ttl: Duration,
 }
 
 impl Default for Config {
@@ -152,6 +172,9 @@ impl Default for Config {
             web_trust_proxy: None,
             web_ping: Duration::from_secs(25),
             id_floor_dir: None,
+            // Operations: the welcome text.
+            motd: Vec::new(),
+            web_metrics: false,
             // A locked accounts database.
             accounts_wait: Duration::from_secs(2),
             // Registrations per address.
@@ -162,6 +185,10 @@ impl Default for Config {
             connect_rate: 30,
             connect_burst: 20,
             address_table: 65_536,
+            // Several nodes.
+            cluster: None,
+            node_id: None,
+            node_ttl: Duration::from_secs(10),
         }
     }
 }

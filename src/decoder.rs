@@ -129,7 +129,9 @@ enum Telnet {
 #[derive(Debug, Clone)]
 pub struct LineDecoder {
     max_line: usize,
-    /// The current line's bytes, never more than `max_line`.
+    /// The current line's bytes, never more than `max_line`. Allocated as
+    /// the line arrives and handed over with it (or freed), so that a
+    /// connection between lines holds no buffer.
     line: Vec<u8>,
     telnet: Telnet,
     /// The previous data byte was a CR: swallow a following LF or NUL.
@@ -224,6 +226,13 @@ impl LineDecoder {
     #[doc(hidden)]
     pub fn buffered_len(&self) -> usize {
         self.line.len()
+    }
+
+    /// How many bytes the line buffer has allocated, used or not: none
+    /// between lines. For tests.
+    #[doc(hidden)]
+    pub fn buffered_capacity(&self) -> usize {
+        self.line.capacity()
     }
 
     /// One raw byte from the peer.
@@ -342,7 +351,8 @@ impl LineDecoder {
             return None;
         }
         if self.line.len() >= self.max_line {
-            self.line.clear();
+            // Freed, not kept: the rest of the line is only counted off.
+            self.line = Vec::new();
             self.discarding = true;
             // An over-long line counts as the first line: the checks below
             // only look at the very start of the connection.
@@ -368,7 +378,7 @@ impl LineDecoder {
 
     /// Ctrl-C and friends: forget the line, including an over-long one.
     fn clear_line(&mut self) {
-        self.line.clear();
+        self.line = Vec::new();
         self.discarding = false;
     }
 
@@ -393,9 +403,13 @@ impl LineDecoder {
                 return Some(self.close(why));
             }
         }
-        let frame = match std::str::from_utf8(&self.line) {
+        // The buffer leaves with the line: between lines, an idle
+        // connection holds none, and a clean line (the usual case) becomes
+        // the frame's text without a copy.
+        match String::from_utf8(std::mem::take(&mut self.line)) {
             Err(_) => Some(Frame::BadUtf8),
             Ok(s) if s.chars().all(|c| c != '\t' && c.is_control()) => None,
+            Ok(s) if !s.chars().any(char::is_control) => Some(Frame::Line(s)),
             Ok(s) => {
                 let mut out = String::with_capacity(s.len());
                 for c in s.chars() {
@@ -407,9 +421,7 @@ impl LineDecoder {
                 }
                 Some(Frame::Line(out))
             }
-        };
-        self.line.clear();
-        frame
+        }
     }
 }
 

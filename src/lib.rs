@@ -24,6 +24,8 @@
 //! - [`ids`]: `ClientId`, the one name the hub, the stores and the server
 //!   share.
 //! - [`limiter`]: failed-login limits per address and per account. No IO.
+//! - [`metrics`]: the counters and gauges `GET /metrics` shows, in the
+//!   Prometheus text format. IO side: the server counts into it.
 //! - [`names`]: what a valid nickname or room name is, and suggestions.
 //! - [`protocol`]: the line protocol as pure values: parse client lines, encode
 //!   and parse server lines. No IO.
@@ -55,6 +57,7 @@ pub mod decoder;
 pub mod hub;
 pub mod ids;
 pub mod limiter;
+pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod server;

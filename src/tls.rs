@@ -1,12 +1,15 @@
 //! TLS pieces shared by the server, the client and the load generator:
-//! certificate fingerprints, PEM loading and self-signed certificates.
+//! certificate fingerprints, PEM loading, self-signed certificates, and the
+//! server certificate a reload swaps ([`CertSwap`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 /// The SHA-256 fingerprint of a DER certificate, as upper-case hex pairs
 /// joined by colons (`AB:CD:...`), the form `openssl x509 -fingerprint
@@ -76,6 +79,42 @@ pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     /// The SHA-256 fingerprint of the leaf certificate (see [`fingerprint`]).
     pub fingerprint: String,
+    /// The certificate `config` presents, which [`CertSwap::swap`] replaces
+    /// for the handshakes after it (a reload after a renewal).
+    pub cert: Arc<CertSwap>,
+}
+
+/// The certificate and key a server presents, replaceable while it runs:
+/// certificates are renewed every few months, and a restart would cut every
+/// connection. Each handshake takes the one current when it starts, so a
+/// swap changes what newcomers see and leaves established sessions alone.
+#[derive(Debug)]
+pub struct CertSwap {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertSwap {
+    /// Presents `key` from the next handshake on.
+    pub fn swap(&self, key: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
+    }
+
+    /// The SHA-256 fingerprint of the leaf certificate presented now.
+    pub fn fingerprint(&self) -> String {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current
+            .cert
+            .first()
+            .map(|c| fingerprint(c))
+            .unwrap_or_default()
+    }
+}
+
+impl ResolvesServerCert for CertSwap {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        Some(Arc::clone(&current))
+    }
 }
 
 /// The crypto provider everything TLS in natter uses, server and client
@@ -87,6 +126,22 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// A server configuration for a certificate chain and key in PEM files (the
 /// leaf certificate first, as every CA hands them out).
 pub fn server_from_pem(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
+    let (chain, key) = read_pem(cert, key)?;
+    server_config(chain, key)
+}
+
+/// The certificate chain and key in PEM files, checked to belong together,
+/// for [`CertSwap::swap`]: what a reload presents from then on.
+pub fn certified_key_from_pem(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let (chain, key) = read_pem(cert, key)?;
+    Ok(Arc::new(certified_key(chain, key)?))
+}
+
+/// The chain (leaf first, not empty) and key in two PEM files.
+fn read_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Cert {
@@ -100,7 +155,18 @@ pub fn server_from_pem(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
         path: key.to_owned(),
         source,
     })?;
-    server_config(chain, key)
+    Ok((chain, key))
+}
+
+/// `chain` and `key` as rustls presents them, refused when the key is not
+/// the certificate's (as `with_single_cert` refuses it).
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    let certified = CertifiedKey::from_der(chain, key, &provider())?;
+    certified.keys_match()?;
+    Ok(certified)
 }
 
 /// The names a self-signed certificate is made for: `localhost`, the
@@ -140,13 +206,17 @@ fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerTls, TlsError> {
     let fingerprint = chain.first().map(|c| fingerprint(c)).unwrap_or_default();
+    let cert = Arc::new(CertSwap {
+        current: RwLock::new(Arc::new(certified_key(chain, key)?)),
+    });
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
     Ok(ServerTls {
         config: Arc::new(config),
         fingerprint,
+        cert,
     })
 }
 

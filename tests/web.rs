@@ -647,3 +647,77 @@ fn the_web_listener_turns_away_an_address_past_its_limit_with_a_429() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn page_loads_do_not_spend_the_connection_rate_and_websocket_sessions_do() {
+    // Story: someone reloads the page again and again (a connection per file each time) and still gets
+    // in; a script that opens WebSocket after WebSocket is told "Too Many Requests" past the burst.
+    let server = start(natter::Config {
+        max_per_address: 16,
+        connect_rate: 30,
+        connect_burst: 3,
+        ..config()
+    });
+    for _ in 0..40 {
+        let page = http(
+            server.web,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    }
+    let sessions: Vec<TcpStream> = (0..3).map(|_| raw_ws(server.web)).collect();
+    let refused = http(
+        server.web,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+    // Files are still served to that address.
+    let page = http(
+        server.web,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    drop(sessions);
+}
+
+#[test]
+fn behind_the_trusted_proxy_each_forwarded_client_has_its_own_connection_limits() {
+    // Story: behind nginx every connection comes from the proxy; one visitor's reconnect loop is
+    // throttled, and the other visitors are not.
+    let server = start(natter::Config {
+        max_per_address: 2,
+        connect_rate: 30,
+        connect_burst: 2,
+        web_trust_proxy: Some("127.0.0.1".parse().expect("address")),
+        ..config()
+    });
+    let through_proxy = |from: &str| {
+        let mut stream = TcpStream::connect(server.web).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let head = format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             X-Forwarded-For: {from}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        let mut first = [0u8; 12];
+        stream.read_exact(&mut first).expect("a status line");
+        (String::from_utf8_lossy(&first).into_owned(), stream)
+    };
+    // More sessions than --max-per-address through the one proxy address.
+    let held: Vec<(String, TcpStream)> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .map(|from| through_proxy(from))
+        .collect();
+    for (status, _) in &held {
+        assert_eq!(status, "HTTP/1.1 101", "each visitor counts alone");
+    }
+    // One visitor past its own burst is refused; another is still welcome.
+    let (second, _kept) = through_proxy("198.51.100.1");
+    assert_eq!(second, "HTTP/1.1 101");
+    let (third, _) = through_proxy("198.51.100.1");
+    assert_eq!(third, "HTTP/1.1 429");
+    let (other, _) = through_proxy("198.51.100.4");
+    assert_eq!(other, "HTTP/1.1 101");
+}

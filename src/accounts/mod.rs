@@ -38,6 +38,7 @@ mod backend;
 mod bans;
 mod memory;
 pub mod password;
+mod shared;
 mod sqlite;
 pub mod thread;
 
@@ -282,6 +283,9 @@ pub enum AccountsError {
     /// The account exists already.
     #[error("{0} is registered already")]
     Exists(String),
+    /// The cluster's accounts in Redis could not be reached or read.
+    #[error("accounts in Redis: {0}")]
+    Cluster(String),
 }
 
 /// The shortest password the server accepts.

@@ -59,12 +59,32 @@ impl Accounts {
         Self::start(mode, Some(wait), reply)
     }
 
+    /// [`Accounts::open_with`] for one node of a cluster: accounts are
+    /// shared by the nodes through the Redis at `url`, over this node's own
+    /// (see `shared.rs`).
+    pub fn open_shared(
+        mode: &AccountsMode,
+        wait: Duration,
+        url: &str,
+        reply: impl Fn(Answer) + Send + 'static,
+    ) -> Result<(Self, Snapshot), AccountsError> {
+        let backend = Box::new(super::shared::Shared::open(open_backend(mode)?, url)?);
+        Self::start_on(backend, Some(wait), reply)
+    }
+
     fn start(
         mode: &AccountsMode,
         wait: Option<Duration>,
         reply: impl Fn(Answer) + Send + 'static,
     ) -> Result<(Self, Snapshot), AccountsError> {
-        let mut backend = open_backend(mode)?;
+        Self::start_on(open_backend(mode)?, wait, reply)
+    }
+
+    fn start_on(
+        mut backend: Box<dyn Backend>,
+        wait: Option<Duration>,
+        reply: impl Fn(Answer) + Send + 'static,
+    ) -> Result<(Self, Snapshot), AccountsError> {
         let snapshot = backend.snapshot()?;
         let (queue, inbox) = mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()

@@ -36,7 +36,14 @@ enum Action {
     Deop(Deop),
     Delete(Delete),
     Unban(Unban),
+    Reload(Reload),
 }
+
+/// Ask the server running on this data directory to read its --config
+/// file, MOTD and TLS certificate again (SIGHUP to the pid in natter.pid).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "reload")]
+struct Reload {}
 
 /// List the accounts and the bans in force.
 #[derive(FromArgs)]
@@ -106,6 +113,11 @@ impl Admin {
     /// Carries out the action on the database and prints the outcome.
     pub fn run(self) -> Result<(), Box<dyn std::error::Error>> {
         let dir = self.data_dir.unwrap_or_else(data_dir);
+        if let Action::Reload(Reload {}) = self.action {
+            let pid = super::serve::reload_running(&dir)?;
+            println!("Asked the server (process {pid}) to reload; its log says what changed.");
+            return Ok(());
+        }
         let mut admin = crate::accounts::admin::Admin::open(&dir)?;
         match self.action {
             Action::List(_) => {
@@ -143,6 +155,8 @@ impl Admin {
                     println!("{} was not banned.", unban.target);
                 }
             }
+            // Answered above, without opening the database.
+            Action::Reload(Reload {}) => {}
         }
         Ok(())
     }

@@ -10,6 +10,8 @@
 //!   prompt and what `natter admin` prints.
 //! - `bench`: flags to [`crate::bench::Options`].
 //! - `tui` (feature `tui`): flags to [`crate::tui::Options`].
+//! - `config`: the `serve --config` file, made of the `serve` flags, and
+//!   the example `natter config` prints.
 //!
 //! Defaults are never typed here: each comes from `Config::default()`, the
 //! other `Options::default()`s or a library constant. argh's doc comments
@@ -18,6 +20,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod config;
 pub mod serve;
 #[cfg(feature = "tui")]
 pub mod tui;
@@ -40,7 +43,14 @@ enum Subcommand {
     Bench(bench::Bench),
     #[cfg(feature = "tui")]
     Tui(tui::Tui),
+    Config(PrintConfig),
 }
+
+/// Print an example `natter serve --config` file: every setting, with its
+/// description and its default.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "config")]
+struct PrintConfig {}
 
 /// Runs the subcommand `args` names until it is done (the server until a
 /// signal, the client until the user quits).
@@ -51,6 +61,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Subcommand::Bench(bench) => crate::bench::run(bench.options()),
         #[cfg(feature = "tui")]
         Subcommand::Tui(tui) => tui.run(),
+        Subcommand::Config(PrintConfig {}) => {
+            print!("{}", config::example::<serve::Serve>("serve")?);
+            Ok(())
+        }
     }
 }
 
@@ -178,6 +192,14 @@ mod tests {
                 "--web-tls-bind",
                 super::serve::DEFAULT_WEB_TLS_BIND.to_owned(),
             ),
+            // Several nodes.
+            ("--node-ttl", c.node_ttl.as_secs().to_string()),
+            // Operations.
+            (
+                "--log-format",
+                super::serve::LogFormat::default().word().to_owned(),
+            ),
+            ("--motd-max", super::serve::DEFAULT_MOTD_MAX.to_string()),
         ];
         for (flag, value) in expected {
             assert_eq!(default_in_help(&["serve"], flag), value, "{flag}");
@@ -203,6 +225,69 @@ mod tests {
         assert_eq!(got.retention, Retention::default());
         assert_eq!(got.history, HistoryMode::Sqlite("/d".into()));
         assert_eq!(got.accounts, AccountsMode::Sqlite("/d".into()));
+    }
+
+    /// `--cluster`, `--node-id` and `--node-ttl` reach the configuration;
+    /// without them a server is a single node.
+    #[test]
+    fn cluster_flags_reach_the_config() {
+        let parse = |args: &[&str]| match Args::from_args(&["natter"], args) {
+            Ok(Args {
+                command: Subcommand::Serve(serve),
+            }) => serve.config(),
+            _ => panic!("serve did not parse: {args:?}"),
+        };
+        let single = parse(&["serve"]);
+        assert_eq!(single.cluster, None);
+        assert_eq!(single.node_id, None);
+        let node = parse(&[
+            "serve",
+            "--cluster",
+            "redis://127.0.0.1:6379/0",
+            "--node-id",
+            "n1",
+            "--node-ttl",
+            "3",
+        ]);
+        assert_eq!(node.cluster.as_deref(), Some("redis://127.0.0.1:6379/0"));
+        assert_eq!(node.node_id.as_deref(), Some("n1"));
+        assert_eq!(node.node_ttl, std::time::Duration::from_secs(3));
+    }
+
+    /// The example `natter config` prints is a `serve --config` file that
+    /// changes nothing: every value in it is the flag's default, and every
+    /// `serve` flag but --help and --config is in it.
+    #[test]
+    fn the_config_example_is_the_serve_defaults() {
+        use super::serve::Serve;
+        let example = super::config::example::<Serve>("serve").expect("an example");
+        let dir = std::env::temp_dir().join(format!("natter-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let file = dir.join("natter.toml");
+        std::fs::write(&file, &example).expect("write the example");
+        let args = vec!["--config".to_owned(), file.to_string_lossy().into_owned()];
+        let from_file = Serve::parse(&args);
+        let _ = std::fs::remove_dir_all(&dir);
+        let from_file = from_file.unwrap_or_else(|e| panic!("{e}"));
+        let defaults = Serve::defaults();
+        assert_eq!(from_file.settings(), defaults.settings());
+        assert_eq!(
+            format!("{:?}", from_file.config()),
+            format!("{:?}", defaults.config())
+        );
+        for (flag, _) in help(&["serve"]) {
+            let flag = flag.trim_end_matches(',');
+            if flag == "--help" || flag == "--config" {
+                continue;
+            }
+            let key = format!("{} = ", flag.trim_start_matches('-'));
+            assert!(
+                example
+                    .lines()
+                    .any(|line| line.trim_start_matches("# ").starts_with(&key)),
+                "{flag} is not in the example"
+            );
+        }
     }
 
     /// `--history` and `--accounts` take their words and refuse others.

@@ -50,6 +50,28 @@ fn run_all_splits(input: &[u8]) -> (Vec<Frame>, Vec<u8>) {
     whole
 }
 
+/// An idle connection between lines holds no line buffer, whatever its last
+/// line was: clean, with a TAB, not UTF-8, over-long, or cancelled.
+#[test]
+fn no_line_buffer_is_kept_between_lines() {
+    let mut dec = LineDecoder::new(16);
+    for input in [
+        &b"JOIN #lobby\r\n"[..],
+        b"a\tb\n",
+        b"\xff\xfe\n",
+        b"0123456789abcdefXYZ",
+        b"\n",
+        b"half a line\xff\xf4",
+    ] {
+        let mut rest = input;
+        while dec.decode(&mut rest).is_some() {}
+        assert_eq!(dec.buffered_capacity(), 0, "after {input:?}");
+    }
+    let mut rest = &b"still typing"[..];
+    assert_eq!(dec.decode(&mut rest), None);
+    assert!(dec.buffered_capacity() >= 12, "a line in progress is kept");
+}
+
 #[test]
 fn lf_ends_a_line() {
     assert_eq!(lines(b"hello\nworld\n"), [line("hello"), line("world")]);

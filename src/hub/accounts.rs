@@ -366,7 +366,9 @@ impl<O: Outbox> Hub<O> {
         if let Some(text) = self.throttled(addr, &key, &nick, now) {
             return self.error(id, ErrorCode::LoginThrottled, text);
         }
-        if !self.registered.contains_key(&key) {
+        // In cluster mode the accounts thread asks Redis: an account made on
+        // another node a moment ago may not be known here yet.
+        if !self.registered.contains_key(&key) && !self.config.cluster {
             return self.error(
                 id,
                 ErrorCode::LoginFailed,
@@ -577,7 +579,7 @@ impl<O: Outbox> Hub<O> {
     }
 
     /// Renames client `id` to a free guest nickname, telling it why.
-    fn make_guest(&mut self, id: ClientId, now: Timestamp) {
+    pub(super) fn make_guest(&mut self, id: ClientId, now: Timestamp) {
         let Some(old) = self.nick(id).map(str::to_owned) else {
             return;
         };

@@ -34,7 +34,10 @@ pub fn history_line(record: &Record, now: Timestamp) -> ServerLine {
 
 impl<O: Outbox> Hub<O> {
     pub(super) fn history(&mut self, id: ClientId, target: &str, query: HistoryQuery) {
-        if !self.config.history {
+        // In cluster mode a room's history is the cluster's, whatever this
+        // node keeps.
+        let from_cluster = self.config.cluster && target.starts_with('#');
+        if !self.config.history && !from_cluster {
             return self.error(
                 id,
                 ErrorCode::HistoryOff,
@@ -70,12 +73,16 @@ impl<O: Outbox> Hub<O> {
             HistoryQuery::Before(id) => (Range::Before(id), crate::protocol::HISTORY_DEFAULT),
             HistoryQuery::Since(id) => (Range::Since(id), crate::protocol::HISTORY_MAX),
         };
-        self.fetches.push(Fetch {
+        let fetch = Fetch {
             client: id,
             scope,
             range,
             count: usize::try_from(count).unwrap_or(usize::MAX),
             target,
-        });
+        };
+        if from_cluster {
+            return self.fetch_from_cluster(fetch);
+        }
+        self.fetches.push(fetch);
     }
 }

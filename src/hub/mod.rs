@@ -33,6 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::accounts::{AccountInfo, AddressBans, Ban, BanTarget, Request};
 use crate::ids::{ClientId, MessageIds};
@@ -44,6 +45,10 @@ use outbox::{Outbox, Rejected};
 use words::{ban_text, greeting, HELP};
 
 mod accounts;
+pub mod cluster;
+mod cluster_moderation;
+#[cfg(test)]
+mod cluster_tests;
 pub mod history;
 mod moderation;
 mod nicks;
@@ -91,6 +96,8 @@ struct Room<O> {
     /// Members and a clone of each one's outbox, so a broadcast needs no
     /// other lookup.
     members: HashMap<ClientId, O>,
+    /// Members on other nodes (cluster mode): folded nickname to nickname.
+    remote: BTreeMap<String, String>,
     topic: Option<Topic>,
     /// While the room is big: what its members have been told of who is
     /// in it (see `presence`).
@@ -98,7 +105,7 @@ struct Room<O> {
 }
 
 /// What the hub is told at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// Seconds a connection may go without a nickname.
     pub register_timeout_secs: u64,
@@ -115,6 +122,10 @@ pub struct HubConfig {
     pub mute_default_secs: u64,
     /// Seconds a `BAN` without a duration lasts.
     pub ban_default_secs: u64,
+    // Operations: the welcome text.
+    /// The operator's welcome text (the MOTD), one `INFO` line each, sent
+    /// after `WELCOME`; empty sends none. Shared, as every newcomer gets it.
+    pub motd: Arc<[String]>,
     /// Accounts one address may register per hour; 0: no limit.
     pub registrations_per_hour: u32,
     /// Addresses whose recent registrations are remembered at once.
@@ -122,6 +133,9 @@ pub struct HubConfig {
     /// Members from which a room is big: its arrivals and departures are
     /// gathered and told at each [`Hub::flush_presence`]; 0: never.
     pub big_room: usize,
+    /// One node of several (`--cluster`): nicknames are claimed, and
+    /// messages numbered, by the cluster (see [`cluster`]).
+    pub cluster: bool,
 }
 
 impl Default for HubConfig {
@@ -134,9 +148,11 @@ impl Default for HubConfig {
             last_msg_id: 0,
             mute_default_secs: 10 * 60,
             ban_default_secs: 24 * 3600,
+            motd: Arc::from([]),
             registrations_per_hour: 5,
             registration_addresses: 4096,
             big_room: 200,
+            cluster: false,
         }
     }
 }
@@ -185,6 +201,17 @@ pub struct Hub<O> {
     checking: HashMap<IpAddr, u32>,
     /// Recent registrations per address key (see `accounts`).
     registrations: accounts::Registrations,
+    /// What the cluster should know, taken by [`Hub::take_published`].
+    published: Vec<cluster::Publish>,
+    /// Whether the cluster is reachable; always true for one node.
+    cluster_up: bool,
+    /// Users on other nodes by folded nickname (cluster mode).
+    remote: HashMap<String, cluster::RemoteUser>,
+    /// Nicknames being claimed across the cluster, by client.
+    claiming: HashMap<ClientId, String>,
+    /// Registered nicknames (folded) held on another node that a client
+    /// here logged in to: claimed for it once their holder has left.
+    takeovers: HashMap<String, ClientId>,
 }
 
 impl<O: Outbox> Hub<O> {
@@ -199,12 +226,14 @@ impl<O: Outbox> Hub<O> {
 
     /// An empty chat configured by `config`.
     pub fn with_config(config: HubConfig) -> Self {
+        let last_msg_id = config.last_msg_id;
         let mut rooms = HashMap::new();
         rooms.insert(
             names::fold(LOBBY),
             Room {
                 name: LOBBY.to_owned(),
                 members: HashMap::new(),
+                remote: BTreeMap::new(),
                 topic: None,
                 presence: None,
             },
@@ -215,7 +244,7 @@ impl<O: Outbox> Hub<O> {
             nicks: BTreeMap::new(),
             rooms,
             big_rooms: HashSet::new(),
-            ids: MessageIds::new(config.last_msg_id),
+            ids: MessageIds::new(last_msg_id),
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
             records: Vec::new(),
@@ -229,6 +258,11 @@ impl<O: Outbox> Hub<O> {
             requests: Vec::new(),
             checking: HashMap::new(),
             registrations: accounts::Registrations::default(),
+            published: Vec::new(),
+            cluster_up: true,
+            remote: HashMap::new(),
+            claiming: HashMap::new(),
+            takeovers: HashMap::new(),
         }
     }
 
@@ -428,6 +462,16 @@ impl<O: Outbox> Hub<O> {
         self.clients.is_empty()
     }
 
+    /// How many rooms exist, the lobby included (for metrics).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// How many nicknames are registered (for metrics).
+    pub fn account_count(&self) -> usize {
+        self.registered.len()
+    }
+
     /// The registered nicknames, sorted case-insensitively.
     pub fn nicknames(&self) -> impl Iterator<Item = &str> {
         self.nicks.values().map(|id| self.nick_of(*id))
@@ -472,6 +516,16 @@ impl<O: Outbox> Hub<O> {
         let Some(room) = self.rooms.get(&names::fold(room)) else {
             return Vec::new();
         };
+        if !room.remote.is_empty() {
+            let mut nicks: Vec<&str> = room
+                .members
+                .keys()
+                .map(|id| self.nick_of(*id))
+                .chain(room.remote.values().map(String::as_str))
+                .collect();
+            nicks.sort_by_cached_key(|n| names::fold(n));
+            return nicks;
+        }
         // A big room (the lobby holds everyone) is listed by walking the
         // nicknames, which are already sorted by folded name: no sort and
         // no folding per member on every join.
@@ -588,6 +642,18 @@ impl<O: Outbox> Hub<O> {
         let Some(key) = self.member_room(id, room) else {
             return;
         };
+        if self.config.cluster {
+            if !self.cluster_up {
+                return self.unavailable(id);
+            }
+            let room = self.rooms.get(&key).map_or(LOBBY, |r| r.name.as_str());
+            return self.published.push(cluster::Publish::Msg {
+                client: id,
+                room: room.to_owned(),
+                nick: self.nick_of(id).to_owned(),
+                text,
+            });
+        }
         let Some(msg_id) = self.next_id(id) else {
             return;
         };
@@ -627,6 +693,9 @@ impl<O: Outbox> Hub<O> {
         if let Some(why) = self.muted(id, now) {
             return self.error(id, ErrorCode::Muted, why);
         }
+        if self.config.cluster {
+            return self.whisper_cluster(id, to, text);
+        }
         let Some(&target) = self.nicks.get(&names::fold(to)) else {
             return self.error(
                 id,
@@ -665,8 +734,49 @@ impl<O: Outbox> Hub<O> {
         }
     }
 
+    /// A whisper in cluster mode: numbered by the cluster and delivered by
+    /// the recipient's node (this one's included).
+    fn whisper_cluster(&mut self, id: ClientId, to: &str, text: String) {
+        let key = names::fold(to);
+        let node = match (self.nicks.get(&key), self.remote.get(&key)) {
+            (Some(&target), _) if target == id => {
+                return self.error(
+                    id,
+                    ErrorCode::BadArgument,
+                    "Whispering to yourself? Nobody else would hear it anyway.".into(),
+                );
+            }
+            (Some(&target), _) => (None, self.nick_of(target).to_owned()),
+            (None, Some(user)) => (Some(user.node.clone()), user.nick.clone()),
+            (None, None) => {
+                return self.error(
+                    id,
+                    ErrorCode::NoSuchNick,
+                    format!("Nobody called {to} is online."),
+                );
+            }
+        };
+        if !self.cluster_up {
+            return self.unavailable(id);
+        }
+        let (node, to) = node;
+        self.published.push(cluster::Publish::Whisper {
+            client: id,
+            node,
+            from: self.nick_of(id).to_owned(),
+            to,
+            text,
+        });
+    }
+
     fn error(&mut self, id: ClientId, code: ErrorCode, text: String) {
         self.send(id, &ServerLine::Err { code, text });
+    }
+
+    /// Replaces the welcome text newcomers get from now on (a reload of the
+    /// MOTD file); clients already here are not sent it again.
+    pub fn set_motd(&mut self, motd: Arc<[String]>) {
+        self.config.motd = motd;
     }
 
     /// Sends one line to one client.
@@ -738,11 +848,20 @@ impl<O: Outbox> Hub<O> {
     /// with it that it left.
     fn remove(&mut self, id: ClientId, reason: &str, now: Timestamp) {
         self.done(id);
+        self.claiming.remove(&id);
+        self.takeovers.retain(|_, c| *c != id);
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         client.outbox.close();
         if let Some(nick) = client.nick.clone() {
+            if self.config.cluster {
+                self.published.push(cluster::Publish::Quit {
+                    nick: nick.clone(),
+                    rooms: client.rooms.clone(),
+                    reason: reason.to_owned(),
+                });
+            }
             self.nicks.remove(&names::fold(&nick));
             let line = encode(&ServerLine::Quit {
                 time: now,

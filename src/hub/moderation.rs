@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 
+use super::cluster::Sanction;
 use super::outbox::Outbox;
 use super::words::{ban_text, because, left};
 use super::Hub;
@@ -36,11 +37,19 @@ impl<O: Outbox> Hub<O> {
         let op = client.nick.clone().unwrap_or_default();
         match command {
             Command::Kick { nick, reason } => {
+                if let Some(name) = self.remote_nick(&nick) {
+                    // On another node: that node disconnects it.
+                    let rooms = self.announce(id, None, ModAction::Kick, &name, None, &reason, now);
+                    let sanction = Sanction::Kick { nick: name };
+                    return self.share_moderation(&op, sanction, &reason, rooms);
+                }
                 let Some(target) = self.online(id, &nick) else {
                     return;
                 };
                 let name = self.nick_of(target).to_owned();
-                self.announce(id, Some(target), ModAction::Kick, &name, None, &reason, now);
+                let rooms =
+                    self.announce(id, Some(target), ModAction::Kick, &name, None, &reason, now);
+                self.share_moderation(&op, Sanction::Kick { nick: name.clone() }, &reason, rooms);
                 self.error(
                     target,
                     ErrorCode::Kicked,
@@ -64,13 +73,14 @@ impl<O: Outbox> Hub<O> {
                     .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
                 self.mutes.insert(key.clone(), (until, op.clone()));
                 self.requests.push(Request::SaveMute(Mute {
-                    nick: key,
+                    nick: key.clone(),
                     until,
-                    by: op,
+                    by: op.clone(),
                 }));
                 let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
-                let until = Timestamp::from_unix(until);
-                self.announce(id, target, ModAction::Mute, &name, until, &reason, now);
+                let at = Timestamp::from_unix(until);
+                let rooms = self.announce(id, target, ModAction::Mute, &name, at, &reason, now);
+                self.share_moderation(&op, Sanction::Mute { nick: key, until }, &reason, rooms);
             }
             Command::Unmute(nick) => {
                 let key = names::fold(&nick);
@@ -80,7 +90,8 @@ impl<O: Outbox> Hub<O> {
                 self.requests.push(Request::RemoveMute(key.clone()));
                 let target = self.nicks.get(&key).copied();
                 let name = target.map_or(nick, |t| self.nick_of(t).to_owned());
-                self.announce(id, target, ModAction::Unmute, &name, None, "", now);
+                let rooms = self.announce(id, target, ModAction::Unmute, &name, None, "", now);
+                self.share_moderation(&op, Sanction::Unmute { nick: key }, "", rooms);
             }
             Command::Ban {
                 target,
@@ -101,16 +112,24 @@ impl<O: Outbox> Hub<O> {
                 self.publish_bans();
                 self.requests.push(Request::RemoveBan(parsed.clone()));
                 tracing::info!(op = %op, action = "unban", target = %parsed, "moderation");
+                let shared = Sanction::Unban {
+                    target: parsed.to_string(),
+                };
                 match parsed {
                     BanTarget::Nick(_) => {
-                        self.announce(id, None, ModAction::Unban, &target, None, "", now);
+                        let rooms =
+                            self.announce(id, None, ModAction::Unban, &target, None, "", now);
+                        self.share_moderation(&op, shared, "", rooms);
                     }
                     // In the operator's own words: `UNBAN 192.0.2.1` is
                     // answered about 192.0.2.1, not 192.0.2.1/32.
-                    BanTarget::Addr(_) => self.send(
-                        id,
-                        &ServerLine::Info(format!("The ban on {target} is lifted.")),
-                    ),
+                    BanTarget::Addr(_) => {
+                        self.send(
+                            id,
+                            &ServerLine::Info(format!("The ban on {target} is lifted.")),
+                        );
+                        self.share_moderation(&op, shared, "", Vec::new());
+                    }
                 }
             }
             _ => {}
@@ -157,6 +176,25 @@ impl<O: Outbox> Hub<O> {
         self.bans.insert(parsed.clone(), ban.clone());
         self.publish_bans();
         self.requests.push(Request::SaveBan(ban.clone()));
+        // Every other node applies it too; a nickname's ban is announced
+        // there in its holder's rooms.
+        let rooms = match &parsed {
+            BanTarget::Nick(key) => self
+                .remote
+                .get(key)
+                .map(|u| u.rooms.clone())
+                .unwrap_or_default(),
+            BanTarget::Addr(_) => Vec::new(),
+        };
+        self.share_moderation(
+            op,
+            Sanction::Ban {
+                target: parsed.to_string(),
+                until,
+            },
+            &reason,
+            rooms,
+        );
         let until_time = Timestamp::from_unix(until);
         let text = ban_text(&ban, now);
         let mut closed = 0;
@@ -287,8 +325,9 @@ impl<O: Outbox> Hub<O> {
         );
     }
 
-    /// Sends the `MOD` line to the rooms of `target` (if online) and to the
-    /// operator's current room, once per room, and logs the action.
+    /// Sends the `MOD` line to the rooms of `target` (if online here, or
+    /// of the user on another node called `name`) and to the operator's
+    /// current room, once per room, and logs the action. Returns those rooms.
     #[allow(clippy::too_many_arguments)]
     fn announce(
         &mut self,
@@ -299,7 +338,7 @@ impl<O: Outbox> Hub<O> {
         until: Option<Timestamp>,
         reason: &str,
         now: Timestamp,
-    ) {
+    ) -> Vec<String> {
         let by = self.nick_of(op).to_owned();
         tracing::info!(
             op = %by,
@@ -309,10 +348,19 @@ impl<O: Outbox> Hub<O> {
             reason,
             "moderation"
         );
-        let mut rooms: Vec<String> = target
-            .and_then(|t| self.clients.get(&t))
-            .map(|c| c.rooms.clone())
-            .unwrap_or_default();
+        let mut rooms: Vec<String> = match target {
+            Some(t) => self
+                .clients
+                .get(&t)
+                .map(|c| c.rooms.clone())
+                .unwrap_or_default(),
+            // A user on another node: its rooms as mirrored here.
+            None => self
+                .remote
+                .get(&names::fold(name))
+                .map(|u| u.rooms.clone())
+                .unwrap_or_default(),
+        };
         if let Some(current) = self.clients.get(&op).and_then(|c| c.rooms.last()) {
             if !rooms.contains(current) {
                 rooms.push(current.clone());
@@ -325,22 +373,40 @@ impl<O: Outbox> Hub<O> {
                 action.as_str(),
                 until.map_or_else(String::new, |t| format!(" until {t}"))
             ));
-            return self.send(op, &line);
+            self.send(op, &line);
+            return rooms;
         }
+        self.mod_lines(&by, &rooms, action, name, until, reason, now);
+        rooms
+    }
+
+    /// Sends a `MOD` line to this node's members of each of `rooms` (folded
+    /// names) that exists here.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mod_lines(
+        &mut self,
+        by: &str,
+        rooms: &[String],
+        action: ModAction,
+        name: &str,
+        until: Option<Timestamp>,
+        reason: &str,
+        now: Timestamp,
+    ) {
         for key in rooms {
-            let Some(room) = self.rooms.get(&key).map(|r| r.name.clone()) else {
+            let Some(room) = self.rooms.get(key).map(|r| r.name.clone()) else {
                 continue;
             };
             let line = encode(&ServerLine::Mod {
                 time: now,
                 room,
-                by: by.clone(),
+                by: by.to_owned(),
                 action,
                 target: name.to_owned(),
                 until,
                 reason: reason.to_owned(),
             });
-            self.broadcast_room(&key, &line, None);
+            self.broadcast_room(key, &line, None);
         }
     }
 

@@ -1,6 +1,8 @@
 //! Nicknames: taking one, changing it, and the refusals (invalid, taken,
 //! registered, banned), each with a free suggestion.
 
+use std::sync::Arc;
+
 use super::outbox::Outbox;
 use super::words::ban_text;
 use super::Hub;
@@ -18,6 +20,7 @@ impl<O: Outbox> Hub<O> {
         let taken = |n: &str| {
             let key = names::fold(n);
             self.nicks.get(&key).is_some_and(|&holder| holder != id)
+                || self.remote.contains_key(&key)
                 || (self.registered.contains_key(&key) && own.as_ref() != Some(&key))
         };
         if let Err(err) = names::check_nick(wanted) {
@@ -29,7 +32,7 @@ impl<O: Outbox> Hub<O> {
                 format!("{why}; try {suggestion}"),
             );
         }
-        if holder.is_some_and(|holder| holder != id) {
+        if holder.is_some_and(|holder| holder != id) || self.remote.contains_key(&folded) {
             let suggestion = names::suggest_nick(wanted, taken);
             return self.error(
                 id,
@@ -61,7 +64,21 @@ impl<O: Outbox> Hub<O> {
 
     /// Gives client `id` the nickname `wanted`, which it may take: registers
     /// the connection, or renames it and tells everyone concerned.
+    ///
+    /// In cluster mode a nickname new to the client is claimed across the
+    /// cluster first, and taken when the claim is won (see `cluster`).
     pub(super) fn assign_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
+        if self.config.cluster {
+            let current = self.nick(id).map(names::fold);
+            if current.as_deref() != Some(names::fold(wanted).as_str()) {
+                return self.claim(id, wanted);
+            }
+        }
+        self.take_nick(id, wanted, now);
+    }
+
+    /// Gives client `id` the nickname `wanted`, claimed already.
+    pub(super) fn take_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
         let folded = names::fold(wanted);
         let renaming = self
             .clients
@@ -100,6 +117,7 @@ impl<O: Outbox> Hub<O> {
                         ),
                     },
                 );
+                self.send_motd(id);
                 self.enter(id, &names::fold(LOBBY), LOBBY, now);
             }
             Some(old) => {
@@ -112,6 +130,16 @@ impl<O: Outbox> Hub<O> {
                     client.since = since;
                 }
                 self.nicks.remove(&names::fold(&old));
+                if self.config.cluster {
+                    let rooms = client.rooms.clone();
+                    let release = (names::fold(&old) != folded).then(|| old.clone());
+                    self.published.push(super::cluster::Publish::Rename {
+                        old: old.clone(),
+                        new: wanted.to_owned(),
+                        rooms,
+                        release,
+                    });
+                }
                 self.nicks.insert(folded, id);
                 let line = encode(&ServerLine::Nick {
                     time: now,
@@ -122,6 +150,15 @@ impl<O: Outbox> Hub<O> {
                 self.broadcast_neighbours(id, &line, true);
                 self.renamed_in_presence(id, wanted);
             }
+        }
+    }
+
+    /// The operator's welcome text, as `INFO` lines, to a client that has
+    /// just been welcomed.
+    fn send_motd(&mut self, id: ClientId) {
+        let motd = Arc::clone(&self.config.motd);
+        for line in motd.iter() {
+            self.send(id, &ServerLine::Info(line.clone()));
         }
     }
 }

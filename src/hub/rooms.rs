@@ -73,6 +73,7 @@ impl<O: Outbox> Hub<O> {
         self.rooms.entry(key.to_owned()).or_insert_with(|| Room {
             name: name.to_owned(),
             members: HashMap::new(),
+            remote: std::collections::BTreeMap::new(),
             topic: None,
             presence: None,
         });
@@ -83,6 +84,13 @@ impl<O: Outbox> Hub<O> {
         room.members.insert(id, outbox);
         let big = room.presence.is_some();
         let name = room.name.clone();
+        if self.config.cluster {
+            self.published.push(super::cluster::Publish::Join {
+                room: key.to_owned(),
+                name: name.clone(),
+                nick: nick.clone(),
+            });
+        }
         let topic = room.topic.as_ref().map(|t| ServerLine::Topic {
             time: t.time,
             room: name.clone(),
@@ -109,16 +117,24 @@ impl<O: Outbox> Hub<O> {
                 self.send_encoded(id, &line);
             }
         }
-        if self.config.history && self.config.replay > 0 {
-            self.fetches.push(Fetch {
-                client: id,
-                scope: Scope::Room(key.to_owned()),
-                // Only what was said before this join: anything later
-                // reaches the newcomer live.
-                range: Range::Before(self.ids.last().saturating_add(1)),
-                count: self.config.replay,
-                target: name,
-            });
+        let fetch = Fetch {
+            client: id,
+            scope: Scope::Room(key.to_owned()),
+            // Only what was said before this join: anything later
+            // reaches the newcomer live.
+            range: Range::Before(self.ids.last().saturating_add(1)),
+            count: self.config.replay,
+            target: name,
+        };
+        if self.config.replay > 0 {
+            if self.config.cluster {
+                // The room's history is the cluster's; none while it is away.
+                if self.cluster_up {
+                    self.published.push(super::cluster::Publish::History(fetch));
+                }
+            } else if self.config.history {
+                self.fetches.push(fetch);
+            }
         }
     }
 
@@ -136,6 +152,13 @@ impl<O: Outbox> Hub<O> {
             self.send_encoded(id, &line);
         } else {
             self.broadcast_room(key, &line, None);
+        }
+        if self.config.cluster {
+            self.published.push(super::cluster::Publish::Part {
+                room: key.to_owned(),
+                nick: self.nick_of(id).to_owned(),
+                reason: reason.to_owned(),
+            });
         }
         self.leave_room(id, key);
         let current = self
@@ -160,7 +183,7 @@ impl<O: Outbox> Hub<O> {
         self.presence_changed(id, key, false);
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.remove(&id);
-            if room.members.is_empty() && key != names::fold(LOBBY) {
+            if room.members.is_empty() && room.remote.is_empty() && key != names::fold(LOBBY) {
                 self.rooms.remove(key);
                 self.big_rooms.remove(key);
             }
@@ -170,9 +193,8 @@ impl<O: Outbox> Hub<O> {
     pub(super) fn list_rooms(&mut self, id: ClientId) {
         let mut rooms: Vec<&Room<O>> = self.rooms.values().collect();
         rooms.sort_by(|a, b| {
-            b.members
-                .len()
-                .cmp(&a.members.len())
+            (b.members.len() + b.remote.len())
+                .cmp(&(a.members.len() + a.remote.len()))
                 .then_with(|| names::fold(&a.name).cmp(&names::fold(&b.name)))
         });
         let total = rooms.len();
@@ -181,7 +203,7 @@ impl<O: Outbox> Hub<O> {
             .take(ROOMS_LISTED)
             .map(|room| ServerLine::Room {
                 room: room.name.clone(),
-                members: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+                members: u32::try_from(room.members.len() + room.remote.len()).unwrap_or(u32::MAX),
                 topic: room
                     .topic
                     .as_ref()

@@ -70,11 +70,15 @@ pub enum ErrorCode {
     /// The address opened too many connections too quickly; the text says
     /// when to try again. The connection closes.
     ConnectThrottled,
+    // Several nodes.
+    /// The command needs the cluster (Redis), which this node cannot reach
+    /// right now; nothing was done.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of PROTOCOL.md.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::NotRegistered,
         ErrorCode::UnknownCommand,
         ErrorCode::MissingArgument,
@@ -106,6 +110,8 @@ impl ErrorCode {
         // Connections per address.
         ErrorCode::TooManyConnections,
         ErrorCode::ConnectThrottled,
+        // Several nodes.
+        ErrorCode::ClusterUnavailable,
     ];
 
     /// The code as it appears on the wire.
@@ -142,6 +148,8 @@ impl ErrorCode {
             // Connections per address.
             ErrorCode::TooManyConnections => "too-many-connections",
             ErrorCode::ConnectThrottled => "connect-throttled",
+            // Several nodes.
+            ErrorCode::ClusterUnavailable => "cluster-unavailable",
         }
     }
 

@@ -10,18 +10,17 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_lite::{future, AsyncWriteExt, FutureExt};
 use smol::net::TcpListener;
 use smol::{Async, Executor, Timer};
 
 use super::hub_task::Event;
-use super::per_address::{AddressTable, Limits, Refusal};
+use super::per_address::{AddressSlot, AddressTable, Limits, Refusal};
 use super::session::transport::Ports;
 use super::session::{self, Connection};
 #[cfg(feature = "web")]
@@ -86,13 +85,27 @@ impl Accepting<'_> {
             let stream: Arc<Async<std::net::TcpStream>> = stream.into();
             if let Some(bytes) = ban_refusal(&self.bans, peer.ip(), Timestamp::now()) {
                 tracing::warn!(%peer, "refused: banned address");
+                crate::metrics::refused(crate::metrics::Refusal::Banned);
                 self.turn_away(stream, &tls, web, bytes, Refused::Banned);
                 continue;
             }
-            let slot = match AddressSlot::take(&self.addresses, peer.ip()) {
+            // A web listener's file requests pay only for being open; behind
+            // the trusted proxy, nothing is counted until the request says
+            // whose it is (see `AddressSlot::become_session`).
+            let counted = if web && self.config.web_trust_proxy == Some(peer.ip()) {
+                Ok(AddressSlot::unclaimed(&self.addresses))
+            } else {
+                AddressSlot::take(&self.addresses, peer.ip(), !web)
+            };
+            #[cfg_attr(not(feature = "web"), allow(unused_mut))]
+            let mut slot = match counted {
                 Ok(slot) => slot,
                 Err(refused) => {
                     tracing::warn!(%peer, ?refused, "refused: per-address limit");
+                    crate::metrics::refused(match refused {
+                        Refusal::TooMany => crate::metrics::Refusal::TooManyConnections,
+                        Refusal::TooFast(_) => crate::metrics::Refusal::ConnectThrottled,
+                    });
                     let bytes = address_refusal(refused, self.config.max_per_address);
                     self.turn_away(stream, &tls, web, bytes, Refused::Limited);
                     continue;
@@ -100,6 +113,7 @@ impl Accepting<'_> {
             };
             if self.clients.load(Ordering::Relaxed) >= self.config.max_clients {
                 tracing::warn!(%peer, "refused: server full");
+                crate::metrics::refused(crate::metrics::Refusal::ServerFull);
                 self.turn_away(
                     stream,
                     &tls,
@@ -118,10 +132,20 @@ impl Accepting<'_> {
             let ports = self.ports;
             let accepted = match &tls {
                 #[cfg(all(feature = "web", feature = "tls"))]
-                _ if web => Accepted::Web(stream, tls.clone()),
+                _ if web => Accepted::Web(web::Newcomer {
+                    stream,
+                    tls: tls.clone(),
+                    // The session owns its place from here on.
+                    slot: std::mem::replace(&mut slot, AddressSlot::unclaimed(&self.addresses)),
+                }),
                 // Without TLS, no listener has a handshake.
                 #[cfg(all(feature = "web", not(feature = "tls")))]
-                _ if web => Accepted::Web(stream, None),
+                _ if web => Accepted::Web(web::Newcomer {
+                    stream,
+                    tls: None,
+                    // The session owns its place from here on.
+                    slot: std::mem::replace(&mut slot, AddressSlot::unclaimed(&self.addresses)),
+                }),
                 None => Accepted::Session(Connection::Plain(stream)),
                 #[cfg(feature = "tls")]
                 Some(handshake) => Accepted::Session(Connection::Tls(stream, handshake.clone())),
@@ -131,6 +155,7 @@ impl Accepting<'_> {
             self.executor
                 .spawn(async move {
                     tracing::info!(id, %peer, tls = accepted.is_tls(), web = accepted.is_web(), "connected");
+                    let _open = crate::metrics::connected(accepted.is_tls(), accepted.is_web());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
                     let session = AssertUnwindSafe(async move {
@@ -139,8 +164,11 @@ impl Accepting<'_> {
                                 session::run(id, peer, connection, &config, ports, events).await
                             }
                             #[cfg(feature = "web")]
-                            Accepted::Web(stream, tls) => {
-                                web::run(id, peer, stream, tls, &config, ports, &events).await
+                            Accepted::Web(newcomer) => {
+                                // Boxed: the HTTP and TLS state is ten times a plain
+                                // session's, and every task would be sized for it.
+                                Box::pin(web::run(id, peer, newcomer, &config, ports, &events))
+                                    .await
                             }
                         }
                     });
@@ -164,7 +192,7 @@ enum Accepted {
     Session(Connection),
     /// From a web listener, with the TLS handshake it needs first, if any.
     #[cfg(feature = "web")]
-    Web(Arc<Async<std::net::TcpStream>>, Option<web::Acceptor>),
+    Web(web::Newcomer),
 }
 
 impl Accepted {
@@ -173,7 +201,7 @@ impl Accepted {
         match self {
             Accepted::Session(connection) => connection.is_tls(),
             #[cfg(feature = "web")]
-            Accepted::Web(_, tls) => tls.is_some(),
+            Accepted::Web(newcomer) => newcomer.tls.is_some(),
         }
     }
 
@@ -208,6 +236,7 @@ impl Accepting<'_> {
                     drop(spare);
                     if let Ok((stream, peer)) = listener.accept().await {
                         tracing::warn!(%peer, %err, "refused: out of file descriptors");
+                        crate::metrics::refused(crate::metrics::Refusal::OutOfDescriptors);
                         let bytes = refusal(self.config.max_clients);
                         self.turn_away(stream.into(), tls, web, bytes, Refused::Full);
                     }
@@ -338,36 +367,6 @@ impl Drop for Count {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// A connection's place in the per-address table; given back when dropped.
-/// `None` inside when the per-address limits are off.
-struct AddressSlot(Option<(Arc<Mutex<AddressTable>>, IpAddr)>);
-
-impl AddressSlot {
-    /// Counts a newcomer from `addr`, or says why it is refused.
-    fn take(table: &Arc<Mutex<AddressTable>>, addr: IpAddr) -> Result<Self, Refusal> {
-        let mut locked = lock(table);
-        if locked.is_off() {
-            return Ok(Self(None));
-        }
-        locked.admit(addr, Instant::now())?;
-        Ok(Self(Some((Arc::clone(table), addr))))
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Some((table, addr)) = self.0.take() {
-            lock(&table).release(addr, Instant::now());
-        }
-    }
-}
-
-/// The table, locked. Nothing panics while holding the lock, but a
-/// poisoned table is still a valid table.
-fn lock(table: &Mutex<AddressTable>) -> MutexGuard<'_, AddressTable> {
-    table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The per-address table `config` asks for.

@@ -15,9 +15,11 @@ use async_channel::{Receiver, Sender};
 use futures_lite::future;
 use smol::Timer;
 
+use super::cluster::Work;
 use super::outbox::{QueuedBytes, SessionOutbox};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
+use crate::hub::cluster::{Publish, Remote};
 use crate::hub::history::history_line;
 use crate::hub::outbox::{Outbox, Rejected};
 use crate::hub::Hub;
@@ -67,6 +69,10 @@ pub(crate) enum Event {
     },
     /// The accounts thread answered (a password check, a reload).
     Account(Answer),
+    /// The cluster bus says what happened on the other nodes.
+    Cluster(Remote),
+    /// The operator reloaded the welcome text (see [`super::Reload`]).
+    Motd(std::sync::Arc<[String]>),
 }
 
 /// How long the hub waits, in all, for the history store to make room
@@ -85,6 +91,7 @@ const TICK_BACKLOG: usize = 64;
 
 /// Applies one session event to the hub.
 fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, now: Timestamp) {
+    count(&event);
     match event {
         Event::Connect { id, addr, outbox } => {
             outbox.count_in(queued);
@@ -94,6 +101,49 @@ fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, 
         Event::Reply { id, line } => hub.reply(id, &line, now),
         Event::Disconnect { id, reason } => hub.disconnect(id, &reason, now),
         Event::Account(reply) => hub.account(reply, now),
+        Event::Cluster(remote) => hub.cluster(remote, now),
+        Event::Motd(motd) => hub.set_motd(motd),
+    }
+}
+
+/// Gives the cluster bus what the hub queued for it; what its full queue
+/// refuses is answered `ERR cluster-unavailable` at once. The hub never
+/// waits for Redis.
+///
+/// A room history fetch goes with the asker's outbox: the bus answers it
+/// from the room's stream straight into it, as the store does.
+fn hand_to_bus(hub: &mut Hub<SessionOutbox>, bus: Option<&Sender<Work>>, now: Timestamp) {
+    let Some(bus) = bus else {
+        return;
+    };
+    for publish in hub.take_published() {
+        let work = match publish {
+            Publish::History(fetch) => match hub.outbox(fetch.client).cloned() {
+                Some(outbox) => Work::History(fetch, outbox),
+                None => continue,
+            },
+            publish => Work::Publish(publish),
+        };
+        if let Err(err) = bus.try_send(work) {
+            match err.into_inner() {
+                Work::Publish(publish) => hub.cluster_refused(publish, now),
+                Work::History(fetch, _) => hub.cluster_refused(Publish::History(fetch), now),
+            }
+        }
+    }
+}
+
+/// Counts what the metrics count in the events the hub is given: chat
+/// messages, and the answers to password checks.
+fn count(event: &Event) {
+    match event {
+        Event::Command {
+            command: Command::Msg { .. } | Command::Whisper { .. },
+            ..
+        } => crate::metrics::message(),
+        Event::Account(Answer::LoggedIn { .. }) => crate::metrics::password_checked(true),
+        Event::Account(Answer::WrongPassword { .. }) => crate::metrics::password_checked(false),
+        _ => {}
     }
 }
 
@@ -229,14 +279,14 @@ async fn reserve_an_id(
 }
 
 /// Why a client whose outbox overflowed is gone, as the hub says it.
-const OVERFLOW: &str = "too slow: stopped reading";
+pub(crate) const OVERFLOW: &str = "too slow: stopped reading";
 
 /// Pushes a history answer into `outbox`, on the store's thread: all of it,
 /// ending with `HIST END`, or, if the outbox overflows on the way, the
 /// client is dropped like any client whose outbox overflows (the hub
 /// removes it and tells the others it was too slow), so that no one is
 /// left with a cut-off replay and no end to it.
-fn deliver_whole(
+pub(crate) fn deliver_whole(
     client: ClientId,
     mut outbox: SessionOutbox,
     lines: impl Iterator<Item = Line>,
@@ -271,6 +321,8 @@ pub(crate) struct Backends {
     pub(crate) ids: Option<IdFloor>,
     /// The accounts thread.
     pub(crate) accounts: Accounts,
+    /// The cluster bus, in cluster mode.
+    pub(crate) bus: Option<Sender<Work>>,
 }
 
 /// The hub task: applies events in order, expires unregistered connections
@@ -289,6 +341,7 @@ pub(crate) async fn run_hub(
         mut store,
         ids,
         accounts,
+        bus,
     } = backends;
     let mut tick = Timer::interval(Duration::from_secs(1));
     // Big rooms' JOINS and PARTS; flushed even while events queue up (a
@@ -361,6 +414,7 @@ pub(crate) async fn run_hub(
                     }
                 }
                 hub.tick(now);
+                crate::metrics::hub_sizes(hub.account_count(), hub.room_count());
             }
             Wake::Presence => hub.flush_presence(now),
             Wake::Shutdown => {
@@ -379,6 +433,7 @@ pub(crate) async fn run_hub(
             }
         }
         hand_to_accounts(&mut hub, &accounts, now);
+        hand_to_bus(&mut hub, bus.as_ref(), now);
         if let (Some(upto), Some(ids)) = (hub.take_id_reservation(), &ids) {
             ids.reserve(upto);
         }

@@ -22,6 +22,7 @@
 //!   transport.
 //! - `web` (feature `web`): the web listener's connections: HTTP heads under
 //!   a deadline, the embedded files, and the upgrade to a WebSocket session.
+//! - [`metrics`]: the `--metrics-bind` listener, serving `GET /metrics`.
 //!
 //! Children import each other by their own paths and never this file, so
 //! the module graph has no loop.
@@ -52,7 +53,9 @@ use outbox::{QueuedBytes, SessionOutbox};
 use session::transport::Ports;
 
 mod accept;
+mod cluster;
 mod hub_task;
+pub mod metrics;
 mod outbox;
 mod per_address;
 mod session;
@@ -110,6 +113,27 @@ pub async fn serve_with(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    // No sender: nothing is ever reloaded.
+    let (_, reloads) = async_channel::bounded(1);
+    serve_reloadable(listeners, config, reloads, shutdown).await
+}
+
+/// What a reload changes in a running server besides the TLS certificate,
+/// which [`crate::tls::CertSwap`] changes on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The welcome text newcomers get from now on (see `Config::motd`).
+    Motd(Vec<String>),
+}
+
+/// Like [`serve_with`], applying each [`Reload`] from `reloads` while it
+/// runs (`natter serve` sends them on SIGHUP).
+pub async fn serve_reloadable(
+    listeners: Listeners,
+    config: Config,
+    reloads: async_channel::Receiver<Reload>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     if listeners_empty(&listeners) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -143,11 +167,22 @@ pub async fn serve_with(
         last_msg_id,
         mute_default_secs: config.mute_default.as_secs(),
         ban_default_secs: config.ban_default.as_secs(),
+        motd: config.motd.clone().into(),
         registrations_per_hour: config.registrations_per_hour,
         registration_addresses: config.registration_addresses,
         big_room: config.big_room,
+        cluster: config.cluster.is_some(),
     });
-    let result = run(&executor, listeners, config, hub, store, ids, shutdown).await;
+    let result = run(
+        &executor,
+        listeners,
+        config,
+        (hub, last_msg_id),
+        store,
+        ids,
+        (reloads, shutdown),
+    )
+    .await;
     drop(stop);
     for worker in workers {
         let _ = worker.join();
@@ -184,15 +219,17 @@ fn listeners_empty(listeners: &Listeners) -> bool {
 }
 
 /// Starts the hub task and the accounts thread, accepts on every listener
-/// until `shutdown`, then winds everything down in order.
+/// (passing on `reloads`) until `shutdown`, then winds everything down in
+/// order. The two come as a pair: what the outside world tells a running
+/// server.
 async fn run(
     executor: &Arc<Executor<'static>>,
     listeners: Listeners,
     config: Config,
-    mut hub: Hub<SessionOutbox>,
+    (mut hub, last_msg_id): (Hub<SessionOutbox>, u64),
     store: Option<Store>,
     ids: Option<IdFloor>,
-    shutdown: impl Future<Output = ()>,
+    (reloads, shutdown): (async_channel::Receiver<Reload>, impl Future<Output = ()>),
 ) -> io::Result<()> {
     let config = Arc::new(config);
     let plain = listeners.plain;
@@ -234,11 +271,15 @@ async fn run(
     let (events, inbox) = async_channel::bounded(HUB_QUEUE);
     let (accounts, snapshot) = {
         let events = events.clone();
-        Accounts::open_with(&config.accounts, config.accounts_wait, move |reply| {
-            // Blocks this thread (not the hub) while the hub is behind;
-            // fails at once after shutdown.
+        // Blocks this thread (not the hub) while the hub is behind; fails
+        // at once after shutdown.
+        let reply = move |reply| {
             let _ = events.send_blocking(Event::Account(reply));
-        })
+        };
+        match &config.cluster {
+            Some(url) => Accounts::open_shared(&config.accounts, config.accounts_wait, url, reply),
+            None => Accounts::open_with(&config.accounts, config.accounts_wait, reply),
+        }
         .map_err(io::Error::other)?
     };
     tracing::info!(
@@ -248,6 +289,27 @@ async fn run(
     );
     hub.load(snapshot, Timestamp::now());
     let bans = hub.address_bans();
+    let (bus, bus_task) = match &config.cluster {
+        Some(url) => {
+            let node = cluster::node_name(config.node_id.as_deref(), ports.plain.or(ports.tls))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            tracing::info!(%node, "one node of a cluster");
+            let (publish, effects) = async_channel::bounded(cluster::BUS_QUEUE);
+            let task = executor.spawn(cluster::run_bus(
+                cluster::Bus {
+                    url: url.clone(),
+                    node,
+                    ttl: config.node_ttl,
+                    floor: last_msg_id,
+                    maxlen: config.retention.max_per_room.unwrap_or(100_000),
+                },
+                effects,
+                events.clone(),
+            ));
+            (Some(publish), Some(task))
+        }
+        None => (None, None),
+    };
     let (shutting_down, shutdown_signal) = async_channel::bounded::<()>(1);
     let hub = executor.spawn(run_hub(
         hub,
@@ -255,6 +317,7 @@ async fn run(
             store,
             ids,
             accounts,
+            bus,
         },
         QueuedBytes::new(config.outbox_total_bytes),
         inbox,
@@ -314,7 +377,15 @@ async fn run(
         future::or(accept_plain, accept_tls),
         future::or(accept_web, accept_web_tls),
     );
-    future::or(accept_all, shutdown).await;
+    // Reloads go to the hub as events, in their place among the others.
+    let reload_events = accepting.events.clone();
+    let reloading = async move {
+        while let Ok(Reload::Motd(motd)) = reloads.recv().await {
+            let _ = reload_events.send(Event::Motd(motd.into())).await;
+        }
+        future::pending().await
+    };
+    future::or(future::or(accept_all, reloading), shutdown).await;
 
     tracing::info!("shutting down");
     drop((plain, tls, web, web_tls));
@@ -342,6 +413,18 @@ async fn run(
         },
     )
     .await;
+    // The bus takes this node's users out of the cluster as it stops.
+    if let Some(task) = bus_task {
+        future::or(
+            async {
+                task.await;
+            },
+            async {
+                Timer::after(Duration::from_secs(3)).await;
+            },
+        )
+        .await;
+    }
     Ok(())
 }
 

@@ -101,6 +101,8 @@ struct QueueState {
     writer: Option<Waker>,
     /// The session, waiting for `closed`.
     session: Option<Waker>,
+    /// Whether a line was refused for want of room (counted once).
+    overflowed: bool,
 }
 
 impl Queue {
@@ -152,17 +154,26 @@ impl Outbox for SessionOutbox {
         let waker = {
             let mut state = self.queue.state();
             if state.closed {
-                return Err(Rejected::Closed);
+                // Closed for overflowing (a history answer that did not fit):
+                // the client is dropped for being too slow, not for leaving.
+                return Err(if state.overflowed {
+                    Rejected::Full
+                } else {
+                    Rejected::Closed
+                });
             }
             let pending = state.queued + state.writing;
             let idle = pending == 0;
-            if !idle && pending.saturating_add(line.len()) > self.queue.limit {
-                return Err(Rejected::Full);
-            }
+            let fits = idle || pending.saturating_add(line.len()) <= self.queue.limit;
             let keeping_up = idle || pending.saturating_add(line.len()) <= KEEPING_UP;
-            if !self.queue.add_total(line.len(), keeping_up) {
+            if !fits || !self.queue.add_total(line.len(), keeping_up) {
+                // The hub drops the client at its first refusal; count that.
+                if !std::mem::replace(&mut state.overflowed, true) {
+                    crate::metrics::outbox_overflow();
+                }
                 return Err(Rejected::Full);
             }
+            crate::metrics::delivered();
             state.queued += line.len();
             state.lines.push_back(Line::clone(line));
             if state.lines.len() == 1 {
@@ -232,6 +243,12 @@ impl OutboxReader {
         self.queue.release_total(done);
     }
 
+    /// Whether a line was refused for want of room: the outbox was closed
+    /// because the client read too slowly.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.queue.state().overflowed
+    }
+
     /// Waits until the hub closes the outbox.
     pub(crate) async fn closed(&self) {
         future::poll_fn(|cx| {
@@ -296,7 +313,25 @@ mod tests {
             0,
             "a closed outbox counts nothing"
         );
-        assert_eq!(outbox.push(&line(1)), Err(Rejected::Closed));
+        // It refused a line earlier: whatever closed it, it is gone for being
+        // too slow.
+        assert_eq!(outbox.push(&line(1)), Err(Rejected::Full));
+    }
+
+    #[test]
+    fn an_outbox_closed_for_overflowing_says_so_to_the_hub_and_the_session() {
+        let (mut outbox, reader) = SessionOutbox::new(100);
+        assert_eq!(outbox.push(&line(60)), Ok(()));
+        assert_eq!(outbox.push(&line(60)), Err(Rejected::Full));
+        // As the store thread does with a history answer that does not fit.
+        outbox.close();
+        assert!(reader.overflowed());
+        assert_eq!(outbox.push(&line(1)), Err(Rejected::Full));
+
+        let (mut left, reader) = SessionOutbox::new(100);
+        left.close();
+        assert!(!reader.overflowed());
+        assert_eq!(left.push(&line(1)), Err(Rejected::Closed));
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! IPv6 address as its IPv4 form), an IPv6 address by its /64, since one
 //! IPv6 host is usually handed a whole /64 and can hop across it at will.
 //!
+//! On a web listener, a page load opens a connection per file, so there a
+//! connection counts against `max_open` as it is accepted and pays the rate
+//! only when it becomes a chat session (the WebSocket upgrade); behind the
+//! trusted reverse proxy it counts for the client's address, once the
+//! request has said it. [`AddressSlot`] is a connection's place in the
+//! table, the one part here that reads the clock.
+//!
 //! The rate is a token bucket kept as one instant per address (the generic
 //! cell rate algorithm): `burst` connections at once, then one every
 //! `1 / rate`. An address whose bucket is full again and that holds no
@@ -17,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::limiter::address_key;
@@ -87,6 +95,41 @@ impl AddressTable {
     /// is refused costs the server no more than the refusal. An admitted
     /// connection must be [`release`](Self::release)d when it ends.
     pub(crate) fn admit(&mut self, addr: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.enter(addr, now, true)
+    }
+
+    /// A newcomer that is not (yet) a chat session, such as a web page's
+    /// request for a file: counted against `max_open` only, since a page
+    /// load opens a connection per file. It pays the rate with
+    /// [`pay`](Self::pay) if it becomes a session.
+    pub(crate) fn admit_open(&mut self, addr: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.enter(addr, now, false)
+    }
+
+    /// An admitted connection from `addr` becomes a chat session: it takes
+    /// its place in the rate, or is refused as a newcomer would be.
+    pub(crate) fn pay(&mut self, addr: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let Some(interval) = self.interval() else {
+            return Ok(());
+        };
+        let burst = self.limits.burst;
+        let key = address_key(addr);
+        let Some(entry) = self.entries.get_mut(&key) else {
+            // Only an admitted connection pays, and it is remembered while open.
+            return Ok(());
+        };
+        let full_at = entry.full_at.max(now) + interval;
+        let allowed = interval.saturating_mul(burst.max(1));
+        let ahead = full_at.saturating_duration_since(now);
+        if ahead > allowed {
+            return Err(Refusal::TooFast(ahead - allowed));
+        }
+        entry.full_at = full_at;
+        Ok(())
+    }
+
+    /// Counts a newcomer against `max_open`, and against the rate if `rate`.
+    fn enter(&mut self, addr: IpAddr, now: Instant, rate: bool) -> Result<(), Refusal> {
         if self.is_off() {
             return Ok(());
         }
@@ -94,7 +137,7 @@ impl AddressTable {
         if !self.entries.contains_key(&key) {
             self.make_room(now);
         }
-        let interval = self.interval();
+        let interval = self.interval().filter(|_| rate);
         let limits = self.limits;
         let entry = self.entries.entry(key).or_insert(Entry {
             open: 0,
@@ -178,6 +221,82 @@ impl AddressTable {
     }
 }
 
+/// A connection's place in the per-address table; given back when dropped.
+pub(crate) struct AddressSlot {
+    table: Arc<Mutex<AddressTable>>,
+    /// The address it is counted for; `None` while it counts for nobody
+    /// (the limits are off, or it came through the trusted proxy).
+    counted: Option<IpAddr>,
+}
+
+impl AddressSlot {
+    /// Counts a newcomer from `addr`, against the rate too if `session`
+    /// (it is a chat session from the start), or says why it is refused.
+    pub(crate) fn take(
+        table: &Arc<Mutex<AddressTable>>,
+        addr: IpAddr,
+        session: bool,
+    ) -> Result<Self, Refusal> {
+        let mut slot = Self::unclaimed(table);
+        let mut locked = lock(table);
+        if locked.is_off() {
+            return Ok(slot);
+        }
+        let now = Instant::now();
+        if session {
+            locked.admit(addr, now)?;
+        } else {
+            locked.admit_open(addr, now)?;
+        }
+        slot.counted = Some(addr);
+        Ok(slot)
+    }
+
+    /// A place that counts for nobody yet.
+    pub(crate) fn unclaimed(table: &Arc<Mutex<AddressTable>>) -> Self {
+        Self {
+            table: Arc::clone(table),
+            counted: None,
+        }
+    }
+
+    /// The connection becomes a chat session of `addr` (the peer, or the
+    /// client the trusted proxy forwarded for): it pays the rate, and is
+    /// counted for `addr` if it was not yet, or says why it is refused.
+    pub(crate) fn become_session(&mut self, addr: IpAddr) -> Result<(), Refusal> {
+        let mut locked = lock(&self.table);
+        if locked.is_off() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match self.counted {
+            Some(counted) if address_key(counted) == address_key(addr) => locked.pay(counted, now),
+            earlier => {
+                locked.admit(addr, now)?;
+                if let Some(earlier) = earlier {
+                    locked.release(earlier, now);
+                }
+                self.counted = Some(addr);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(addr) = self.counted.take() {
+            lock(&self.table).release(addr, Instant::now());
+        }
+    }
+}
+
+/// The table, locked. Nothing panics while holding the lock, but a
+/// poisoned table is still a valid table.
+fn lock(table: &Mutex<AddressTable>) -> MutexGuard<'_, AddressTable> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +359,31 @@ mod tests {
             assert_eq!(table.admit(ip("192.0.2.1"), now), Ok(()));
         }
         assert_eq!(table.len(), 0, "nothing is kept when both are off");
+    }
+
+    #[test]
+    fn file_requests_count_as_open_and_only_sessions_pay_the_rate() {
+        let mut table = AddressTable::new(limits(4, 60, 2));
+        let now = Instant::now();
+        let a = ip("192.0.2.7");
+        // A page load: many files, never more than four at once.
+        for _ in 0..50 {
+            assert_eq!(table.admit_open(a, now), Ok(()));
+            table.release(a, now);
+        }
+        for _ in 0..4 {
+            assert_eq!(table.admit_open(a, now), Ok(()));
+        }
+        assert_eq!(table.admit_open(a, now), Err(Refusal::TooMany));
+        // Two of them become sessions (the burst); the third is too fast.
+        assert_eq!(table.pay(a, now), Ok(()));
+        assert_eq!(table.pay(a, now), Ok(()));
+        assert!(matches!(table.pay(a, now), Err(Refusal::TooFast(_))));
+        // And a plain newcomer now finds the bucket spent as well.
+        for _ in 0..4 {
+            table.release(a, now);
+        }
+        assert!(matches!(table.admit(a, now), Err(Refusal::TooFast(_))));
     }
 
     #[test]

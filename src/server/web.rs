@@ -20,6 +20,7 @@ use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::{Async, Timer};
 
 use super::hub_task::Event;
+use super::per_address::{AddressSlot, Refusal};
 use super::session::transport::Ports;
 use super::session::ws;
 use crate::config::Config;
@@ -78,22 +79,37 @@ pub(super) type Acceptor = futures_rustls::TlsAcceptor;
 #[cfg(not(feature = "tls"))]
 pub(super) enum Acceptor {}
 
-/// Serves a connection to a web listener: over TLS with `tls` (the
-/// handshake within `config.tls_handshake_timeout`), then HTTP. Returns
-/// why it ended, for the log.
+/// A connection accepted on a web listener.
+pub(super) struct Newcomer {
+    pub(super) stream: Arc<Async<TcpStream>>,
+    /// The handshake, on the HTTPS listener.
+    pub(super) tls: Option<Acceptor>,
+    /// Its place in the per-address table: counted as open, paying the
+    /// connection rate only if it becomes a chat session.
+    pub(super) slot: AddressSlot,
+}
+
+/// Serves a connection to a web listener: over TLS if it came to the HTTPS
+/// one (the handshake within `config.tls_handshake_timeout`), then HTTP.
+/// Returns why it ended, for the log.
 pub(super) async fn run(
     id: ClientId,
     peer: SocketAddr,
-    stream: Arc<Async<TcpStream>>,
-    tls: Option<Acceptor>,
+    newcomer: Newcomer,
     config: &Config,
     ports: Ports,
     events: &Sender<Event>,
 ) -> String {
+    let Newcomer {
+        stream,
+        tls,
+        mut slot,
+    } = newcomer;
+    let slot = &mut slot;
     let _ = stream.get_ref().set_nodelay(true);
     let socket = Socket(Arc::clone(&stream));
     let reason = match tls {
-        None => serve_http(id, peer, socket, false, config, ports, events).await,
+        None => serve_http((id, peer, slot), socket, false, config, ports, events).await,
         #[cfg(feature = "tls")]
         Some(acceptor) => {
             let accepted = future::or(async { Some(acceptor.accept(socket).await) }, async {
@@ -102,7 +118,9 @@ pub(super) async fn run(
             })
             .await;
             match accepted {
-                Some(Ok(tls)) => serve_http(id, peer, tls, true, config, ports, events).await,
+                Some(Ok(tls)) => {
+                    serve_http((id, peer, slot), tls, true, config, ports, events).await
+                }
                 Some(Err(err)) => format!("TLS handshake failed: {err}"),
                 None => "TLS handshake timed out".into(),
             }
@@ -117,8 +135,7 @@ pub(super) async fn run(
 /// Reads one request head and answers it; after an upgrade, serves the
 /// chat session until it ends. Returns why it ended, for the log.
 async fn serve_http<S>(
-    id: ClientId,
-    peer: SocketAddr,
+    (id, peer, slot): (ClientId, SocketAddr, &mut AddressSlot),
     mut stream: S,
     tls: bool,
     config: &Config,
@@ -160,6 +177,15 @@ where
             return format!("bad HTTP request: {}", status.code());
         }
     };
+    // Operations: the metrics, when the operator serves them here too.
+    if config.web_metrics
+        && request.path == "/metrics"
+        && matches!(request.method.as_str(), "GET" | "HEAD")
+    {
+        let head_only = request.method == "HEAD";
+        respond(&mut stream, &super::metrics::scrape_response(head_only)).await;
+        return format!("HTTP {} /metrics: 200", request.method);
+    }
     let site = Site {
         tls,
         origins: &config.web_origins,
@@ -171,6 +197,23 @@ where
         }
         Route::Upgrade { response } => response,
     };
+    // Bans and limits go by the client's address: behind the trusted
+    // proxy, the one it forwarded for.
+    let peer = match (config.web_trust_proxy, request.forwarded_for) {
+        (Some(proxy), Some(client)) if proxy == peer.ip() => SocketAddr::new(client, peer.port()),
+        _ => peer,
+    };
+    // Only now is it a chat session: it pays the connection rate (and,
+    // through the proxy, takes its client's place), or is refused as a
+    // newcomer on the chat ports would be.
+    if let Err(refused) = slot.become_session(peer.ip()) {
+        crate::metrics::refused(match refused {
+            Refusal::TooMany => crate::metrics::Refusal::TooManyConnections,
+            Refusal::TooFast(_) => crate::metrics::Refusal::ConnectThrottled,
+        });
+        respond(&mut stream, &http::error_response(Status::TooManyRequests)).await;
+        return format!("WebSocket refused by the per-address limit: {refused:?}");
+    }
     let wrote = future::or(
         async { stream.write_all(&response).await.is_ok() && stream.flush().await.is_ok() },
         async {
@@ -182,12 +225,6 @@ where
     if !wrote {
         return "WebSocket upgrade not written".into();
     }
-    // Bans and limits go by the client's address: behind the trusted
-    // proxy, the one it forwarded for.
-    let peer = match (config.web_trust_proxy, request.forwarded_for) {
-        (Some(proxy), Some(client)) if proxy == peer.ip() => SocketAddr::new(client, peer.port()),
-        _ => peer,
-    };
     // The head is done with: nothing of it stays with an idle session.
     let rest = reader.rest();
     drop((request, response));

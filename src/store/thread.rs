@@ -71,7 +71,7 @@ impl Store {
         let (requests, inbox) = mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("natter-history".into())
-            .spawn(move || run(backend, inbox, retention))
+            .spawn(move || run(Box::new(Timed(backend)), inbox, retention))
             .map_err(StoreError::Thread)?;
         let store = Store {
             requests: Some(requests),
@@ -99,7 +99,10 @@ impl Store {
             return Ok(());
         };
         match requests.try_send(Job::Append(record)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                crate::metrics::history_queue(1);
+                Ok(())
+            }
             Err(TrySendError::Full(Job::Append(record))) => Err(record),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.count_dropped();
@@ -159,6 +162,28 @@ impl Drop for Store {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A backend whose batch writes are timed for the metrics
+/// (`natter_history_write_seconds`).
+struct Timed(Box<dyn Backend>);
+
+impl Backend for Timed {
+    fn append(&mut self, batch: &[Record]) -> Result<(), String> {
+        let start = Instant::now();
+        let written = self.0.append(batch);
+        crate::metrics::history_written(start.elapsed());
+        written
+    }
+    fn fetch(&mut self, scope: &Scope, range: Range, count: usize) -> Vec<Record> {
+        self.0.fetch(scope, range, count)
+    }
+    fn prune(&mut self, retention: Retention, now: i64) {
+        self.0.prune(retention, now);
+    }
+    fn last_id(&mut self) -> u64 {
+        self.0.last_id()
+    }
 }
 
 /// A run of failed writes, so that a full disk is one line in the log when
@@ -229,6 +254,7 @@ fn run(mut backend: Box<dyn Backend>, inbox: mpsc::Receiver<Job>, retention: Ret
         };
         match request {
             Ok(Job::Append(record)) => {
+                crate::metrics::history_queue(-1);
                 let first = batch.is_empty();
                 batch.push(record);
                 if batch.len() >= BATCH_MAX {

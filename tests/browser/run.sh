@@ -27,7 +27,8 @@ if [ ! -x "$chromium" ]; then
   exit 0
 fi
 
-if [ -z "${NATTER_BIN:-}" ] && [ ! -x ../../target/debug/natter ]; then
+# Built every time (a no-op when fresh): a stale binary would test old code.
+if [ -z "${NATTER_BIN:-}" ]; then
   (cd ../.. && cargo build --quiet)
 fi
 

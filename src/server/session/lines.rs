@@ -23,7 +23,7 @@ use crate::decoder::{Frame, LineDecoder, NotChat};
 use crate::ids::ClientId;
 use crate::protocol::{encode, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
-use crate::server::hub_task::Event;
+use crate::server::hub_task::{Event, OVERFLOW};
 use crate::server::outbox::{OutboxReader, SessionOutbox};
 use crate::text::capitalise;
 
@@ -87,6 +87,9 @@ pub(crate) async fn run_session(
     // or without an error.
     let (reason, flush) = match end {
         End::Reader(reason) => (reason, true),
+        // Closed for a history answer that did not fit: say so, as the hub
+        // does when a line does not fit.
+        End::Closed if reader.overflowed() => (OVERFLOW.into(), true),
         End::Closed => ("closed by the server".into(), true),
         End::Flushed => ("closed by the server".into(), false),
         End::Writer(reason) => (reason, false),
@@ -297,6 +300,7 @@ impl TokenBucket {
         self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;
         if self.tokens < 1.0 {
+            crate::metrics::rate_limited();
             let wait = (1.0 - self.tokens) / self.rate;
             Timer::after(Duration::from_secs_f64(wait)).await;
             self.tokens = 1.0;

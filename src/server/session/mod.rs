@@ -54,6 +54,11 @@ impl Connection {
 }
 
 /// Serves connection `id` until it ends, and returns why, for the log.
+///
+/// Every connection's task holds this future for its whole life, sized for
+/// the largest transport it may run. The plain one is the common case and
+/// small; the TLS one carries a handshake and rustls state several times its
+/// size, so it is boxed, and a plain connection pays only for its own.
 pub(crate) async fn run(
     id: ClientId,
     peer: std::net::SocketAddr,
@@ -66,7 +71,7 @@ pub(crate) async fn run(
         Connection::Plain(stream) => plain::run(id, peer, stream, config, ports, &events).await,
         #[cfg(feature = "tls")]
         Connection::Tls(stream, acceptor) => {
-            tls::run(id, peer, stream, acceptor, config, ports, &events).await
+            Box::pin(tls::run(id, peer, stream, acceptor, config, ports, &events)).await
         }
     }
 }

@@ -5,6 +5,8 @@
 //! into a stack buffer after readiness (an idle connection holds no read
 //! buffer), and one write of up to 16 KiB gathered in a buffer that belongs
 //! to the worker thread (an idle connection holds no write buffer either).
+//! Readiness is polled on the socket's own waker slots (one reader, one
+//! writer), which cost nothing to wait on.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -12,6 +14,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use async_channel::Sender;
+use futures_lite::future;
 use smol::Async;
 
 use super::lines;
@@ -30,7 +33,10 @@ struct Plain<'a>(&'a Async<TcpStream>);
 impl Input for Plain<'_> {
     async fn read_some(&mut self) -> io::Result<Vec<u8>> {
         loop {
-            self.0.readable().await?;
+            // Polled in place rather than through `readable()`, whose
+            // future keeps its waker in a per-socket list that allocates:
+            // one reader per socket needs only the socket's own slot.
+            future::poll_fn(|cx| self.0.poll_readable(cx)).await?;
             match read_now(self.0) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -118,7 +124,7 @@ impl Output for Plain<'_> {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    stream.writable().await?;
+                    future::poll_fn(|cx| stream.poll_writable(cx)).await?;
                     continue;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
