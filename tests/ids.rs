@@ -163,6 +163,12 @@ fn replay(client: &mut Client) -> Vec<u64> {
     loop {
         match client.parsed() {
             ServerLine::Msg { .. } | ServerLine::Whisper { .. } => {}
+            // Others coming and going meanwhile (the viewer joining).
+            ServerLine::Join { .. }
+            | ServerLine::Part { .. }
+            | ServerLine::Quit { .. }
+            | ServerLine::Joins { .. }
+            | ServerLine::Parts { .. } => {}
             ServerLine::History(line) => match *line {
                 ServerLine::Msg { id, .. } | ServerLine::Whisper { id, .. } => ids.push(id),
                 other => panic!("HIST of {other:?}"),
