@@ -42,6 +42,14 @@ pub struct Config {
     pub threads: usize,
     /// The most rooms one client may be in at once.
     pub max_rooms: usize,
+    /// Members from which a room is big (protocol 1.1): its members are not
+    /// sent a `JOIN`, `PART` or `QUIT` line for each arrival and departure,
+    /// but `JOINS` and `PARTS` lines every `presence_interval`, and a
+    /// newcomer gets the member list then. 0: never. Without it, a crowd
+    /// joining one room costs lines in the square of its size.
+    pub big_room: usize,
+    /// How often big rooms are told who came and went.
+    pub presence_interval: Duration,
     /// Where history is kept. The default here is off, so that tests and
     /// embedders write no files and see no replays unless they ask;
     /// `natter serve` defaults to SQLite in its data directory.
@@ -150,6 +158,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(2),
             threads: 0,
             max_rooms: 32,
+            big_room: 200,
+            presence_interval: Duration::from_millis(500),
             history: HistoryMode::Off,
             retention: Retention::default(),
             replay: 50,

@@ -125,9 +125,24 @@ fn idle_registers_everyone_and_measures_memory() {
         ..options(Scenario::Idle)
     });
     assert_eq!(num(&json, "registered"), 30);
-    assert_eq!(num(&json, "joins_read"), 30 * 31 / 2);
+    // Each knows all 30: its USERS list and the JOINs after it.
+    assert_eq!(num(&json, "joins_read"), 30 * 30);
     assert!(json["server_bytes_per_conn"].is_number(), "{json}");
     assert_eq!(num(&json, "fds_after"), num(&json, "fds_before") + 2 * 30);
+}
+
+/// Past `--big-room` (200 by default) the lobby's arrivals come gathered in
+/// `JOINS` lines and newcomers' lists at a flush: each client still ends up
+/// knowing every member, and is counted as registered once its list came.
+#[test]
+fn idle_in_a_big_lobby_counts_every_member_known() {
+    let json = run(&Options {
+        clients: 260,
+        seconds: Some(0.0),
+        ..options(Scenario::Idle)
+    });
+    assert_eq!(num(&json, "registered"), 260);
+    assert_eq!(num(&json, "joins_read"), 260 * 260);
 }
 
 /// Churn finishes its cycles and gives back every descriptor.

@@ -82,7 +82,7 @@ impl Natter {
                 );
             }
             if TcpStream::connect(addr).is_ok() {
-                Client::connect(addr).expect("HELLO natter/1 ");
+                Client::connect(addr).expect("HELLO natter/1.1 ");
                 return natter;
             }
             assert!(Instant::now() < deadline, "natter serve is not listening");
@@ -163,6 +163,12 @@ fn replay(client: &mut Client) -> Vec<u64> {
     loop {
         match client.parsed() {
             ServerLine::Msg { .. } | ServerLine::Whisper { .. } => {}
+            // Others coming and going meanwhile (the viewer joining).
+            ServerLine::Join { .. }
+            | ServerLine::Part { .. }
+            | ServerLine::Quit { .. }
+            | ServerLine::Joins { .. }
+            | ServerLine::Parts { .. } => {}
             ServerLine::History(line) => match *line {
                 ServerLine::Msg { id, .. } | ServerLine::Whisper { id, .. } => ids.push(id),
                 other => panic!("HIST of {other:?}"),

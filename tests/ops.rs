@@ -72,7 +72,7 @@ impl Natter {
                 panic!("natter serve exited before listening: {status}");
             }
             if std::net::TcpStream::connect(self.addr).is_ok() {
-                Client::connect(self.addr).expect("HELLO natter/1 ");
+                Client::connect(self.addr).expect("HELLO natter/1.1 ");
                 return;
             }
             assert!(
@@ -252,7 +252,7 @@ fn motd_follows_welcome_as_info_lines() {
     let natter = Natter::start_in(dir, &["--motd", &motd], &[]);
     for nick in ["alice", "bob"] {
         let mut client = Client::connect(natter.addr);
-        client.expect("HELLO natter/1 ");
+        client.expect("HELLO natter/1.1 ");
         client.send_line(&format!("NICK {nick}"));
         client.expect(&format!("WELCOME {nick} "));
         assert_eq!(client.line(), "INFO Welcome to the test server.");
@@ -461,7 +461,7 @@ fn motd_seen(addr: SocketAddr, nick: &str) -> Vec<String> {
 /// A client registered as `nick`, and the welcome text it was sent.
 fn welcomed(addr: SocketAddr, nick: &str) -> (Client, Vec<String>) {
     let mut client = Client::connect(addr);
-    client.expect("HELLO natter/1 ");
+    client.expect("HELLO natter/1.1 ");
     client.send_line(&format!("NICK {nick}"));
     client.expect(&format!("WELCOME {nick} "));
     let mut motd = Vec::new();

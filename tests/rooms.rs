@@ -360,3 +360,172 @@ fn a_killed_server_loses_at_most_the_last_batch() {
         seen.len()
     );
 }
+
+/// One client of a big room and the lists it keeps, replayed from its
+/// lines as the clients do.
+struct Member {
+    client: Client,
+    me: String,
+    /// Folded room -> folded nicks.
+    rooms: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Every line read, as nc shows it.
+    lines: Vec<String>,
+}
+
+impl Member {
+    fn arrive(server: &common::Server, nick: &str) -> Member {
+        let mut client = Client::connect(server.addr);
+        client.set_name(nick);
+        client.expect("HELLO natter/1.1 ");
+        client.send_line(&format!("NICK {nick}"));
+        // One at a time, so that they register in this order.
+        client.expect(&format!("WELCOME {nick} "));
+        Member {
+            client,
+            me: nick.to_owned(),
+            rooms: Default::default(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Waits past a few presence intervals, then reads everything sent
+    /// before a PING's answer.
+    fn sync(&mut self, token: &str) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.client.send_line(&format!("PING {token}"));
+        let fold = natter::names::fold;
+        loop {
+            let raw = self.client.line_bytes();
+            assert!(
+                raw.iter().all(|&b| (0x20..0x7f).contains(&b)),
+                "{}: not plain text: {raw:?}",
+                self.me
+            );
+            let text = String::from_utf8(raw).expect("ASCII");
+            assert!(text.len() + 2 <= natter::hub::LIST_LINE, "{text:?}");
+            self.lines.push(text.clone());
+            let rooms = &mut self.rooms;
+            match ServerLine::parse(&text).expect("parses") {
+                ServerLine::Pong(t) if t == token => return,
+                ServerLine::Welcome { nick, .. } => self.me = nick,
+                ServerLine::Join { room, nick, .. } if fold(&nick) == fold(&self.me) => {
+                    rooms.insert(fold(&room), [fold(&nick)].into());
+                }
+                ServerLine::Join { room, nick, .. } => {
+                    rooms
+                        .get_mut(&fold(&room))
+                        .expect("in the room")
+                        .insert(fold(&nick));
+                }
+                ServerLine::Part { room, nick, .. } if fold(&nick) == fold(&self.me) => {
+                    rooms.remove(&fold(&room));
+                }
+                ServerLine::Part { room, nick, .. } => {
+                    rooms
+                        .get_mut(&fold(&room))
+                        .expect("in the room")
+                        .remove(&fold(&nick));
+                }
+                ServerLine::Quit { nick, .. } => {
+                    for list in rooms.values_mut() {
+                        list.remove(&fold(&nick));
+                    }
+                }
+                ServerLine::Nick { old, new, .. } => {
+                    if fold(&old) == fold(&self.me) {
+                        self.me = new.clone();
+                    }
+                    for list in rooms.values_mut() {
+                        if list.remove(&fold(&old)) {
+                            list.insert(fold(&new));
+                        }
+                    }
+                }
+                ServerLine::Users { room, nicks } => {
+                    let list = rooms.get_mut(&fold(&room)).expect("in the room");
+                    *list = nicks.iter().map(|n| fold(n)).collect();
+                }
+                ServerLine::Joins { room, nicks } => {
+                    let list = rooms.get_mut(&fold(&room)).expect("in the room");
+                    list.extend(nicks.iter().map(|n| fold(n)));
+                }
+                ServerLine::Parts { room, nicks } => {
+                    let list = rooms.get_mut(&fold(&room)).expect("in the room");
+                    for n in nicks {
+                        list.remove(&fold(&n));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn big_rooms_tell_joins_and_parts_gathered_and_every_list_ends_exact() {
+    // Story: a crowd fills the lobby; past --big-room 3 nobody is sent a
+    // line per arrival, yet everyone's member list ends up right.
+    let server = start(natter::Config {
+        big_room: 3,
+        presence_interval: Duration::from_millis(50),
+        rate: 0,
+        ..common::config()
+    });
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let mut crowd: Vec<Member> = names.iter().map(|n| Member::arrive(&server, n)).collect();
+    for m in &mut crowd {
+        m.sync("1");
+    }
+    let all: std::collections::BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
+    for m in &crowd {
+        assert_eq!(m.rooms["#lobby"], all, "{}: the lobby after arriving", m.me);
+    }
+    // alice, there first, heard the small room's JOINs, then JOINS lines.
+    let alice = &crowd[0].lines;
+    assert!(alice
+        .iter()
+        .any(|l| l.ends_with(" #lobby bob") && l.starts_with("JOIN ")));
+    assert!(
+        alice.iter().any(|l| l.starts_with("JOINS #lobby ")),
+        "{alice:?}"
+    );
+    assert!(!alice
+        .iter()
+        .any(|l| l.starts_with("JOIN ") && l.ends_with(" frank")));
+    // The last to come got the list at a flush.
+    assert!(crowd[5]
+        .lines
+        .iter()
+        .any(|l| l.starts_with("USERS #lobby ")));
+
+    // Within about one interval: a quit, a rename, a leave and come back,
+    // a leave for another room, and someone taking the quitter's name.
+    crowd[2].client.send_line("QUIT off");
+    crowd[2].client.until("BYE ");
+    crowd[3].client.send_line("NICK dan");
+    crowd[4].client.send_line("PART #lobby");
+    crowd[4].client.send_line("JOIN #lobby");
+    crowd[5].client.send_line("JOIN #side");
+    crowd[5].client.send_line("PART #lobby");
+    let mut newcomer = Member::arrive(&server, "Carol");
+    let _ = crowd.remove(2);
+    for m in crowd.iter_mut().chain([&mut newcomer]) {
+        m.sync("2");
+    }
+    let lobby: std::collections::BTreeSet<String> = ["alice", "bob", "carol", "dan", "erin"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    for m in crowd.iter().chain([&newcomer]) {
+        if m.me == "frank" {
+            assert!(!m.rooms.contains_key("#lobby"), "frank left the lobby");
+            assert_eq!(m.rooms["#side"], ["frank".to_string()].into());
+        } else {
+            assert_eq!(m.rooms["#lobby"], lobby, "{}: the lobby at the end", m.me);
+        }
+    }
+    assert!(crowd[0]
+        .lines
+        .iter()
+        .any(|l| l.starts_with("PARTS #lobby ")));
+}

@@ -34,7 +34,7 @@ fn assert_users(clients: &mut [&mut Client], want: &[&str]) {
 fn greeting_tells_a_person_how_to_pick_a_nick() {
     let server = start(config());
     let mut c = Client::connect(server.addr);
-    let hello = c.expect("HELLO natter/1 ");
+    let hello = c.expect("HELLO natter/1.1 ");
     assert!(hello.contains("NICK"), "greeting {hello:?} names NICK");
     c.silent(200);
 }

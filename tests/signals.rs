@@ -68,7 +68,7 @@ impl Natter {
             if let Ok(stream) = std::net::TcpStream::connect(self.addr) {
                 drop(stream);
                 let mut probe = Client::connect(self.addr);
-                probe.expect("HELLO natter/1 ");
+                probe.expect("HELLO natter/1.1 ");
                 return;
             }
             assert!(

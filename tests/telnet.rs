@@ -32,7 +32,7 @@ fn config() -> natter::Config {
 /// the greeting and the refusal.
 fn telnet_client(addr: SocketAddr) -> Client {
     let mut client = Client::connect(addr);
-    client.expect("HELLO natter/1 ");
+    client.expect("HELLO natter/1.1 ");
     client.send(&WILL_TTYPE);
     assert_eq!(client.bytes(3), DONT_TTYPE, "the option is refused");
     client
@@ -137,7 +137,7 @@ fn the_real_telnet_client_hides_the_password() {
         &command,
     ]);
     assert!(out.status.success(), "tmux new-session: {out:?}");
-    tmux.wait_for("HELLO natter/1");
+    tmux.wait_for("HELLO natter/1.1");
     tmux.keys("NICK alice");
     tmux.key("Enter");
     tmux.wait_for("WELCOME alice");

@@ -123,7 +123,7 @@ fn a_tls_only_server_tells_plain_text_clients_to_use_openssl() {
 fn a_tls_client_hello_on_the_plain_port_gets_not_chat_naming_the_tls_port() {
     let tls = start_tls(common::config(), true);
     let mut client = Client::connect(tls.server.addr);
-    client.expect("HELLO natter/1 ");
+    client.expect("HELLO natter/1.1 ");
     client.send(&client_hello());
     let err = client.expect("ERR not-chat ");
     assert!(
@@ -279,7 +279,7 @@ fn openssl_s_client_chats_over_tls() {
     );
     let mut stdin = openssl.0.stdin.take().expect("stdin");
     let stdout = lines_of(openssl.0.stdout.take().expect("stdout"));
-    wait_for(&stdout, "HELLO natter/1 ", "openssl");
+    wait_for(&stdout, "HELLO natter/1.1 ", "openssl");
     writeln!(stdin, "NICK dave").expect("write to openssl");
     wait_for(&stdout, "WELCOME dave ", "openssl");
     wait_for(&stdout, "USERS #lobby", "openssl");
@@ -354,7 +354,7 @@ fn the_binary_prints_the_fingerprint_of_its_self_signed_certificate() {
     });
     assert_eq!(client.server_fingerprint(), fingerprint);
     let mut client = client;
-    client.expect("HELLO natter/1 ");
+    client.expect("HELLO natter/1.1 ");
     // Plain text still works next to it.
     Client::register(plain, "erin");
 }

@@ -110,7 +110,7 @@ async fn ws_send(ws: &mut Ws, text: &str) {
 /// Registers `nick` over WebSocket.
 async fn ws_register(addr: SocketAddr, nick: &str) -> Ws {
     let mut ws = ws_connect(addr, None).await;
-    ws_until(&mut ws, "HELLO natter/1 ").await;
+    ws_until(&mut ws, "HELLO natter/1.1 ").await;
     ws_send(&mut ws, &format!("NICK {nick}")).await;
     ws_until(&mut ws, &format!("WELCOME {nick} ")).await;
     ws_until(&mut ws, "USERS #lobby").await;
@@ -552,14 +552,14 @@ fn behind_the_trusted_proxy_bans_see_the_forwarded_address_and_only_there() {
     assert!(banned.contains("BYE "), "{banned}");
     // Through the proxy, for someone else: in.
     let other = forwarded(server.web, "198.51.100.9");
-    assert!(other.contains("HELLO natter/1 "), "{other}");
+    assert!(other.contains("HELLO natter/1.1 "), "{other}");
     assert!(!other.contains("ERR banned "), "{other}");
     drop(op);
     drop(server);
     // From a peer that is not the trusted proxy, the header is ignored.
     let server = start(with_proxy("192.0.2.99"));
     let ignored = forwarded(server.web, "203.0.113.7");
-    assert!(ignored.contains("HELLO natter/1 "), "{ignored}");
+    assert!(ignored.contains("HELLO natter/1.1 "), "{ignored}");
     assert!(!ignored.contains("ERR banned "), "{ignored}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -150,11 +150,16 @@ export function parseLine(raw) {
         ? bad('TOPIC has a bad time')
         : { type: 'topic', time, room: f[1], nick: f[2], text: f[3] };
     }
-    case 'USERS': {
+    case 'USERS':
+    case 'JOINS':
+    case 'PARTS': {
+      // USERS: everyone in the room. JOINS and PARTS (protocol 1.1): who
+      // came to and left a big room since the last of these, or, right
+      // after USERS, the rest of its list.
       f = fields(body, 1);
-      if (!f) return bad('USERS needs a room');
+      if (!f) return bad(`${keyword} needs a room`);
       const nicks = f[1].split(' ').filter((n) => n !== '');
-      return { type: 'users', room: f[0], nicks };
+      return { type: keyword.toLowerCase(), room: f[0], nicks };
     }
     case 'PONG':
       return { type: 'pong', token: body };

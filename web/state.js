@@ -48,6 +48,12 @@ export class Pane {
 
 let nextSeq = 1;
 
+/** The first few of `nicks` and how many more: a big room's news stays one short line. */
+function someOf(nicks) {
+  const shown = nicks.slice(0, 5).join(', ');
+  return nicks.length > 5 ? `${shown} and ${nicks.length - 5} more` : shown;
+}
+
 /** The state; `changed()` listeners run after each batch of changes. */
 export class State {
   constructor() {
@@ -66,6 +72,8 @@ export class State {
     this.account = null;
     this.historyOff = false;
     this.welcomedBefore = false;
+    /** The folded room of the USERS line just applied: JOINS lines right after it are the rest of its list. */
+    this.listing = null;
     /** The room whose pane to show once the server confirms the JOIN. */
     this.switchTo = null;
     /** Lines the app should notify about: {pane, nick, text}. */
@@ -270,6 +278,8 @@ export class State {
   apply(m) {
     const out = [];
     const shown = this.shown;
+    const listing = this.listing;
+    this.listing = null;
     switch (m.type) {
       case 'hello':
         break;
@@ -382,7 +392,36 @@ export class State {
         }
         break;
       }
+      case 'joins': {
+        const pane = this.pane(m.room);
+        if (!pane) break;
+        const known = new Set(pane.users.map(fold));
+        const added = m.nicks.filter((n) => !known.has(fold(n)) && known.add(fold(n)));
+        pane.users.push(...added);
+        pane.users.sort((a, b) => fold(a).localeCompare(fold(b)));
+        pane.version += 1;
+        if (listing === fold(m.room)) {
+          // The rest of a member list: say nothing, more may follow.
+          this.listing = listing;
+          break;
+        }
+        const others = added.filter((n) => !this.isMe(n));
+        if (others.length) this.system(pane, `${someOf(others)} joined ${m.room}`, 'join');
+        break;
+      }
+      case 'parts': {
+        const pane = this.pane(m.room);
+        if (!pane) break;
+        const gone = new Set(m.nicks.filter((n) => !this.isMe(n)).map(fold));
+        const left = pane.users.filter((u) => gone.has(fold(u)));
+        pane.users = pane.users.filter((u) => !gone.has(fold(u)));
+        pane.version += 1;
+        // Someone whose QUIT came already is not said to leave again.
+        if (left.length) this.system(pane, `${someOf(left)} left ${m.room}`, 'leave');
+        break;
+      }
       case 'users': {
+        this.listing = fold(m.room);
         const pane = this.pane(m.room);
         const nicks = [...new Set(m.nicks)].sort((a, b) => fold(a).localeCompare(fold(b)));
         if (!pane) {

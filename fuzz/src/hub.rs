@@ -10,9 +10,13 @@
 //! - nicknames are valid and unique case-insensitively; `nicknames()` is
 //!   sorted case-insensitively and is exactly the registered clients' nicks;
 //! - every connected, registered client's view (replayed from the `WELCOME`,
-//!   `JOIN`, `PART`, `QUIT`, `NICK` and `USERS` lines it received) equals the
-//!   truth (`nick`, `rooms_of`, `members`), and room names are valid; an
-//!   unregistered client hears no chat and is in no room;
+//!   `JOIN`, `PART`, `QUIT`, `NICK`, `USERS`, `JOINS` and `PARTS` lines it
+//!   received) equals the truth (`nick`, `rooms_of`, `members`), and room
+//!   names are valid; an unregistered client hears no chat and is in no
+//!   room. Big rooms (from 2, 3 or 4 members, by the script's `max_rooms`
+//!   byte) tell arrivals and departures at a flush (each `Tick` flushes):
+//!   their member lists are checked whenever no news is pending, and a
+//!   `JOINS` never names someone already listed;
 //! - a room line (`MSG`, `JOIN`, `PART`, `TOPIC`) reaches only the room's
 //!   members, a `QUIT` or `NICK` only those who share a room, a `WHISPER`
 //!   only its recipient; nobody receives a message they sent (by id: the
@@ -167,7 +171,8 @@ pub struct Script {
     /// Seconds a connection may stay without a nickname.
     pub register_timeout: u8,
     /// The most rooms a client may be in: `1 + max_rooms % 4`; also the
-    /// registrations per address and hour: `max_rooms / 4 % 4` (0: no limit).
+    /// registrations per address and hour: `max_rooms / 4 % 4` (0: no limit);
+    /// and the size of a big room: `max_rooms / 16 % 4` (0: none).
     pub max_rooms: u8,
     /// Whether the hub records messages and queues history requests.
     pub history: bool,
@@ -403,6 +408,8 @@ struct View {
     bye_next: bool,
     /// Every line received since the last check, parsed.
     log: Vec<ServerLine>,
+    /// Big rooms exist: a message may come from someone not listed yet.
+    big: bool,
 }
 
 impl View {
@@ -547,6 +554,23 @@ impl View {
                     self.me = Some(new);
                 }
             }
+            ServerLine::Joins { room, nicks } => {
+                let room = self.room(who, &room, body);
+                for nick in nicks {
+                    assert_eq!(names::check_nick(&nick), Ok(()), "client {who}: {body:?}");
+                    let old = room.members.insert(fold(&nick), nick);
+                    assert!(old.is_none(), "client {who}: {body:?} but {old:?} is there");
+                }
+            }
+            ServerLine::Parts { room, nicks } => {
+                let me = self.me.clone().unwrap_or_default();
+                let room = self.room(who, &room, body);
+                for nick in nicks {
+                    assert!(fold(&nick) != fold(&me), "client {who}: own PARTS {body:?}");
+                    // It may be gone already: a QUIT through a small room.
+                    room.members.remove(&fold(&nick));
+                }
+            }
             ServerLine::Users { room, nicks } => {
                 assert!(
                     nicks.windows(2).all(|w| fold(&w[0]) < fold(&w[1])),
@@ -562,9 +586,11 @@ impl View {
                     !self.is_me(&nick),
                     "client {who} got its own message {body:?}"
                 );
+                let big = self.big;
                 let room = self.room(who, &room, body);
+                // In a big room the sender may come before its JOINS.
                 assert!(
-                    room.members.contains_key(&fold(&nick)),
+                    big || room.members.contains_key(&fold(&nick)),
                     "client {who}: {body:?} from someone not in the room"
                 );
                 assert!(id > self.last_msg_id, "client {who}: message id went back");
@@ -673,6 +699,8 @@ type Victim = (Rc<RefCell<Peer>>, Option<String>, BTreeSet<String>);
 /// The harness: the hub, the clients and the clock.
 struct World {
     hub: Hub<TestOutbox>,
+    /// From how many members a room is big; 0: never.
+    big_room: usize,
     timeout: i64,
     now: i64,
     next_id: ClientId,
@@ -751,6 +779,15 @@ fn sanction(action: Sanction, target: String, secs: Option<u8>, reason: u8) -> C
     }
 }
 
+/// From how many members a script's rooms are big: `max_rooms / 16 % 4`
+/// picks never, 2, 3 or 4.
+fn big_room(script: &Script) -> usize {
+    match script.max_rooms / 16 % 4 {
+        0 => 0,
+        n => 1 + usize::from(n),
+    }
+}
+
 /// Runs a script, checking every invariant after every step.
 pub fn run(script: &Script) {
     let mut world = World {
@@ -761,8 +798,12 @@ pub fn run(script: &Script) {
             // Off, or low enough for scripts to reach (the same byte as
             // `max_rooms`, so that the seeds stay as they are).
             registrations_per_hour: u32::from(script.max_rooms / 4 % 4),
+            // Big rooms: never, or from 2, 3 or 4 members (the same byte
+            // again; the seeds' small values keep them off).
+            big_room: big_room(script),
             ..HubConfig::default()
         }),
+        big_room: big_room(script),
         timeout: i64::from(script.register_timeout),
         now: START,
         next_id: 0,
@@ -916,14 +957,18 @@ impl World {
                 if other.refused || ids.contains(&other.id) || other.view.me.is_none() {
                     continue;
                 }
-                let shared = self
+                let shared: Vec<&str> = self
                     .hub
                     .rooms_of(other.id)
-                    .iter()
-                    .any(|r| rooms.contains(&fold(r)));
-                if !shared {
+                    .into_iter()
+                    .filter(|r| rooms.contains(&fold(r)))
+                    .collect();
+                if shared.is_empty() {
                     continue;
                 }
+                // A big room tells the departure at its next flush (it has
+                // news pending now); a small one with a QUIT at once.
+                let small = shared.iter().any(|r| !self.hub.presence_pending(r));
                 let log = &other.view.log;
                 let told = log.iter().position(|l| {
                     matches!(l, ServerLine::Mod { action: a, target, .. }
@@ -933,7 +978,11 @@ impl World {
                     .iter()
                     .rposition(|l| matches!(l, ServerLine::Quit { nick: n, .. } if n == nick));
                 assert!(
-                    matches!((told, quit), (Some(t), Some(q)) if t < q),
+                    match (told, quit) {
+                        (Some(t), Some(q)) => t < q || !small,
+                        (Some(_), None) => !small,
+                        _ => false,
+                    },
                     "client {}: shared a room with {nick}, {action:?} by {op}, yet got {log:?}",
                     other.id
                 );
@@ -1121,7 +1170,10 @@ impl World {
                     refused: false,
                     since: self.now,
                     addr: addr(*at).to_canonical(),
-                    view: View::default(),
+                    view: View {
+                        big: self.big_room > 0,
+                        ..View::default()
+                    },
                 }));
                 self.slots[slot] = Some(Rc::clone(&peer));
                 self.all.push(Rc::clone(&peer));
@@ -1186,6 +1238,7 @@ impl World {
                     .collect();
                 self.now += i64::from(*secs);
                 self.hub.tick(time(self.now));
+                self.hub.flush_presence(time(self.now));
                 for peer in &self.all {
                     let peer = peer.borrow();
                     if !peer.closed && self.hub.nick(peer.id).is_none() {
@@ -1478,10 +1531,24 @@ impl World {
                     "client {id}: {name} twice"
                 );
             }
-            assert_eq!(
-                peer.view.rooms, truth,
-                "client {id}: wrong rooms or members"
+            // Rooms are the truth at once; members where no presence
+            // news is pending.
+            assert!(
+                peer.view.rooms.keys().eq(truth.keys()),
+                "client {id}: in {:?}, not {:?}",
+                peer.view.rooms.keys().collect::<Vec<_>>(),
+                truth.keys().collect::<Vec<_>>()
             );
+            for (key, room) in &truth {
+                if !self.hub.presence_pending(&room.name) {
+                    assert_eq!(
+                        peer.view.rooms.get(key),
+                        Some(room),
+                        "client {id}: wrong members of {}",
+                        room.name
+                    );
+                }
+            }
         }
         assert_eq!(self.hub.len(), open, "len() is not the open connections");
 
@@ -1588,7 +1655,51 @@ pub fn seeds() -> Vec<(&'static str, Script)> {
         ]
     };
     let with_operator = |ops: Vec<Op>| [operator(), ops].concat();
+    let join = |slot, room| Op::Join { slot, room };
+    let tick = Op::Tick { secs: 0 };
     vec![
+        (
+            // Rooms of 2 and more are big: arrivals and departures inside
+            // one interval, a rename, a disconnect and a retaken nick.
+            "big-rooms",
+            Script {
+                register_timeout: 60,
+                max_rooms: 16 + 2,
+                history: false,
+                ops: vec![
+                    connect(0, 0),
+                    nick(0, 0),
+                    connect(1, 1),
+                    nick(1, 3),
+                    tick.clone(),
+                    connect(2, 2),
+                    nick(2, 5),
+                    join(2, 1),
+                    join(0, 1),
+                    Op::Part {
+                        slot: 2,
+                        room: Some(1),
+                    },
+                    join(2, 1),
+                    say(2, "hi"),
+                    nick(1, 4),
+                    tick.clone(),
+                    Op::Disconnect {
+                        slot: 1,
+                        reason: "reset".into(),
+                    },
+                    connect(3, 3),
+                    nick(3, 4),
+                    join(3, 1),
+                    tick.clone(),
+                    Op::Disconnect {
+                        slot: 2,
+                        reason: String::new(),
+                    },
+                    tick,
+                ],
+            },
+        ),
         (
             "accounts-register-login",
             script(

@@ -404,6 +404,14 @@ pub fn safe_server_line(line: &ServerLine) -> ServerLine {
             room: room(&r),
             nicks: nicks.iter().map(|n| nick(n)).collect(),
         },
+        ServerLine::Joins { room: r, nicks } => ServerLine::Joins {
+            room: room(&r),
+            nicks: nicks.iter().map(|n| nick(n)).collect(),
+        },
+        ServerLine::Parts { room: r, nicks } => ServerLine::Parts {
+            room: room(&r),
+            nicks: nicks.iter().map(|n| nick(n)).collect(),
+        },
         ServerLine::Pong(text) => ServerLine::Pong(clean(&text)),
         ServerLine::Info(text) => ServerLine::Info(clean(&text)),
         ServerLine::Err { code, text } => ServerLine::Err {

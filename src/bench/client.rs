@@ -347,22 +347,30 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 /// Waits for the end of registration: the `USERS` line that follows
-/// `WELCOME`, or the `ERR`/`BYE` that refuses it. Counts the `JOIN` lines it
-/// sees on the way.
+/// `WELCOME` (at once in a small lobby, at the next presence flush in a big
+/// one), or the `ERR`/`BYE` that refuses it. Counts the members that line
+/// lists; in a big lobby `JOINS` lines with the rest of the list follow it.
 pub(crate) struct Registration {
     pub(crate) outcome: Option<Result<(), String>>,
-    pub(crate) joins: u64,
+    pub(crate) listed: u64,
+}
+
+/// The nicknames a `USERS`, `JOINS` or `PARTS` line names: the words after
+/// the keyword and the room. Right only for a whole line (the server keeps
+/// these under [`crate::hub::LIST_LINE`] bytes; keep at least that many).
+pub(crate) fn nicks_in(line: &[u8]) -> u64 {
+    let words = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).count();
+    words.saturating_sub(2) as u64
 }
 
 impl LineSink for Registration {
     fn line(&mut self, line: &[u8]) -> Flow {
         if line.starts_with(b"USERS ") {
+            self.listed = nicks_in(line);
             self.outcome = Some(Ok(()));
             return Flow::Stop;
         }
-        if line.starts_with(b"JOIN ") {
-            self.joins += 1;
-        } else if line.starts_with(b"ERR ") || line.starts_with(b"BYE") {
+        if line.starts_with(b"ERR ") || line.starts_with(b"BYE") {
             self.outcome = Some(Err(String::from_utf8_lossy(line).into_owned()));
             return Flow::Stop;
         }
@@ -371,7 +379,7 @@ impl LineSink for Registration {
 }
 
 /// Connects and registers as `nick`; returns the connection (just past the
-/// `USERS` line) and the `JOIN` lines seen so far.
+/// `USERS` line) and how many members that line listed.
 pub(crate) async fn register(dial: &Dial, nick: &str, keep: usize) -> Result<(Conn, u64), String> {
     let mut conn = Conn::connect(dial, keep)
         .await
@@ -381,7 +389,7 @@ pub(crate) async fn register(dial: &Dial, nick: &str, keep: usize) -> Result<(Co
         .map_err(|err| format!("send NICK: {err}"))?;
     let mut sink = Registration {
         outcome: None,
-        joins: 0,
+        listed: 0,
     };
     match conn.read(&mut sink).await {
         Ok(Ended::Stopped) => {}
@@ -389,7 +397,7 @@ pub(crate) async fn register(dial: &Dial, nick: &str, keep: usize) -> Result<(Co
         Err(err) => return Err(format!("read: {err}")),
     }
     match sink.outcome {
-        Some(Ok(())) => Ok((conn, sink.joins)),
+        Some(Ok(())) => Ok((conn, sink.listed)),
         Some(Err(line)) => Err(format!("refused: {line}")),
         None => Err("no answer to NICK".into()),
     }

@@ -1,9 +1,13 @@
 //! `idle`: C registered connections held open. Reports how long opening and
 //! registering them took and the server's resident memory per connection.
 //!
-//! Every registration is announced to everyone already there, so C clients
-//! receive C(C+1)/2 `JOIN` lines between them; memory is measured once they
-//! have all been read and the server has had a second to settle.
+//! Every registration is announced to everyone already there: in a small
+//! lobby one `JOIN` line each, C(C+1)/2 of them between C clients; past
+//! `--big-room` gathered in `JOINS` lines, with each newcomer's list at the
+//! next flush. Either way a client is done when it knows all C members (its
+//! `USERS` list plus every nickname announced since), C² between them;
+//! memory is measured once they do and the server has had a second to
+//! settle.
 //!
 //! With the server in this process, its memory and the clients' share one
 //! RSS. The clients' share is then measured apart: with the real clients
@@ -23,8 +27,9 @@ use super::{BenchError, Options, Pool, Report, Scenario, Setup, Target, Ticker};
 /// Connections used to measure the clients' own memory, at most.
 const CALIBRATION: usize = 1_000;
 
-/// Bytes of a line an idle client keeps.
-const KEEP: usize = 512;
+/// Bytes of a line an idle client keeps: a whole `USERS` or `JOINS` line,
+/// whose nicknames are counted.
+const KEEP: usize = crate::hub::LIST_LINE;
 
 pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Report, BenchError> {
     let count = options.client_count();
@@ -38,7 +43,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
         let setup = Arc::clone(&setup);
         Ticker::start(options.progress, Scenario::Idle, move || {
             format!(
-                "registered {}/{count}  JOIN lines read {}",
+                "registered {}/{count}  members known {}",
                 setup.registered.load(Ordering::Relaxed),
                 setup.joins.load(Ordering::Relaxed)
             )
@@ -70,8 +75,8 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
             setup.first_error().unwrap_or_else(|| "none".into())
         )));
     }
-    // Everyone hears of everyone who came after them, and of themselves.
-    let expected_joins = registered * (registered + 1) / 2;
+    // Everyone knows everyone, themselves included.
+    let expected_joins = registered * registered;
     let joins_done = super::wait_until(
         Duration::from_secs(60) + Duration::from_millis(10) * count as u32,
         Duration::from_secs(5),
@@ -115,7 +120,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
     }
     if !joins_done {
         warnings.push(format!(
-            "only {} of {expected_joins} JOIN announcements arrived",
+            "the clients know only {} of {expected_joins} members in all",
             setup.joins.load(Ordering::SeqCst)
         ));
     }
@@ -137,7 +142,7 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
     let _ = writeln!(
         summary,
         "  setup      {registered} registered, {failed} failed in {open_secs:.3} s ({:.0}/s); \
-         all JOIN lines read after {settled_secs:.3} s",
+         every member known to all after {settled_secs:.3} s",
         registered as f64 / open_secs
     );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
@@ -208,8 +213,9 @@ fn delta(before: Option<u64>, after: Option<u64>) -> Option<f64> {
     Some(after? as f64 - before? as f64)
 }
 
-/// Reads and counts `JOIN` lines until the connection ends or the task is
-/// dropped; holds no buffer between reads.
+/// Counts the members `JOIN` and `JOINS` lines announce until the
+/// connection ends or the task is dropped; holds no buffer between reads.
+/// (Nobody leaves in this scenario, so `PARTS` and `QUIT` do not occur.)
 async fn hold(mut conn: Conn, joins: &AtomicU64) {
     let mut sink = JoinCounter {
         total: joins,
@@ -227,6 +233,8 @@ impl LineSink for JoinCounter<'_> {
     fn line(&mut self, line: &[u8]) -> Flow {
         if line.starts_with(b"JOIN ") {
             self.seen += 1;
+        } else if line.starts_with(b"JOINS ") {
+            self.seen += super::client::nicks_in(line);
         }
         Flow::Continue
     }

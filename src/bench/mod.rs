@@ -860,7 +860,9 @@ pub(crate) struct Setup {
     pub(crate) registered: AtomicU64,
     /// Clients that could not connect or register.
     pub(crate) failed: AtomicU64,
-    /// `JOIN` lines the clients have read, during registration and after.
+    /// Members the clients know of, summed over the clients: those the
+    /// `USERS` line at registration listed, then those each `JOIN` and
+    /// `JOINS` line announced (the `idle` scenario counts those).
     pub(crate) joins: AtomicU64,
     /// When the last registration completed, in nanoseconds from the start.
     pub(crate) last_done: AtomicU64,

@@ -162,6 +162,11 @@ mod tests {
             ("--burst", c.burst.to_string()),
             ("--threads", c.threads.to_string()),
             ("--max-rooms", c.max_rooms.to_string()),
+            ("--big-room", c.big_room.to_string()),
+            (
+                "--presence-interval",
+                c.presence_interval.as_millis().to_string(),
+            ),
             (
                 "--history",
                 history_word(&super::serve::default_history()).into(),

@@ -234,6 +234,20 @@ pub struct Serve {
     /// its users leave (default 10)
     #[argh(option, default = "Config::default().node_ttl.as_secs()")]
     node_ttl: u64,
+    // Big rooms.
+    /// members from which a room is big: arrivals and departures are sent
+    /// gathered in JOINS and PARTS lines every --presence-interval, and a
+    /// newcomer's member list comes then; 0: never (default 200)
+    #[argh(option, default = "Config::default().big_room")]
+    big_room: usize,
+    /// milliseconds between the JOINS and PARTS lines of big rooms
+    /// (default 500)
+    #[argh(option, default = "default_presence_ms()")]
+    presence_interval: u64,
+}
+
+fn default_presence_ms() -> u64 {
+    u64::try_from(Config::default().presence_interval.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `--history sqlite|memory|off`. The SQLite directory is filled in from
@@ -370,6 +384,10 @@ impl Serve {
             cluster: self.cluster.clone(),
             node_id: self.node_id.clone(),
             node_ttl: Duration::from_secs(self.node_ttl.max(1)),
+            // Big rooms.
+            big_room: self.big_room,
+            // At least a millisecond: a zero interval would be a busy loop.
+            presence_interval: Duration::from_millis(self.presence_interval.max(1)),
         }
     }
 

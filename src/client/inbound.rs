@@ -84,6 +84,7 @@ impl Model {
     }
 
     fn receive(&mut self, line: ServerLine, now: Timestamp) -> Changes {
+        let listing = self.listing.take();
         match line {
             ServerLine::Hello { version, .. } => self.system(
                 now,
@@ -173,7 +174,50 @@ impl Model {
                 changes
             }
             ServerLine::Nick { time, old, new } => self.renamed(time, old, new),
+            ServerLine::Joins { room, nicks } => {
+                let folded = names::fold(&room);
+                let continued = listing.as_deref() == Some(folded.as_str());
+                let Some(i) = self.room_index(&room) else {
+                    return Changes::default();
+                };
+                let mut changes = Changes::default();
+                for nick in &nicks {
+                    if insert_sorted(&mut self.panes[i].users, nick) {
+                        changes.users = i == self.shown;
+                    }
+                }
+                if continued {
+                    // The rest of a member list: more may follow.
+                    self.listing = Some(folded);
+                    return changes;
+                }
+                let others: Vec<String> = nicks.into_iter().filter(|n| !self.is_me(n)).collect();
+                if !others.is_empty() {
+                    let text = words::joined_many(&others, &room);
+                    changes.merge(self.line_to(i, now, SystemKind::Join, text));
+                }
+                changes
+            }
+            ServerLine::Parts { room, nicks } => {
+                let Some(i) = self.room_index(&room) else {
+                    return Changes::default();
+                };
+                let mut changes = Changes::default();
+                let mut gone = Vec::new();
+                for nick in nicks {
+                    if !self.is_me(&nick) && remove_nick(&mut self.panes[i].users, &nick) {
+                        changes.users = i == self.shown;
+                        gone.push(nick);
+                    }
+                }
+                if !gone.is_empty() {
+                    let text = words::left_many(&gone, &room);
+                    changes.merge(self.line_to(i, now, SystemKind::Leave, text));
+                }
+                changes
+            }
             ServerLine::Users { room, mut nicks } => {
+                self.listing = Some(names::fold(&room));
                 let text = words::members(&room, &nicks);
                 nicks.sort_by_key(|n| names::fold(n));
                 nicks.dedup_by_key(|n| names::fold(n));

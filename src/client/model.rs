@@ -159,6 +159,9 @@ pub struct Model {
     /// The server welcomed us before: a welcome now is a reconnection, and
     /// the conversations fetch what they missed.
     pub(super) welcomed_before: bool,
+    /// The folded room of the `USERS` line just received: `JOINS` lines
+    /// right after it carry the rest of that list, and say nothing.
+    pub(super) listing: Option<String>,
     /// The nickname the server gave us, once it has.
     pub(super) nick: Option<String>,
     /// The nickname we asked for, shown until the server answers.
@@ -188,6 +191,7 @@ impl Model {
             switch_to: None,
             history_off: false,
             welcomed_before: false,
+            listing: None,
             nick: None,
             wanted: nick.to_owned(),
             state: ConnState::Connecting { attempt: 1 },

@@ -70,6 +70,32 @@ pub fn joined(nick: &str, room: &str) -> String {
     format!("{nick} joined {room}")
 }
 
+/// Several joined a big room at once (`JOINS`).
+pub fn joined_many(nicks: &[String], room: &str) -> String {
+    format!("{} joined {room}", some_of(nicks))
+}
+
+/// Several left a big room at once (`PARTS`).
+pub fn left_many(nicks: &[String], room: &str) -> String {
+    format!("{} left {room}", some_of(nicks))
+}
+
+/// The first few of `nicks` and how many more: a big room's news stays one
+/// short line.
+fn some_of(nicks: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let names = nicks
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match nicks.len().saturating_sub(SHOWN) {
+        0 => names,
+        more => format!("{names} and {more} more"),
+    }
+}
+
 /// Someone (`None`: this user) left a room.
 pub fn left(nick: Option<&str>, room: &str, reason: &str) -> String {
     let who = nick.unwrap_or("You");

@@ -689,6 +689,7 @@ impl<O: Outbox> Hub<O> {
                 name: room.to_owned(),
                 members: HashMap::new(),
                 remote: BTreeMap::new(),
+                presence: None,
                 topic: None,
             });
         entry.remote.insert(folded, shown.clone());

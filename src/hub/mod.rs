@@ -23,6 +23,8 @@
 //! - `outbox`: the [`outbox::Outbox`] trait and [`outbox::Rejected`].
 //! - `nicks`: taking and changing nicknames.
 //! - `rooms`: joining, leaving, listing rooms, topics.
+//! - `presence`: big rooms, whose arrivals and departures are gathered and
+//!   told at each [`Hub::flush_presence`].
 //! - `history`: `HISTORY` and [`history::history_line`].
 //! - `accounts`: `REGISTER`, `LOGIN`, `PASSWORD` and the answers to them.
 //! - `moderation`: the operator commands.
@@ -53,12 +55,14 @@ pub mod memory_bus;
 mod moderation;
 mod nicks;
 pub mod outbox;
+mod presence;
 mod rooms;
 #[cfg(test)]
 mod tests;
 mod words;
 
 pub use moderation::ban_refusal;
+pub use presence::LIST_LINE;
 
 struct Client<O> {
     /// `None` until the client picks a nickname.
@@ -97,6 +101,9 @@ struct Room<O> {
     /// Members on other nodes (cluster mode): folded nickname to nickname.
     remote: BTreeMap<String, String>,
     topic: Option<Topic>,
+    /// While the room is big: what its members have been told of who is
+    /// in it (see `presence`).
+    presence: Option<presence::Presence>,
 }
 
 /// What the hub is told at start-up.
@@ -125,6 +132,9 @@ pub struct HubConfig {
     pub registrations_per_hour: u32,
     /// Addresses whose recent registrations are remembered at once.
     pub registration_addresses: usize,
+    /// Members from which a room is big: its arrivals and departures are
+    /// gathered and told at each [`Hub::flush_presence`]; 0: never.
+    pub big_room: usize,
     /// One node of several (`--cluster`): nicknames are claimed, and
     /// messages numbered, by the cluster (see [`cluster`]).
     pub cluster: bool,
@@ -143,6 +153,7 @@ impl Default for HubConfig {
             motd: Arc::from([]),
             registrations_per_hour: 5,
             registration_addresses: 4096,
+            big_room: 200,
             cluster: false,
         }
     }
@@ -157,6 +168,9 @@ pub struct Hub<O> {
     /// Rooms by folded name. A room exists while it has members; the lobby
     /// always exists.
     rooms: HashMap<String, Room<O>>,
+    /// The folded names of the rooms that are big (have a `presence`), so
+    /// that flushes look at those only.
+    big_rooms: HashSet<String>,
     /// Numbers messages: from the clock, only growing, never above what
     /// the id floor has reserved.
     ids: MessageIds,
@@ -223,6 +237,7 @@ impl<O: Outbox> Hub<O> {
                 members: HashMap::new(),
                 remote: BTreeMap::new(),
                 topic: None,
+                presence: None,
             },
         );
         Self {
@@ -230,6 +245,7 @@ impl<O: Outbox> Hub<O> {
             clients: HashMap::new(),
             nicks: BTreeMap::new(),
             rooms,
+            big_rooms: HashSet::new(),
             ids: MessageIds::new(last_msg_id),
             dropped: Vec::new(),
             deadlines: VecDeque::new(),
@@ -351,8 +367,11 @@ impl<O: Outbox> Hub<O> {
             Command::Msg { room, text } => self.say(id, room.as_deref(), text, now),
             Command::Users { room } => {
                 if let Some(key) = self.member_room(id, room.as_deref()) {
-                    let line = self.users(&key);
-                    self.send(id, &line);
+                    if !self.list_later(id, &key) {
+                        for line in self.member_lines(&key) {
+                            self.send_encoded(id, &line);
+                        }
+                    }
                 }
             }
             Command::Join(room) => self.join(id, &room, now),
@@ -406,9 +425,11 @@ impl<O: Outbox> Hub<O> {
         self.clients.clear();
         self.nicks.clear();
         self.checking.clear();
+        self.big_rooms.clear();
         self.rooms.retain(|key, room| {
             room.members.clear();
             room.topic = None;
+            room.presence = None;
             *key == names::fold(LOBBY)
         });
     }
@@ -530,12 +551,11 @@ impl<O: Outbox> Hub<O> {
         self.nick(id).unwrap_or("")
     }
 
-    fn users(&self, key: &str) -> ServerLine {
+    /// A room's (folded) member list as it is sent: a `USERS` line with as
+    /// many as fit in [`LIST_LINE`], then `JOINS` lines with the rest.
+    fn member_lines(&self, key: &str) -> Vec<Line> {
         let name = self.rooms.get(key).map_or(LOBBY, |r| r.name.as_str());
-        ServerLine::Users {
-            room: name.to_owned(),
-            nicks: self.members(key).into_iter().map(str::to_owned).collect(),
-        }
+        presence::list_lines(name, &self.members(key), "USERS", "JOINS")
     }
 
     /// The folded name of the room a command is about: the one it names, or
@@ -790,8 +810,9 @@ impl<O: Outbox> Hub<O> {
     }
 
     /// Sends a line to everyone who shares a room with client `id`, once
-    /// each, but not to `id` itself.
-    fn broadcast_neighbours(&mut self, id: ClientId, line: &Line) {
+    /// each, but not to `id` itself; with `big` false, not through big
+    /// rooms (whose members learn of a departure at the next flush).
+    fn broadcast_neighbours(&mut self, id: ClientId, line: &Line, big: bool) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -799,7 +820,9 @@ impl<O: Outbox> Hub<O> {
             [] => {}
             [only] => {
                 let key = only.clone();
-                self.broadcast_room(&key, line, Some(id));
+                if big || !self.coalesces(&key) {
+                    self.broadcast_room(&key, line, Some(id));
+                }
             }
             several => {
                 let mut seen = HashSet::new();
@@ -807,6 +830,9 @@ impl<O: Outbox> Hub<O> {
                     let Some(room) = self.rooms.get_mut(key) else {
                         continue;
                     };
+                    if !big && room.presence.is_some() {
+                        continue;
+                    }
                     for (&member, outbox) in &mut room.members {
                         if member == id || !seen.insert(member) {
                             continue;
@@ -844,7 +870,7 @@ impl<O: Outbox> Hub<O> {
                 nick,
                 reason: reason.to_owned(),
             });
-            self.broadcast_neighbours(id, &line);
+            self.broadcast_neighbours(id, &line, false);
         }
         let rooms = self
             .clients

@@ -80,6 +80,16 @@ impl<O: Outbox> Hub<O> {
     /// Gives client `id` the nickname `wanted`, claimed already.
     pub(super) fn take_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
         let folded = names::fold(wanted);
+        let renaming = self
+            .clients
+            .get(&id)
+            .and_then(|c| c.nick.clone())
+            .filter(|old| old != wanted);
+        if let Some(old) = renaming {
+            // Lists in big rooms are made exact first (under the old name),
+            // so that the NICK line renames the right entry everywhere.
+            self.flush_before_rename(id, &old);
+        }
         // The owner of an account reads its private history from the
         // account's registration on; anyone else from now on.
         let since = match self.clients.get(&id).and_then(|c| c.account.as_ref()) {
@@ -137,7 +147,8 @@ impl<O: Outbox> Hub<O> {
                     new: wanted.to_owned(),
                 });
                 self.send_encoded(id, &line);
-                self.broadcast_neighbours(id, &line);
+                self.broadcast_neighbours(id, &line, true);
+                self.renamed_in_presence(id, wanted);
             }
         }
     }

@@ -70,13 +70,19 @@ impl<O: Outbox> Hub<O> {
         client.rooms.push(key.to_owned());
         let outbox = client.outbox.clone();
         let nick = client.nick.clone().unwrap_or_default();
-        let room = self.rooms.entry(key.to_owned()).or_insert_with(|| Room {
+        self.rooms.entry(key.to_owned()).or_insert_with(|| Room {
             name: name.to_owned(),
             members: HashMap::new(),
             remote: std::collections::BTreeMap::new(),
             topic: None,
+            presence: None,
         });
+        self.before_entering(key);
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         room.members.insert(id, outbox);
+        let big = room.presence.is_some();
         let name = room.name.clone();
         if self.config.cluster {
             self.published.push(super::cluster::Publish::Join {
@@ -96,12 +102,21 @@ impl<O: Outbox> Hub<O> {
             room: name.clone(),
             nick,
         });
-        self.broadcast_room(key, &join, None);
+        if big {
+            // The others hear of it, and it gets the list, at the flush.
+            self.send_encoded(id, &join);
+            self.presence_changed(id, key, true);
+        } else {
+            self.broadcast_room(key, &join, None);
+        }
         if let Some(topic) = topic {
             self.send(id, &topic);
         }
-        let users = self.users(key);
-        self.send(id, &users);
+        if !big {
+            for line in self.member_lines(key) {
+                self.send_encoded(id, &line);
+            }
+        }
         let fetch = Fetch {
             client: id,
             scope: Scope::Room(key.to_owned()),
@@ -133,7 +148,11 @@ impl<O: Outbox> Hub<O> {
             nick: self.nick_of(id).to_owned(),
             reason: reason.to_owned(),
         });
-        self.broadcast_room(key, &line, None);
+        if self.coalesces(key) {
+            self.send_encoded(id, &line);
+        } else {
+            self.broadcast_room(key, &line, None);
+        }
         if self.config.cluster {
             self.published.push(super::cluster::Publish::Part {
                 room: key.to_owned(),
@@ -161,10 +180,12 @@ impl<O: Outbox> Hub<O> {
         if let Some(client) = self.clients.get_mut(&id) {
             client.rooms.retain(|r| r != key);
         }
+        self.presence_changed(id, key, false);
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.remove(&id);
             if room.members.is_empty() && room.remote.is_empty() && key != names::fold(LOBBY) {
                 self.rooms.remove(key);
+                self.big_rooms.remove(key);
             }
         }
     }

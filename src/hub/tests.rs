@@ -266,7 +266,7 @@ fn registration_greets_joins_and_lists_users() {
     let mut hub = Hub::new(60);
     let a = join(&mut hub, 1, "alice");
     let got = a.take();
-    assert!(got[0].starts_with("HELLO natter/1 "));
+    assert!(got[0].starts_with("HELLO natter/1.1 "));
     assert!(got[1].starts_with("WELCOME alice "));
     assert_eq!(got[2], format!("JOIN {} #lobby alice", t()));
     assert_eq!(got[3], "USERS #lobby alice");
@@ -620,4 +620,356 @@ fn message_ids_come_from_the_clock_and_never_pass_the_reservation() {
     assert_eq!(hub.last_id(), T + 101);
     let ids: Vec<u64> = hub.take_records().iter().map(|r| r.id).collect();
     assert_eq!(ids, [T, T + 1, T + 2, T + 101]);
+}
+
+/// Big rooms: a client's lists, replayed from the lines it got as the
+/// clients do (`JOIN`, `PART`, `QUIT`, `NICK`, `USERS`, `JOINS`, `PARTS`).
+struct Crowd {
+    hub: Hub<Inbox>,
+    inboxes: BTreeMap<ClientId, Inbox>,
+    /// Per client: its nick, and folded room -> folded nicks.
+    views: BTreeMap<ClientId, (String, BTreeMap<String, Vec<String>>)>,
+    /// Every line each client got, in order.
+    logs: BTreeMap<ClientId, Vec<String>>,
+}
+
+impl Crowd {
+    fn new(big_room: usize) -> Self {
+        Self {
+            hub: Hub::with_config(HubConfig {
+                big_room,
+                ..HubConfig::default()
+            }),
+            inboxes: BTreeMap::new(),
+            views: BTreeMap::new(),
+            logs: BTreeMap::new(),
+        }
+    }
+
+    fn arrive(&mut self, id: ClientId, nick: &str) {
+        let inbox = Inbox::new(10_000);
+        self.hub.connect(id, inbox.clone(), t());
+        self.inboxes.insert(id, inbox);
+        self.cmd(id, &format!("NICK {nick}"));
+    }
+
+    fn cmd(&mut self, id: ClientId, line: &str) {
+        let command = crate::protocol::parse_command(line).unwrap();
+        self.hub.command(id, command, t());
+        self.read();
+    }
+
+    fn flush(&mut self) {
+        self.hub.flush_presence(t());
+        self.read();
+    }
+
+    /// Everyone reads what it was sent, into its view.
+    fn read(&mut self) {
+        for (&id, inbox) in &self.inboxes {
+            let view = self.views.entry(id).or_default();
+            for line in inbox.take() {
+                self.logs.entry(id).or_default().push(line.clone());
+                let (me, rooms) = &mut *view;
+                let add = |list: &mut Vec<String>, n: &str| {
+                    let n = names::fold(n);
+                    if let Err(i) = list.binary_search(&n) {
+                        list.insert(i, n);
+                    }
+                };
+                match ServerLine::parse(&line).unwrap() {
+                    ServerLine::Welcome { nick, .. } => *me = nick,
+                    ServerLine::Join { room, nick, .. }
+                        if names::fold(&nick) == names::fold(me) =>
+                    {
+                        rooms.insert(names::fold(&room), vec![names::fold(&nick)]);
+                    }
+                    ServerLine::Join { room, nick, .. } => {
+                        add(rooms.get_mut(&names::fold(&room)).unwrap(), &nick)
+                    }
+                    ServerLine::Part { room, nick, .. }
+                        if names::fold(&nick) == names::fold(me) =>
+                    {
+                        rooms.remove(&names::fold(&room));
+                    }
+                    ServerLine::Part { room, nick, .. } => rooms
+                        .get_mut(&names::fold(&room))
+                        .unwrap()
+                        .retain(|n| *n != names::fold(&nick)),
+                    ServerLine::Quit { nick, .. } => {
+                        for list in rooms.values_mut() {
+                            list.retain(|n| *n != names::fold(&nick));
+                        }
+                    }
+                    ServerLine::Nick { old, new, .. } => {
+                        if names::fold(&old) == names::fold(me) {
+                            *me = new.clone();
+                        }
+                        for list in rooms.values_mut() {
+                            if let Some(i) = list.iter().position(|n| *n == names::fold(&old)) {
+                                list.remove(i);
+                                add(list, &new);
+                            }
+                        }
+                    }
+                    ServerLine::Users { room, nicks } => {
+                        let list = rooms.get_mut(&names::fold(&room)).unwrap();
+                        *list = nicks.iter().map(|n| names::fold(n)).collect();
+                    }
+                    ServerLine::Joins { room, nicks } => {
+                        let list = rooms.get_mut(&names::fold(&room)).unwrap();
+                        for n in nicks {
+                            add(list, &n);
+                        }
+                    }
+                    ServerLine::Parts { room, nicks } => {
+                        let list = rooms.get_mut(&names::fold(&room)).unwrap();
+                        list.retain(|n| !nicks.iter().any(|p| names::fold(p) == *n));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Every client's lists are the truth, in every room without news
+    /// pending.
+    fn check(&self) {
+        for (&id, (_, rooms)) in &self.views {
+            if self.hub.nick(id).is_none() {
+                continue;
+            }
+            let truth: Vec<String> = self
+                .hub
+                .rooms_of(id)
+                .iter()
+                .map(|r| names::fold(r))
+                .collect();
+            let mut seen: Vec<String> = rooms.keys().cloned().collect();
+            seen.sort();
+            let mut truth_sorted = truth.clone();
+            truth_sorted.sort();
+            assert_eq!(seen, truth_sorted, "client {id}: rooms");
+            for room in truth {
+                if self.hub.presence_pending(&room) {
+                    continue;
+                }
+                let members: Vec<String> = self
+                    .hub
+                    .members(&room)
+                    .iter()
+                    .map(|n| names::fold(n))
+                    .collect();
+                assert_eq!(rooms[&room], members, "client {id}: members of {room}");
+            }
+        }
+    }
+
+    fn lines_since(&mut self, id: ClientId) -> Vec<String> {
+        std::mem::take(self.logs.entry(id).or_default())
+    }
+}
+
+#[test]
+fn a_big_room_gathers_joins_and_sends_newcomers_the_list_at_the_flush() {
+    let mut c = Crowd::new(3);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.check();
+    assert_eq!(
+        c.lines_since(1).last().unwrap(),
+        &format!("JOIN {} #lobby bob", t())
+    );
+    // carol makes the lobby big: only she hears her JOIN; her list waits.
+    c.arrive(3, "carol");
+    c.arrive(4, "dave");
+    assert_eq!(c.lines_since(1), Vec::<String>::new());
+    let carol = c.lines_since(3);
+    assert_eq!(carol.last().unwrap(), &format!("JOIN {} #lobby carol", t()));
+    assert!(!carol.iter().any(|l| l.starts_with("USERS")));
+    assert!(c.hub.presence_pending("#lobby"));
+    c.flush();
+    c.check();
+    assert_eq!(c.lines_since(1), ["JOINS #lobby carol dave"]);
+    assert_eq!(c.lines_since(3), ["USERS #lobby alice bob carol dave"]);
+    assert!(!c.hub.presence_pending("#lobby"));
+    // Nothing new: nothing sent.
+    c.flush();
+    assert_eq!(c.lines_since(1), Vec::<String>::new());
+    // Departures, gathered; the leaver hears its own PART at once.
+    c.lines_since(2);
+    c.cmd(2, "PART #lobby");
+    c.cmd(4, "QUIT bye");
+    assert!(c.lines_since(2)[0].starts_with("PART "));
+    assert_eq!(c.lines_since(1), Vec::<String>::new());
+    c.flush();
+    c.check();
+    assert_eq!(c.lines_since(1), ["PARTS #lobby bob dave"]);
+}
+
+#[test]
+fn join_then_leave_inside_one_interval_is_no_news() {
+    let mut c = Crowd::new(2);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.flush();
+    c.lines_since(1);
+    c.arrive(3, "carol");
+    c.cmd(3, "PART #lobby");
+    c.arrive(4, "dave");
+    c.cmd(4, "QUIT");
+    c.flush();
+    c.check();
+    assert_eq!(c.lines_since(1), Vec::<String>::new());
+    // carol, in no room, got no list either.
+    assert!(!c.lines_since(3).iter().any(|l| l.starts_with("USERS")));
+}
+
+#[test]
+fn leave_then_rejoin_inside_one_interval_keeps_the_members_lists() {
+    let mut c = Crowd::new(2);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.arrive(3, "carol");
+    c.flush();
+    c.lines_since(1);
+    c.lines_since(2);
+    c.cmd(2, "PART #lobby");
+    c.cmd(2, "JOIN #lobby");
+    c.flush();
+    c.check();
+    assert_eq!(c.lines_since(1), Vec::<String>::new(), "no news for alice");
+    let bob = c.lines_since(2);
+    assert_eq!(bob.last().unwrap(), "USERS #lobby alice bob carol");
+}
+
+#[test]
+fn a_nick_change_applies_to_exact_lists() {
+    let mut c = Crowd::new(2);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.flush();
+    // carol is still pending when she renames: the room is flushed first,
+    // so alice learns of carol, then of the rename.
+    c.arrive(3, "carol");
+    c.lines_since(1);
+    c.cmd(3, "NICK carla");
+    c.check();
+    assert!(!c.hub.presence_pending("#lobby"));
+    let alice = c.lines_since(1);
+    assert_eq!(alice[0], "JOINS #lobby carol");
+    assert_eq!(alice[1], format!("NICK {} carol carla", t()));
+    // bob leaves and renames while the flush is due: the PARTS comes first,
+    // and nobody is told a rename of someone no longer listed.
+    c.cmd(2, "PART #lobby");
+    c.cmd(2, "NICK bobby");
+    c.check();
+    assert_eq!(c.lines_since(1), ["PARTS #lobby bob"]);
+    // Someone takes the freed name and joins: one JOINS of it.
+    c.arrive(4, "bob");
+    c.flush();
+    c.check();
+    assert_eq!(c.lines_since(1), ["JOINS #lobby bob"]);
+}
+
+#[test]
+fn a_disconnect_and_a_retaken_nick_inside_one_interval_part_before_they_join() {
+    let mut c = Crowd::new(3);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.arrive(3, "carol");
+    // alice and bob share a small room, where bob's QUIT is immediate.
+    c.cmd(1, "JOIN #small");
+    c.cmd(2, "JOIN #small");
+    c.flush();
+    c.check();
+    c.lines_since(1);
+    c.lines_since(3);
+    c.hub.disconnect(2, "reset", t());
+    c.read();
+    assert!(
+        c.lines_since(1)[0].starts_with("QUIT "),
+        "immediate in #small"
+    );
+    assert_eq!(c.lines_since(3), Vec::<String>::new(), "gathered in #lobby");
+    c.arrive(5, "Bob");
+    c.flush();
+    c.check();
+    assert_eq!(c.lines_since(3), ["PARTS #lobby bob", "JOINS #lobby Bob"]);
+    assert_eq!(c.lines_since(1), ["PARTS #lobby bob", "JOINS #lobby Bob"]);
+}
+
+#[test]
+fn users_in_a_big_room_waits_for_the_flush_when_news_is_pending() {
+    let mut c = Crowd::new(2);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.flush();
+    c.lines_since(1);
+    c.lines_since(2);
+    c.cmd(1, "USERS");
+    assert_eq!(
+        c.lines_since(1),
+        ["USERS #lobby alice bob"],
+        "nothing pending: at once"
+    );
+    c.arrive(3, "carol");
+    c.cmd(1, "USERS");
+    assert_eq!(c.lines_since(1), Vec::<String>::new());
+    c.flush();
+    c.check();
+    // The list replaces the deltas for the one who asked.
+    assert_eq!(c.lines_since(1), ["USERS #lobby alice bob carol"]);
+    assert_eq!(c.lines_since(2), ["JOINS #lobby carol"]);
+}
+
+#[test]
+fn long_member_lists_are_split_into_users_then_joins_lines() {
+    let mut c = Crowd::new(2);
+    for i in 0..300 {
+        c.arrive(i, &format!("member{i:04}_xxxxx"));
+    }
+    c.flush();
+    c.check();
+    let last = c.lines_since(299);
+    let users = last.iter().position(|l| l.starts_with("USERS ")).unwrap();
+    let list = &last[users..];
+    assert!(list.len() > 2, "{} lines", list.len());
+    assert!(list[1..].iter().all(|l| l.starts_with("JOINS #lobby ")));
+    assert!(list.iter().all(|l| l.len() + 2 <= LIST_LINE));
+    let deltas = c.lines_since(0);
+    assert!(deltas.iter().all(|l| l.len() + 2 <= LIST_LINE));
+    // A room that shrinks below the threshold is immediate again.
+    let mut c = Crowd::new(3);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.arrive(3, "carol");
+    c.cmd(3, "QUIT");
+    c.cmd(2, "QUIT");
+    c.flush();
+    c.lines_since(1);
+    c.arrive(4, "dave");
+    assert_eq!(c.lines_since(1), [format!("JOIN {} #lobby dave", t())]);
+    c.check();
+}
+
+#[test]
+fn a_rename_from_a_name_a_big_room_still_lists_for_someone_gone_flushes_it_first() {
+    let mut c = Crowd::new(2);
+    c.arrive(1, "alice");
+    c.arrive(2, "bob");
+    c.cmd(1, "JOIN #big");
+    c.arrive(3, "carol");
+    c.cmd(3, "JOIN #big");
+    c.flush();
+    c.check();
+    // carol goes; #big still owes alice her PARTS when someone else takes
+    // the name and renames: the NICK must not rename #big's stale entry.
+    c.hub.disconnect(3, "reset", t());
+    c.read();
+    c.arrive(4, "carol");
+    c.cmd(4, "NICK carla");
+    c.flush();
+    c.check();
+    assert_eq!(c.views[&1].1["#big"], ["alice"]);
 }

@@ -1,4 +1,4 @@
-//! The natter line protocol, version 1: pure values and their text form.
+//! The natter line protocol, version 1.1: pure values and their text form.
 //!
 //! Nothing here does IO. A client line (already framed and decoded by
 //! [`crate::decoder`]) becomes a [`Command`] with [`parse_command`]; a
@@ -38,7 +38,7 @@ pub use server_line::{encode, is_clean, Line, ModAction, ServerLine, ServerLineE
 pub use time::Timestamp;
 
 /// The protocol name and version the server announces in its greeting.
-pub const PROTOCOL_VERSION: &str = "natter/1";
+pub const PROTOCOL_VERSION: &str = "natter/1.1";
 
 /// The room every user is in. Version 1 has no other.
 pub const LOBBY: &str = "#lobby";

@@ -90,6 +90,22 @@ pub enum ServerLine {
         /// Its members.
         nicks: Vec<String>,
     },
+    /// `JOINS <room> <nick>...`: these entered a room (protocol 1.1): a big
+    /// room's arrivals, gathered; or the rest of a member list after `USERS`.
+    Joins {
+        /// Which room.
+        room: String,
+        /// Who, sorted case-insensitively.
+        nicks: Vec<String>,
+    },
+    /// `PARTS <room> <nick>...`: these left a big room, gathered (protocol
+    /// 1.1). Sent before the `JOINS` of the same flush.
+    Parts {
+        /// Which room.
+        room: String,
+        /// Who, sorted case-insensitively.
+        nicks: Vec<String>,
+    },
     /// `PONG [token]`: the answer to `PING`, with its token.
     Pong(String),
     /// `INFO <text>`: words for a person (help, notices).
@@ -277,6 +293,17 @@ fn drop_controls(out: &mut Vec<u8>, start: usize) {
 }
 
 impl ServerLine {
+    /// The keyword of a line that lists nicknames (`USERS`, `JOINS`,
+    /// `PARTS`); empty for the others.
+    fn keyword(&self) -> &'static str {
+        match self {
+            ServerLine::Users { .. } => "USERS",
+            ServerLine::Joins { .. } => "JOINS",
+            ServerLine::Parts { .. } => "PARTS",
+            _ => "",
+        }
+    }
+
     /// Appends the line, with its CRLF ending, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         use std::io::Write;
@@ -299,8 +326,11 @@ impl ServerLine {
             ServerLine::Join { time, room, nick } => write!(out, "JOIN {time} {room} {nick}"),
             ServerLine::Quit { time, nick, .. } => write!(out, "QUIT {time} {nick} "),
             ServerLine::Nick { time, old, new } => write!(out, "NICK {time} {old} {new}"),
-            ServerLine::Users { room, nicks } => {
-                out.extend_from_slice(b"USERS ");
+            ServerLine::Users { room, nicks }
+            | ServerLine::Joins { room, nicks }
+            | ServerLine::Parts { room, nicks } => {
+                out.extend_from_slice(self.keyword().as_bytes());
+                out.push(b' ');
                 out.extend_from_slice(room.as_bytes());
                 for nick in nicks {
                     out.push(b' ');
@@ -372,6 +402,8 @@ impl ServerLine {
             ServerLine::Join { .. }
             | ServerLine::Nick { .. }
             | ServerLine::Users { .. }
+            | ServerLine::Joins { .. }
+            | ServerLine::Parts { .. }
             | ServerLine::Rooms(_)
             | ServerLine::History(_)
             | ServerLine::HistoryEnd { .. } => {}
@@ -426,15 +458,16 @@ impl ServerLine {
                 new: fields.last_word("NICK")?,
             },
             "USERS" => {
-                let room = fields.word("USERS")?;
-                let nicks: Vec<String> = match fields.rest() {
-                    rest if rest.is_empty() => Vec::new(),
-                    rest => rest.split(' ').map(str::to_owned).collect(),
-                };
-                if nicks.iter().any(String::is_empty) {
-                    return Err(ServerLineError::Malformed("USERS"));
-                }
+                let (room, nicks) = fields.room_and_nicks("USERS")?;
                 ServerLine::Users { room, nicks }
+            }
+            "JOINS" => {
+                let (room, nicks) = fields.room_and_nicks("JOINS")?;
+                ServerLine::Joins { room, nicks }
+            }
+            "PARTS" => {
+                let (room, nicks) = fields.room_and_nicks("PARTS")?;
+                ServerLine::Parts { room, nicks }
             }
             "PONG" => ServerLine::Pong(fields.rest()),
             "INFO" => ServerLine::Info(fields.rest()),
@@ -534,7 +567,9 @@ impl ServerLine {
                 nick: n, reason, ..
             } => nick(n) && is_clean(reason),
             ServerLine::Nick { old, new, .. } => nick(old) && nick(new),
-            ServerLine::Users { room: r, nicks } => room(r) && nicks.iter().all(|n| nick(n)),
+            ServerLine::Users { room: r, nicks }
+            | ServerLine::Joins { room: r, nicks }
+            | ServerLine::Parts { room: r, nicks } => room(r) && nicks.iter().all(|n| nick(n)),
             ServerLine::Pong(text)
             | ServerLine::Info(text)
             | ServerLine::Err { text, .. }
@@ -617,6 +652,22 @@ impl Fields<'_> {
 
     fn time(&mut self, what: &'static str) -> Result<Timestamp, ServerLineError> {
         Timestamp::parse(&self.word(what)?).ok_or(ServerLineError::Malformed(what))
+    }
+
+    /// A room, then nicknames separated by single spaces (maybe none).
+    fn room_and_nicks(
+        &mut self,
+        what: &'static str,
+    ) -> Result<(String, Vec<String>), ServerLineError> {
+        let room = self.word(what)?;
+        let nicks: Vec<String> = match self.rest() {
+            rest if rest.is_empty() => Vec::new(),
+            rest => rest.split(' ').map(str::to_owned).collect(),
+        };
+        if nicks.iter().any(String::is_empty) {
+            return Err(ServerLineError::Malformed(what));
+        }
+        Ok((room, nicks))
     }
 
     fn rest(&mut self) -> String {

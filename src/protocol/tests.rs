@@ -224,6 +224,23 @@ fn server_lines_have_their_documented_shape() {
         "USERS #lobby\r\n"
     );
     assert_eq!(
+        ServerLine::parse("JOINS #big alice bob"),
+        Ok(ServerLine::Joins {
+            room: "#big".into(),
+            nicks: vec!["alice".into(), "bob".into()]
+        })
+    );
+    assert_eq!(
+        ServerLine::Parts {
+            room: "#big".into(),
+            nicks: vec!["carol".into()]
+        }
+        .to_line(),
+        "PARTS #big carol\r\n"
+    );
+    assert!(ServerLine::parse("PARTS #big alice  bob").is_err());
+    assert!(ServerLine::parse("JOINS").is_err());
+    assert_eq!(
         ServerLine::parse("ERR nick-taken bob is taken; try bob2"),
         Ok(ServerLine::Err {
             code: ErrorCode::NickTaken,
@@ -285,6 +302,10 @@ fn server_line() -> impl Strategy<Value = ServerLine> {
         (time(), nick(), nick()).prop_map(|(time, old, new)| ServerLine::Nick { time, old, new }),
         (room(), prop::collection::vec(nick(), 0..5))
             .prop_map(|(room, nicks)| ServerLine::Users { room, nicks }),
+        (room(), prop::collection::vec(nick(), 0..5))
+            .prop_map(|(room, nicks)| ServerLine::Joins { room, nicks }),
+        (room(), prop::collection::vec(nick(), 0..5))
+            .prop_map(|(room, nicks)| ServerLine::Parts { room, nicks }),
         text().prop_map(ServerLine::Pong),
         text().prop_map(ServerLine::Info),
         (prop::sample::select(ErrorCode::ALL.to_vec()), text())

@@ -335,6 +335,7 @@ pub(crate) async fn run_hub(
     inbox: Receiver<Event>,
     events: Sender<Event>,
     shutdown: Receiver<()>,
+    presence_interval: Duration,
 ) {
     let Backends {
         mut store,
@@ -343,6 +344,10 @@ pub(crate) async fn run_hub(
         bus,
     } = backends;
     let mut tick = Timer::interval(Duration::from_secs(1));
+    // Big rooms' JOINS and PARTS; flushed even while events queue up (a
+    // join storm is when they matter), so this timer is polled before the
+    // inbox.
+    let mut presence = Timer::interval(presence_interval);
     // Whether the history store has stopped taking messages; see
     // `hand_to_store`.
     let mut store_stalled = false;
@@ -352,6 +357,7 @@ pub(crate) async fn run_hub(
     enum Wake {
         Event(Event),
         Tick,
+        Presence,
         Shutdown,
     }
     loop {
@@ -367,12 +373,18 @@ pub(crate) async fn run_hub(
                     futures_lite::StreamExt::next(&mut tick).await;
                     Wake::Tick
                 },
-                async {
-                    match inbox.recv().await {
-                        Ok(event) => Wake::Event(event),
-                        Err(_) => Wake::Shutdown,
-                    }
-                },
+                future::or(
+                    async {
+                        futures_lite::StreamExt::next(&mut presence).await;
+                        Wake::Presence
+                    },
+                    async {
+                        match inbox.recv().await {
+                            Ok(event) => Wake::Event(event),
+                            Err(_) => Wake::Shutdown,
+                        }
+                    },
+                ),
             ),
         )
         .await;
@@ -404,6 +416,7 @@ pub(crate) async fn run_hub(
                 hub.tick(now);
                 crate::metrics::hub_sizes(hub.account_count(), hub.room_count());
             }
+            Wake::Presence => hub.flush_presence(now),
             Wake::Shutdown => {
                 hub.shutdown("The server is shutting down. See you soon!");
                 // The accounts thread may be waiting to hand the hub an

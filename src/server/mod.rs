@@ -170,6 +170,7 @@ pub async fn serve_reloadable(
         motd: config.motd.clone().into(),
         registrations_per_hour: config.registrations_per_hour,
         registration_addresses: config.registration_addresses,
+        big_room: config.big_room,
         cluster: config.cluster.is_some(),
     });
     let result = run(
@@ -322,6 +323,7 @@ async fn run(
         inbox,
         events.clone(),
         shutdown_signal,
+        config.presence_interval,
     ));
     // Every session holds a clone; when all are dropped, `all_done` ends.
     let (done, all_done) = async_channel::bounded::<()>(1);

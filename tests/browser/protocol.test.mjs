@@ -170,3 +170,34 @@ test('a different message under a known id is shown; the same one is not shown t
   state.apply(parseLine('MSG 2026-12-07T10:00:09Z 801 #lobby carol after the restart'));
   assert.deepEqual(chat(), ['801:alice:before the restart', '801:carol:after the restart']);
 });
+
+test('protocol 1.1: JOINS and PARTS parse like USERS', () => {
+  assert.deepEqual(parseLine('JOINS #big alice bob'), { type: 'joins', room: '#big', nicks: ['alice', 'bob'] });
+  assert.deepEqual(parseLine('PARTS #big carol\r\n'), { type: 'parts', room: '#big', nicks: ['carol'] });
+  assert.equal(parseLine('JOINS').type, 'invalid');
+  assert.equal(parseLine('PARTS').type, 'invalid');
+});
+
+test('a big room: the list comes as USERS then JOINS, and later JOINS and PARTS keep it exact', async () => {
+  const { State } = await import('../../web/state.js');
+  const state = new State();
+  state.apply(parseLine('HELLO natter/1.1 hi'));
+  state.apply(parseLine('WELCOME bob Hello bob!'));
+  state.apply(parseLine('JOIN 2026-12-07T10:00:00Z #lobby bob'));
+  const lobby = state.pane('#lobby');
+  const said = () => lobby.lines.filter((e) => e.kind === 'join' || e.kind === 'leave').map((e) => e.text);
+  const before = said().length;
+  // A message may come from someone not listed yet.
+  state.apply(parseLine('MSG 2026-12-07T10:00:01Z 5 #lobby zed early'));
+  state.apply(parseLine('USERS #lobby alice bob'));
+  state.apply(parseLine('JOINS #lobby carol dave'));
+  state.apply(parseLine('JOINS #lobby zed'));
+  assert.deepEqual(lobby.users, ['alice', 'bob', 'carol', 'dave', 'zed']);
+  assert.equal(said().length, before, 'the rest of a list is not news');
+  // A QUIT through another room came first: the PARTS removes nothing more.
+  state.apply(parseLine('QUIT 2026-12-07T10:00:02Z dave gone'));
+  state.apply(parseLine('PARTS #lobby carol dave'));
+  state.apply(parseLine('JOINS #lobby dave erin'));
+  assert.deepEqual(lobby.users, ['alice', 'bob', 'dave', 'erin', 'zed']);
+  assert.deepEqual(said().slice(-3), ['dave left (gone)', 'carol left #lobby', 'dave, erin joined #lobby']);
+});

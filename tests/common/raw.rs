@@ -89,7 +89,7 @@ impl<S: Wire> Client<S> {
     /// own join and the user list.
     pub fn register_as(mut self, nick: &str) -> Client<S> {
         self.name = nick.to_owned();
-        self.expect("HELLO natter/1 ");
+        self.expect("HELLO natter/1.1 ");
         self.send_line(&format!("NICK {nick}"));
         self.expect(&format!("WELCOME {nick} "));
         let join = self.expect("JOIN ");

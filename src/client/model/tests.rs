@@ -596,3 +596,29 @@ fn unparsed_lines_are_shown_raw() {
         .last()
         .is_some_and(|l| l.starts_with("* TOPIC #lobby hi")));
 }
+
+#[test]
+fn a_big_rooms_list_and_its_joins_and_parts_keep_the_users_exact() {
+    let mut m = Model::new("host:1", "alice", 50);
+    m.apply(Event::State(ConnState::Registering), t(0));
+    m.apply(line("WELCOME alice Hello alice!"), t(0));
+    m.apply(Event::State(ConnState::Online), t(0));
+    m.apply(line("JOIN 2026-11-26T09:30:00Z #lobby alice"), t(0));
+    // A message may come before its sender is listed.
+    m.apply(line("MSG 2026-11-26T09:30:00Z 3 #lobby zed early"), t(0));
+    m.apply(line("USERS #lobby alice bob"), t(0));
+    let said = texts(&m).len();
+    m.apply(line("JOINS #lobby Carol dave"), t(0));
+    m.apply(line("JOINS #lobby zed"), t(0));
+    assert_eq!(m.users(), ["alice", "bob", "Carol", "dave", "zed"]);
+    assert_eq!(texts(&m).len(), said, "the rest of a list is not news");
+    // A QUIT through another room came first; the PARTS removes the rest.
+    m.apply(line("QUIT 2026-11-26T09:30:01Z dave gone"), t(1));
+    m.apply(line("PARTS #lobby Carol dave"), t(1));
+    m.apply(line("JOINS #lobby dave erin"), t(1));
+    assert_eq!(m.users(), ["alice", "bob", "dave", "erin", "zed"]);
+    assert!(ends_with(
+        &texts(&m),
+        &["* Carol left #lobby", "* dave, erin joined #lobby"]
+    ));
+}
