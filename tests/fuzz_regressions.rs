@@ -36,6 +36,11 @@
 //!   accounts thread answered: `Hub::account(Reply::LoggedIn)` gave the client
 //!   the banned nickname (bans were checked only when `LOGIN` arrived). The
 //!   answer is now checked against the bans too.
+//! - `hub/rename-while-register-pending`: a client logged in to alice took
+//!   the nickname carol and sent `REGISTER`; while the password was being
+//!   hashed it renamed back to Alice, and the answer then logged it in to
+//!   carol, holding alice's registered nickname. A rename now waits, like a
+//!   second password, until the accounts thread has answered.
 //! - `http_head/head-request-to-a-missing-file-got-a-body` (replayed by
 //!   `fuzz/ci.sh`; `src/web/http.rs` has its unit test): a `HEAD` request
 //!   answered with an error (404, or 405 on `/ws`) carried the error's body.
@@ -356,6 +361,80 @@ fn login_answered_after_nick_ban_file_is_current() {
     assert_eq!(format!("{read:?}"), format!("{script:?}"));
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/regressions/hub/login-answered-after-nick-ban");
+    if std::env::var_os("NATTER_WRITE_SEEDS").is_some() {
+        fs::write(&path, &bytes).expect("writable");
+    }
+    assert_eq!(fs::read(&path).ok(), Some(bytes));
+}
+
+/// The script of `hub/rename-while-register-pending`.
+fn rename_while_register_pending() -> Script {
+    use hub::Outcome;
+    Script {
+        register_timeout: 15,
+        max_rooms: 15,
+        history: true,
+        ops: vec![
+            Op::Load {
+                accounts: 1,
+                operators: 1,
+                bans: 0,
+            },
+            Op::Connect {
+                slot: 0,
+                capacity: 63,
+                addr: 0,
+            },
+            // Logged in to alice.
+            Op::Login {
+                slot: 0,
+                name: 0,
+                password: 0,
+            },
+            Op::Answer {
+                outcome: Outcome::Operator,
+                all: true,
+            },
+            // Renamed, then REGISTER for the new nickname.
+            Op::Nick { slot: 54, name: 5 },
+            Op::Register {
+                slot: 18,
+                password: 0,
+            },
+            Op::Connect {
+                slot: 0,
+                capacity: 63,
+                addr: 0,
+            },
+            // Back to alice's nickname while the registration is hashed.
+            Op::Nick { slot: 0, name: 1 },
+            Op::Answer {
+                outcome: Outcome::Accept,
+                all: false,
+            },
+        ],
+    }
+}
+
+/// Bug: a rename while `REGISTER` was pending left the client logged in to
+/// the new account and holding another account's nickname.
+#[test]
+fn a_rename_waits_for_a_pending_registration() {
+    hub::run(&rename_while_register_pending());
+}
+
+/// The committed bytes of `hub/rename-while-register-pending` still spell
+/// its script (`NATTER_WRITE_SEEDS=1` rewrites them).
+#[cfg(feature = "arbitrary")]
+#[test]
+fn rename_while_register_pending_file_is_current() {
+    use arbitrary::{Arbitrary, Unstructured};
+    let script = rename_while_register_pending();
+    let bytes = hub::to_bytes(&script);
+    let read = Script::arbitrary_take_rest(Unstructured::new(&bytes)).expect("decodes");
+    assert_eq!(format!("{read:?}"), format!("{script:?}"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/hub/rename-while-register-pending");
     if std::env::var_os("NATTER_WRITE_SEEDS").is_some() {
         fs::write(&path, &bytes).expect("writable");
     }

@@ -495,7 +495,7 @@ impl<O: Outbox> Hub<O> {
         }
     }
 
-    fn still_checking(&mut self, id: ClientId) {
+    pub(super) fn still_checking(&mut self, id: ClientId) {
         self.error(
             id,
             ErrorCode::Busy,

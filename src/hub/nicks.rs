@@ -14,6 +14,13 @@ use crate::text::capitalise;
 
 impl<O: Outbox> Hub<O> {
     pub(super) fn set_nick(&mut self, id: ClientId, wanted: &str, now: Timestamp) {
+        // An answer from the accounts thread is about the nickname held when
+        // it was asked (a REGISTER makes that nickname the account): a rename
+        // meanwhile would leave the client logged in to one name and holding
+        // another's.
+        if self.clients.get(&id).is_some_and(|c| c.pending) {
+            return self.still_checking(id);
+        }
         let folded = names::fold(wanted);
         let holder = self.nicks.get(&folded).copied();
         let own = self.clients.get(&id).and_then(|c| c.account.clone());
