@@ -345,6 +345,20 @@ pub(super) fn clean_reason(reason: &str) -> bool {
     clean_text(reason)
 }
 
+/// A departure's reason made fit for a line: control characters dropped,
+/// cut to [`REMOTE_TEXT_MAX`] bytes. A departure is applied whatever its
+/// reason says, since dropping it would leave a member no one can see leave.
+fn tidy_reason(reason: &str) -> String {
+    let mut tidy = String::new();
+    for c in reason.chars().filter(|c| !c.is_control()) {
+        if tidy.len() + c.len_utf8() > REMOTE_TEXT_MAX {
+            break;
+        }
+        tidy.push(c);
+    }
+    tidy
+}
+
 impl<O: Outbox> Hub<O> {
     /// What the cluster should know or do, queued since the last call.
     pub fn take_published(&mut self) -> Vec<Publish> {
@@ -392,15 +406,9 @@ impl<O: Outbox> Hub<O> {
                 room,
                 nick,
                 reason,
-            } => {
-                if clean_reason(&reason) {
-                    self.remote_part(&node, &room, &nick, &reason, now);
-                }
-            }
+            } => self.remote_part(&node, &room, &nick, &tidy_reason(&reason), now),
             Remote::Quit { node, nick, reason } => {
-                if clean_reason(&reason) {
-                    self.remote_quit(&node, &nick, &reason, now);
-                }
+                self.remote_quit(&node, &nick, &tidy_reason(&reason), now)
             }
             Remote::Rename { node, old, new } => self.remote_rename(&node, &old, &new, now),
             Remote::Evict { node, nick } => self.remote_evict(&node, &nick, now),

@@ -313,3 +313,26 @@ fn an_eviction_only_touches_registered_nicknames() {
     assert_eq!(c.hubs[1].nick(2), Some("bob"));
     assert!(bob.take().is_empty());
 }
+
+/// A user who quits with control characters in the reason still leaves
+/// every node (found by the cluster fuzz target: the other node dropped
+/// the departure and kept a member nobody could see leave).
+#[test]
+fn a_quit_with_control_characters_still_leaves_everywhere() {
+    let mut c = Cluster::new();
+    let alice = c.connect(0, 1);
+    c.say(0, 1, nick("alice"));
+    let _carol = c.connect(1, 2);
+    c.say(1, 2, nick("carol"));
+    assert_eq!(c.hubs[0].members("#lobby"), vec!["alice", "carol"]);
+    alice.take();
+    c.hubs[1].command(2, Command::Quit("bye\0now".into()), t());
+    c.pump();
+    assert_eq!(c.hubs[0].members("#lobby"), vec!["alice"]);
+    let seen = alice.take();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("QUIT ") && l.ends_with(" carol byenow")),
+        "{seen:?}"
+    );
+}
