@@ -57,7 +57,7 @@ use redis::{AsyncConnectionConfig, Script};
 use serde::{Deserialize, Serialize};
 use smol::Timer;
 
-use super::hub_task::{deliver_whole, Event};
+use super::hub_task::{deliver_whole, Event, Work};
 use super::outbox::SessionOutbox;
 use crate::hub::cluster::{
     Member, Membership, Moderation, Publish, Remote, Sanction, SNAPSHOT_MAX,
@@ -96,25 +96,6 @@ const ROOMS_TRACKED: usize = 65_536;
 
 /// The longest text taken from a stream entry, in bytes.
 const TEXT_MAX: usize = 8192;
-
-/// What the hub task hands the bus.
-pub(crate) enum Work {
-    /// An effect the hub queued.
-    Publish(Publish),
-    /// A room history fetch ([`Publish::History`]), with the outbox the
-    /// answer goes to.
-    History(Fetch, SessionOutbox),
-}
-
-impl Work {
-    /// What to tell the hub when this cannot be done.
-    fn refused(self) -> Remote {
-        match self {
-            Work::Publish(publish) => Remote::Refused(publish),
-            Work::History(fetch, _) => Remote::Refused(Publish::History(fetch)),
-        }
-    }
-}
 
 /// What the bus needs to know.
 #[derive(Debug, Clone)]

@@ -15,7 +15,6 @@ use async_channel::{Receiver, Sender};
 use futures_lite::future;
 use smol::Timer;
 
-use super::cluster::Work;
 use super::outbox::{QueuedBytes, SessionOutbox};
 use crate::accounts::thread::Accounts;
 use crate::accounts::Answer;
@@ -103,6 +102,25 @@ fn apply(hub: &mut Hub<SessionOutbox>, queued: &Arc<QueuedBytes>, event: Event, 
         Event::Account(reply) => hub.account(reply, now),
         Event::Cluster(remote) => hub.cluster(remote, now),
         Event::Motd(motd) => hub.set_motd(motd),
+    }
+}
+
+/// What the hub task hands the bus.
+pub(crate) enum Work {
+    /// An effect the hub queued.
+    Publish(Publish),
+    /// A room history fetch ([`Publish::History`]), with the outbox the
+    /// answer goes to.
+    History(Fetch, SessionOutbox),
+}
+
+impl Work {
+    /// What to tell the hub when this cannot be done.
+    pub(crate) fn refused(self) -> Remote {
+        match self {
+            Work::Publish(publish) => Remote::Refused(publish),
+            Work::History(fetch, _) => Remote::Refused(Publish::History(fetch)),
+        }
     }
 }
 
