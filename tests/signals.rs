@@ -57,36 +57,14 @@ impl Natter {
         natter
     }
 
-    /// Connects until the port accepts (at most 10 s); the probe connection
-    /// must be greeted, then it is closed.
+    /// Connects until the port greets (at most 10 s).
     fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("natter serve exited before listening: {status}");
-            }
-            if let Ok(stream) = std::net::TcpStream::connect(self.addr) {
-                drop(stream);
-                let mut probe = Client::connect(self.addr);
-                probe.expect("HELLO natter/1.1 ");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "natter serve is not listening on {}",
-                self.addr
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::process::wait_until_listening(&mut self.child, self.addr);
     }
 
-    /// Sends `signal` (TERM or INT) with kill(1).
+    /// Sends `signal` with kill(1).
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed: {status}");
+        common::process::signal(&self.child, signal);
     }
 
     /// Waits at most `timeout` for the process to exit.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use natter::protocol::{ServerLine, Timestamp};
 
 pub mod driver;
+pub mod process;
 pub mod raw;
 #[cfg(feature = "tui")]
 pub mod screen;
