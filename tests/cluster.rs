@@ -1132,3 +1132,93 @@ fn a_node_s_own_accounts_join_the_cluster_and_the_cluster_s_win() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whispers of a private history answer up to `HIST END <target>`, as
+/// (id, from, to, text).
+fn private_history(client: &mut Client, target: &str) -> Vec<(u64, String, String, String)> {
+    let mut got = Vec::new();
+    for _ in 0..2000 {
+        let line = client.until("HIST ");
+        match natter::protocol::ServerLine::parse(&line) {
+            Ok(natter::protocol::ServerLine::HistoryEnd { target: t, count }) if t == target => {
+                assert_eq!(count as usize, got.len(), "{line}");
+                return got;
+            }
+            // A room's replay on joining.
+            Ok(natter::protocol::ServerLine::HistoryEnd { .. }) => {}
+            Ok(natter::protocol::ServerLine::History(inner)) => {
+                if let natter::protocol::ServerLine::Whisper {
+                    id, from, to, text, ..
+                } = *inner
+                {
+                    got.push((id, from, to, text));
+                }
+            }
+            other => panic!(
+                "{}: not a history line: {line:?} ({other:?})",
+                client.name()
+            ),
+        }
+    }
+    panic!("{}: no HIST END {target}", client.name());
+}
+
+/// The id of the next `WHISPER` line `client` is sent.
+fn whisper_id(client: &mut Client) -> u64 {
+    let line = client.until("WHISPER ");
+    match natter::protocol::ServerLine::parse(&line) {
+        Ok(natter::protocol::ServerLine::Whisper { id, .. }) => id,
+        other => panic!("{}: {line:?} ({other:?})", client.name()),
+    }
+}
+
+#[test]
+fn private_history_is_the_cluster_s_and_keeps_its_privacy() {
+    let Some(redis) = Redis::start("private") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut bob = Client::register(b.addr, "bob");
+    bob.send_line("REGISTER bobs-password");
+    bob.until("ACCOUNT bob ");
+    wait_users(&mut alice, "bob", true);
+    alice.send_line("WHISPER bob hi bob");
+    let first = whisper_id(&mut bob);
+    bob.send_line("WHISPER alice hi alice");
+    let second = whisper_id(&mut alice);
+    assert!(second > first);
+    let both = vec![
+        (first, "alice".into(), "bob".into(), "hi bob".into()),
+        (second, "bob".into(), "alice".into(), "hi alice".into()),
+    ];
+    // Each side reads the conversation from its own node, with the ids it
+    // was delivered with, and bob reads it from the other node too.
+    alice.send_line("HISTORY bob");
+    assert_eq!(private_history(&mut alice, "bob"), both);
+    bob.send_line("HISTORY alice");
+    assert_eq!(private_history(&mut bob, "alice"), both);
+    drop(bob);
+    let (mut bob, _) = login_until(a.addr, "bob", "bobs-password", "ACCOUNT bob ");
+    bob.until("WELCOME bob ");
+    bob.send_line("HISTORY alice");
+    assert_eq!(private_history(&mut bob, "alice"), both);
+    bob.send_line(&format!("HISTORY alice since {first}"));
+    assert_eq!(private_history(&mut bob, "alice"), both[1..]);
+    bob.send_line(&format!("HISTORY alice before {second}"));
+    assert_eq!(private_history(&mut bob, "alice"), both[..1]);
+    // A guest's whispers are for it alone: the next guest to take its
+    // nickname, on a node that numbered none of them, reads none.
+    let mut carol = Client::register(b.addr, "carol");
+    wait_users(&mut alice, "carol", true);
+    alice.send_line("WHISPER carol for the first carol");
+    whisper_id(&mut carol);
+    drop(carol);
+    let mut carol = register_when_free(a.addr, "carol");
+    carol.send_line("HISTORY alice");
+    assert_eq!(private_history(&mut carol, "alice"), []);
+    // Nor does anyone else read a conversation they are not in.
+    carol.send_line("HISTORY bob");
+    assert_eq!(private_history(&mut carol, "bob"), []);
+}
