@@ -1125,11 +1125,32 @@ fn a_node_s_own_accounts_join_the_cluster_and_the_cluster_s_win() {
         .expect("a's database");
     let nicks: Vec<&str> = left.accounts.iter().map(|a| a.nick.as_str()).collect();
     assert_eq!(nicks, ["dave"]);
-    let listed = admin(&redis, &["list"], "");
-    assert!(
-        listed.starts_with("2 account(s) in the cluster"),
-        "{listed}"
-    );
+    // An account made later with admin on a's directory, without
+    // --cluster, joins the cluster too.
+    natter::accounts::admin::Admin::open(&dir)
+        .and_then(|mut local| {
+            local.create(
+                "erin",
+                &natter::protocol::Secret::new("erins-password"),
+                false,
+            )
+        })
+        .expect("a local account");
+    // (Asked for until it is there: failed logins would be throttled.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = admin(&redis, &["list"], "");
+        if listed.contains("  erin\n") {
+            assert!(
+                listed.starts_with("3 account(s) in the cluster"),
+                "{listed}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "erin never moved: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    login_until(b.addr, "erin", "erins-password", "ACCOUNT erin ");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
