@@ -1100,8 +1100,9 @@ fn a_node_s_own_accounts_join_the_cluster_and_the_cluster_s_win() {
     }
     drop(local);
     admin(&redis, &["create", "dave"], "the-cluster-dave");
+    let proxy = Proxy::start(&redis);
     let a = common::start(natter::Config {
-        cluster: Some(redis.url()),
+        cluster: Some(proxy.url()),
         node_id: Some("a".into()),
         node_ttl: Duration::from_secs(2),
         ..operators::sqlite_config(&dir)
@@ -1151,6 +1152,25 @@ fn a_node_s_own_accounts_join_the_cluster_and_the_cluster_s_win() {
         std::thread::sleep(Duration::from_millis(100));
     }
     login_until(b.addr, "erin", "erins-password", "ACCOUNT erin ");
+    // One made while a cannot reach Redis moves once it can.
+    proxy.cut();
+    natter::accounts::admin::Admin::open(&dir)
+        .and_then(|mut local| {
+            local.create(
+                "fred",
+                &natter::protocol::Secret::new("freds-password"),
+                false,
+            )
+        })
+        .expect("a local account");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!admin(&redis, &["list"], "").contains("  fred\n"));
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !admin(&redis, &["list"], "").contains("  fred\n") {
+        assert!(Instant::now() < deadline, "fred never moved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -526,7 +526,8 @@ impl Backend for Shared {
     }
 
     /// True if this node's store changed, or another node wrote accounts
-    /// (the version moved), or Redis is back after it was out of reach.
+    /// (the version moved), or Redis is back after it was out of reach, or
+    /// this node's accounts are still to be moved into it.
     fn changed_elsewhere(&mut self) -> bool {
         if self.local.changed_elsewhere() {
             // An account `natter admin` made here without --cluster: the
@@ -536,7 +537,7 @@ impl Backend for Shared {
         }
         let seen = self.version;
         match self.with(|c| c.get::<_, Option<i64>>("natter:accounts:version")) {
-            Ok(now) => seen != Some(now.unwrap_or(0)),
+            Ok(now) => !self.moved || seen != Some(now.unwrap_or(0)),
             Err(_) => false,
         }
     }
