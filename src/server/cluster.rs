@@ -77,6 +77,10 @@ use crate::store::{Fetch, Place, Range, Record, Scope};
 /// Effects the hub may have queued for the bus before askers are refused.
 pub(crate) const BUS_QUEUE: usize = 4096;
 
+/// The most effects the bus sends to Redis in one pipeline: at most this
+/// many message scripts are in flight from one node.
+const PIPELINE_MAX: usize = 256;
+
 /// The largest payload read from a channel; longer ones are dropped.
 const PAYLOAD_MAX: usize = 16 * 1024;
 
@@ -498,7 +502,9 @@ redis.call('PUBLISH', 'natter:all', ARGV[3])
 return 1
 ";
 
-/// The scripts, loaded once (`EVALSHA`, falling back to `EVAL`).
+/// The scripts, loaded into Redis on each connection ([`Scripts::load`]):
+/// pipelines call them by hash (`EVALSHA`); single calls fall back to
+/// `EVAL` should Redis have forgotten one.
 struct Scripts {
     msg: Script,
     whisper: Script,
@@ -511,15 +517,20 @@ struct Scripts {
     heartbeat: Script,
     prune: Script,
     sync: Script,
+    /// Every script's source, for `SCRIPT LOAD`.
+    sources: Vec<String>,
 }
 
 impl Scripts {
     fn new() -> Self {
+        let msg = format!("{NEXT_ID}{STREAM_FLOOR}{NEXT_ID_END}{MSG_TAIL}");
+        let whisper = format!("{NEXT_ID}{PRIVATE_FLOOR}{NEXT_ID_END}{WHISPER_TAIL}");
+        let plain = [JOIN, PART, QUIT, RENAME, CLAIM, RELEASE, HEARTBEAT, PRUNE, SYNC];
+        let mut sources = vec![msg.clone(), whisper.clone()];
+        sources.extend(plain.iter().map(|s| (*s).to_owned()));
         Self {
-            msg: Script::new(&format!("{NEXT_ID}{STREAM_FLOOR}{NEXT_ID_END}{MSG_TAIL}")),
-            whisper: Script::new(&format!(
-                "{NEXT_ID}{PRIVATE_FLOOR}{NEXT_ID_END}{WHISPER_TAIL}"
-            )),
+            msg: Script::new(&msg),
+            whisper: Script::new(&whisper),
             join: Script::new(JOIN),
             part: Script::new(PART),
             quit: Script::new(QUIT),
@@ -529,7 +540,18 @@ impl Scripts {
             heartbeat: Script::new(HEARTBEAT),
             prune: Script::new(PRUNE),
             sync: Script::new(SYNC),
+            sources,
         }
+    }
+
+    /// Loads every script, in one round trip: a Redis that restarted has
+    /// forgotten them, and a pipeline's `EVALSHA` has no fallback.
+    async fn load(&self, con: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for source in &self.sources {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+        }
+        pipe.query_async::<()>(con).await
     }
 }
 
@@ -717,6 +739,9 @@ async fn serve(
     events: &Sender<Event>,
 ) -> End {
     let lost = |e: redis::RedisError| End::Lost(e.to_string());
+    if let Err(e) = scripts.load(&mut con).await {
+        return lost(e);
+    }
     let node_channel = format!("natter:node:{}", bus.node);
     if let Err(e) = pubsub
         .subscribe(&["natter:all", node_channel.as_str()])
@@ -818,24 +843,18 @@ async fn serve(
         .await;
         match wake {
             Wake::Effect(None) => return End::Stop,
-            Wake::Effect(Some(Work::History(fetch, outbox))) => {
-                if let Err(e) = history(&mut con, &fetch, outbox.clone(), events).await {
-                    deliver_whole(fetch.client, outbox, unavailable(), events);
-                    return lost(e);
+            Wake::Effect(Some(first)) => {
+                // Whatever else the hub queued meanwhile goes along, up to
+                // PIPELINE_MAX: one round trip to Redis for them all.
+                let mut work = vec![first];
+                while work.len() < PIPELINE_MAX {
+                    match effects.try_recv() {
+                        Ok(more) => work.push(more),
+                        Err(_) => break,
+                    }
                 }
-            }
-            Wake::Effect(Some(Work::Publish(effect))) => {
-                match apply(bus, scripts, state, &mut con, effect.clone()).await {
-                    Ok(Some(remote)) => {
-                        if events.send(Event::Cluster(remote)).await.is_err() {
-                            return End::Stop;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = events.send(Event::Cluster(Remote::Refused(effect))).await;
-                        return lost(e);
-                    }
+                if let Err(end) = run(bus, scripts, state, &mut con, work, events).await {
+                    return end;
                 }
             }
             Wake::Message(None) => return End::Lost("the subscription ended".into()),
@@ -864,45 +883,91 @@ async fn serve(
     }
 }
 
-/// Does one effect in Redis; the answer for the hub, if it needs one.
-async fn apply(
+/// Does what the hub queued, in order: runs of effects that are one
+/// command each go to Redis as one pipeline ([`flush`]); a history fetch
+/// or a resync waits for what came before it and is done on its own.
+async fn run(
     bus: &Bus,
     scripts: &Scripts,
     state: &mut State,
     con: &mut MultiplexedConnection,
-    effect: Publish,
-) -> Result<Option<Remote>, redis::RedisError> {
-    let node = bus.node.as_str();
-    match effect {
-        Publish::Claim { client, nick } => {
-            let folded = names::fold(&nick);
-            let (won, last): (i64, String) = scripts
-                .claim
-                .arg(node)
-                .arg(&folded)
-                .arg(ms(bus.ttl))
-                .invoke_async(con)
-                .await?;
-            if won == 1 {
-                state.owned.insert(folded);
+    work: Vec<Work>,
+    events: &Sender<Event>,
+) -> Result<(), End> {
+    let mut batch = Vec::new();
+    let mut work = work.into_iter();
+    while let Some(next) = work.next() {
+        let lost = |e: redis::RedisError| End::Lost(e.to_string());
+        match next {
+            Work::History(fetch, outbox) => {
+                if let Err(end) = flush(bus, scripts, state, con, &mut batch, events).await {
+                    refuse_rest(work, events).await;
+                    return Err(end);
+                }
+                if let Err(e) = history(con, &fetch, outbox.clone(), events).await {
+                    deliver_whole(fetch.client, outbox, unavailable(), events);
+                    refuse_rest(work, events).await;
+                    return Err(lost(e));
+                }
             }
-            Ok(Some(Remote::Claimed {
-                client,
-                nick,
-                won: won == 1,
-                last: last.parse().unwrap_or(0),
-            }))
+            Work::Publish(Publish::Resync { nicks, members }) => {
+                if let Err(end) = flush(bus, scripts, state, con, &mut batch, events).await {
+                    refuse_rest(work, events).await;
+                    return Err(end);
+                }
+                if let Err(e) = resync(bus, scripts, state, con, nicks, members).await {
+                    refuse_rest(work, events).await;
+                    return Err(lost(e));
+                }
+            }
+            // The hub task hands fetches over as `Work::History`, with their
+            // outbox; one without cannot be answered.
+            Work::Publish(Publish::History(fetch)) => {
+                let refused = Remote::Refused(Publish::History(fetch));
+                if events.send(Event::Cluster(refused)).await.is_err() {
+                    return Err(End::Stop);
+                }
+            }
+            Work::Publish(effect) => batch.push(effect),
+        }
+    }
+    flush(bus, scripts, state, con, &mut batch, events).await
+}
+
+/// Refuses what was taken from the hub's queue but not done, the
+/// connection having failed.
+async fn refuse_rest(work: impl Iterator<Item = Work>, events: &Sender<Event>) {
+    for rest in work {
+        if events.send(Event::Cluster(rest.refused())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A call of `script` by its hash, for a pipeline (the scripts are loaded
+/// when the connection is made, see [`Scripts::load`]).
+fn evalsha(script: &Script) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(0);
+    cmd
+}
+
+/// The one Redis command that does `effect`, or `None` for the effects
+/// done on their own (a history fetch, a resync). What the bus remembers of
+/// the nicknames it gives up changes here, before the command is sent.
+fn command(bus: &Bus, scripts: &Scripts, state: &mut State, effect: &Publish) -> Option<redis::Cmd> {
+    let node = bus.node.as_str();
+    let mut cmd;
+    match effect {
+        Publish::Claim { nick, .. } => {
+            cmd = evalsha(&scripts.claim);
+            cmd.arg(node).arg(names::fold(nick)).arg(ms(bus.ttl));
         }
         Publish::Release { nick } => {
-            let folded = names::fold(&nick);
+            let folded = names::fold(nick);
             state.owned.remove(&folded);
-            let _: i64 = scripts
-                .release
-                .arg(node)
-                .arg(folded)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+            cmd = evalsha(&scripts.release);
+            cmd.arg(node).arg(folded);
         }
         Publish::Join { room, name, nick } => {
             let payload = json(&Wire::Join {
@@ -910,56 +975,33 @@ async fn apply(
                 room: name.clone(),
                 nick: nick.clone(),
             });
-            let _: i64 = scripts
-                .join
-                .arg(node)
-                .arg(room)
-                .arg(name)
-                .arg(nick)
-                .arg(payload)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+            cmd = evalsha(&scripts.join);
+            cmd.arg(node).arg(room).arg(name).arg(nick).arg(payload);
         }
         Publish::Part { room, nick, reason } => {
             let payload = json(&Wire::Part {
                 node: node.to_owned(),
                 room: room.clone(),
                 nick: nick.clone(),
-                reason,
+                reason: reason.clone(),
             });
-            let _: i64 = scripts
-                .part
-                .arg(node)
-                .arg(room)
-                .arg(nick)
-                .arg(payload)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+            cmd = evalsha(&scripts.part);
+            cmd.arg(node).arg(room).arg(nick).arg(payload);
         }
         Publish::Quit {
             nick,
             rooms,
             reason,
         } => {
-            let folded = names::fold(&nick);
+            let folded = names::fold(nick);
             state.owned.remove(&folded);
             let payload = json(&Wire::Quit {
                 node: node.to_owned(),
                 nick: nick.clone(),
-                reason,
+                reason: reason.clone(),
             });
-            let _: i64 = scripts
-                .quit
-                .arg(node)
-                .arg(nick)
-                .arg(folded)
-                .arg(payload)
-                .arg(rooms)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+            cmd = evalsha(&scripts.quit);
+            cmd.arg(node).arg(nick).arg(folded).arg(payload).arg(rooms);
         }
         Publish::Rename {
             old,
@@ -967,7 +1009,7 @@ async fn apply(
             rooms,
             release,
         } => {
-            let release = release.map(|r| names::fold(&r)).unwrap_or_default();
+            let release = release.as_deref().map(names::fold).unwrap_or_default();
             if !release.is_empty() {
                 state.owned.remove(&release);
             }
@@ -976,81 +1018,54 @@ async fn apply(
                 old: old.clone(),
                 new: new.clone(),
             });
-            let _: i64 = scripts
-                .rename
-                .arg(node)
+            cmd = evalsha(&scripts.rename);
+            cmd.arg(node)
                 .arg(old)
                 .arg(new)
                 .arg(release)
                 .arg(payload)
-                .arg(rooms)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+                .arg(rooms);
         }
         Publish::Msg {
-            room,
-            nick,
-            text,
-            client: _,
+            room, nick, text, ..
         } => {
-            let key = names::fold(&room);
             let payload = json(&Wire::Msg {
                 id: 0,
                 node: node.to_owned(),
-                room,
+                room: room.clone(),
                 nick: nick.clone(),
                 text: text.clone(),
             });
-            let _: String = scripts
-                .msg
-                .arg(bus.floor)
-                .arg(key)
+            cmd = evalsha(&scripts.msg);
+            cmd.arg(bus.floor)
+                .arg(names::fold(room))
                 .arg(bus.maxlen)
                 .arg(nick)
                 .arg(text)
                 .arg(strip_id(&payload))
-                .arg(node)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+                .arg(node);
         }
-        // The hub task hands fetches over as `Work::History`, with their
-        // outbox; one without cannot be answered.
-        Publish::History(fetch) => Ok(Some(Remote::Refused(Publish::History(fetch)))),
         Publish::Evict { node: holder, nick } => {
             let payload = json(&Wire::Evict {
                 node: node.to_owned(),
-                nick,
+                nick: nick.clone(),
             });
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(format!("natter:node:{holder}"))
-                .arg(payload)
-                .query_async(con)
-                .await?;
-            Ok(None)
+            cmd = redis::cmd("PUBLISH");
+            cmd.arg(format!("natter:node:{holder}")).arg(payload);
         }
         Publish::Moderate(moderation) => {
-            let payload = json(&Wire::moderation(node, moderation));
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg("natter:all")
-                .arg(payload)
-                .query_async(con)
-                .await?;
-            Ok(None)
-        }
-        Publish::Resync { nicks, members } => {
-            resync(bus, scripts, state, con, nicks, members).await?;
-            Ok(None)
+            let payload = json(&Wire::moderation(node, moderation.clone()));
+            cmd = redis::cmd("PUBLISH");
+            cmd.arg("natter:all").arg(payload);
         }
         Publish::Whisper {
             node: to_node,
             from,
             to,
             text,
-            client: _,
+            ..
         } => {
-            let to_node = to_node.unwrap_or_else(|| node.to_owned());
+            let to_node = to_node.as_deref().unwrap_or(node);
             let payload = json(&Wire::Whisper {
                 id: 0,
                 node: node.to_owned(),
@@ -1058,21 +1073,109 @@ async fn apply(
                 to: to.clone(),
                 text: text.clone(),
             });
-            let _: String = scripts
-                .whisper
-                .arg(bus.floor)
+            cmd = evalsha(&scripts.whisper);
+            cmd.arg(bus.floor)
                 .arg(to_node)
                 .arg(strip_id(&payload))
-                .arg(pair_key(&from, &to))
+                .arg(pair_key(from, to))
                 .arg(bus.maxlen)
                 .arg(from)
                 .arg(to)
                 .arg(text)
-                .arg(node)
-                .invoke_async(con)
-                .await?;
-            Ok(None)
+                .arg(node);
         }
+        Publish::History(_) | Publish::Resync { .. } => return None,
+    }
+    Some(cmd)
+}
+
+/// What the hub hears of an effect Redis did: a claim's answer; `Err` if
+/// the reply is not what the script returns.
+fn answer(state: &mut State, effect: Publish, reply: redis::Value) -> Result<Option<Remote>, ()> {
+    match effect {
+        Publish::Claim { client, nick } => {
+            let (won, last): (i64, String) = redis::from_redis_value(reply).map_err(|_| ())?;
+            if won == 1 {
+                state.owned.insert(names::fold(&nick));
+            }
+            Ok(Some(Remote::Claimed {
+                client,
+                nick,
+                won: won == 1,
+                last: last.parse().unwrap_or(0),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Sends the effects of `batch` (each one command, see [`command`]) to
+/// Redis as one pipeline, so that they cost one round trip together rather
+/// than one each, and hands the hub the answers, in order. Redis runs one
+/// connection's commands in the order they came, so ids, stream entries and
+/// publications keep the order the hub queued them in. An effect Redis
+/// failed, or all of them if the connection failed (one may still have
+/// been done: a message then comes back once, on its channel or in the
+/// catch-up), is refused, and the connection is dropped.
+async fn flush(
+    bus: &Bus,
+    scripts: &Scripts,
+    state: &mut State,
+    con: &mut MultiplexedConnection,
+    batch: &mut Vec<Publish>,
+    events: &Sender<Event>,
+) -> Result<(), End> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let effects = std::mem::take(batch);
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for effect in &effects {
+        if let Some(cmd) = command(bus, scripts, state, effect) {
+            pipe.add_command(cmd);
+        }
+    }
+    let replies: Vec<redis::RedisResult<redis::Value>> = match pipe.query_async(con).await {
+        Ok(replies) => replies,
+        Err(e) => {
+            for effect in effects {
+                if events.send(Event::Cluster(Remote::Refused(effect))).await.is_err() {
+                    return Err(End::Stop);
+                }
+            }
+            return Err(End::Lost(e.to_string()));
+        }
+    };
+    let mut failed = None;
+    let mut replies = replies.into_iter();
+    for effect in effects {
+        let remote = match replies.next() {
+            Some(Ok(reply)) => match answer(state, effect.clone(), reply) {
+                Ok(remote) => remote,
+                Err(()) => {
+                    failed.get_or_insert_with(|| "a script answered nonsense".to_owned());
+                    Some(Remote::Refused(effect))
+                }
+            },
+            Some(Err(e)) => {
+                failed.get_or_insert_with(|| e.to_string());
+                Some(Remote::Refused(effect))
+            }
+            None => {
+                failed.get_or_insert_with(|| "a pipeline came back short".to_owned());
+                Some(Remote::Refused(effect))
+            }
+        };
+        if let Some(remote) = remote {
+            if events.send(Event::Cluster(remote)).await.is_err() {
+                return Err(End::Stop);
+            }
+        }
+    }
+    match failed {
+        Some(why) => Err(End::Lost(why)),
+        None => Ok(()),
     }
 }
 
