@@ -1263,3 +1263,166 @@ fn private_history_is_the_cluster_s_and_keeps_its_privacy() {
     carol.send_line("HISTORY bob");
     assert_eq!(private_history(&mut carol, "bob"), []);
 }
+
+/// Asks the test's Redis one command (each argument a bulk string) and
+/// gives the first integer in its reply: `PUBSUB NUMSUB`'s count, `SCARD`.
+fn redis_int(redis: &Redis, args: &[&str]) -> i64 {
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).expect("reach redis");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).expect("ask redis");
+    let mut reader = BufReader::new(s);
+    for _ in 0..16 {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("redis answers");
+        if let Some(n) = line.strip_prefix(':') {
+            return n.trim().parse().expect("an integer");
+        }
+    }
+    panic!("no integer in redis's reply to {args:?}");
+}
+
+/// Waits (at most 5 s) until `PUBSUB NUMSUB` counts `want` nodes listening
+/// to the room's channel.
+fn wait_listeners(redis: &Redis, room: &str, want: i64) {
+    let channel = format!("natter:room:{room}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = redis_int(redis, &["PUBSUB", "NUMSUB", &channel]);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{got} nodes listen to {channel}, wanted {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn only_nodes_with_members_in_a_room_listen_to_it_and_a_newcomer_misses_nothing() {
+    let Some(redis) = Redis::start("rooms") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let c = node(&redis, "c");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut bob = Client::register(b.addr, "bob");
+    let mut carol = Client::register(c.addr, "carol");
+    wait_users(&mut carol, "alice", true);
+    wait_users(&mut carol, "bob", true);
+    wait_listeners(&redis, "#lobby", 3);
+    alice.send_line("JOIN #side");
+    alice.until("USERS #side");
+    bob.send_line("JOIN #side");
+    bob.until("USERS #side");
+    let join = alice.until("JOIN ");
+    assert!(join.ends_with(" #side bob"), "{join}");
+    // Presence still reaches every node: carol's ROOMS counts #side.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        carol.send_line("ROOMS");
+        let mut rooms = Vec::new();
+        loop {
+            let line = carol.line();
+            if line.starts_with("ROOMS ") {
+                break;
+            }
+            if line.starts_with("ROOM ") {
+                rooms.push(line);
+            }
+        }
+        if rooms.iter().any(|r| r.starts_with("ROOM #side 2")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rooms:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its messages reach only the two nodes with members there.
+    wait_listeners(&redis, "#side", 2);
+    let mut said = Vec::new();
+    for i in 0..3 {
+        alice.send_line(&format!("MSG #side s{i}"));
+        let (_, id, _, _, text) = parse_msg(&bob.until("MSG "));
+        said.push((id, text));
+    }
+    assert_eq!(
+        redis_int(&redis, &["PUBSUB", "NUMSUB", "natter:room:#side"]),
+        2
+    );
+    // carol joins on the third node: the room's next messages reach her,
+    // and its history is the cluster's.
+    carol.send_line("JOIN #side");
+    let (replay, _) = history(&mut carol, "#side");
+    let replayed: Vec<&str> = replay.iter().map(|m| m.2.as_str()).collect();
+    assert_eq!(replayed, ["s0", "s1", "s2"]);
+    wait_listeners(&redis, "#side", 3);
+    bob.send_line("MSG #side next");
+    let (_, id, room, nick, text) = parse_msg(&carol.until("MSG "));
+    assert_eq!(
+        (room.as_str(), nick.as_str(), text.as_str()),
+        ("#side", "bob", "next")
+    );
+    assert!(id > said[2].0);
+    carol.send_line(&format!("HISTORY #side since {}", said[0].0));
+    let (since, count) = history(&mut carol, "#side");
+    let texts: Vec<&str> = since.iter().map(|m| m.2.as_str()).collect();
+    assert_eq!((texts, count), (vec!["s1", "s2", "next"], 3));
+    carol.silent(300);
+    // Once its last member here leaves, the node stops listening.
+    carol.send_line("PART #side");
+    carol.until("PART ");
+    wait_listeners(&redis, "#side", 2);
+    alice.send_line("PART #side");
+    alice.until("PART ");
+    wait_listeners(&redis, "#side", 1);
+}
+
+#[test]
+fn a_node_cut_off_with_hundreds_of_users_reclaims_their_nicknames_at_once() {
+    let Some(redis) = Redis::start("reclaim") else {
+        return;
+    };
+    let proxy = Proxy::start(&redis);
+    let a = node_at(&proxy.url(), "a");
+    let b = node(&redis, "b");
+    // More than a big room's worth: the lobby's joins are not listed to
+    // each newcomer, so each just waits for its welcome.
+    let users: Vec<Client> = (0..300)
+        .map(|i| {
+            let mut user = Client::connect(a.addr);
+            user.expect("HELLO ");
+            user.send_line(&format!("NICK user{i}"));
+            user.until("WELCOME ");
+            user
+        })
+        .collect();
+    let mut bob = Client::register(b.addr, "bob");
+    wait_users(&mut bob, "user0", true);
+    assert_eq!(redis_int(&redis, &["SCARD", "natter:node:a:nicks"]), 300);
+    proxy.cut();
+    // Taken for dead after its TTL (2 s): its nicknames are free meanwhile.
+    wait_users(&mut bob, "user0", false);
+    assert_eq!(redis_int(&redis, &["EXISTS", "natter:nick:user150"]), 0);
+    assert_eq!(redis_int(&redis, &["SCARD", "natter:node:a:nicks"]), 0);
+    proxy.restore();
+    wait_users(&mut bob, "user0", true);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis_int(&redis, &["SCARD", "natter:node:a:nicks"]) != 300 {
+        assert!(Instant::now() < deadline, "node a's nicknames came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(redis_int(&redis, &["SCARD", "natter:members:#lobby"]), 301);
+    for nick in ["user0", "user150", "user299"] {
+        let mut thief = Client::connect(b.addr);
+        thief.expect("HELLO ");
+        thief.send_line(&format!("NICK {nick}"));
+        thief.expect("ERR nick-taken ");
+    }
+    drop(users);
+}

@@ -29,9 +29,11 @@
 //!   (a script, so only one), which publishes one `down` event: every node
 //!   announces the leave of that node's users once.
 //!
-//! Channels: `natter:room:<room>` (messages, joins and parts; every node
-//! subscribes to the pattern), `natter:all` (quits, renames, dead nodes,
-//! operators' actions: kicks, mutes and bans, which every node applies) and
+//! Channels: `natter:room:<room>` (the room's messages; a node subscribes
+//! to it only while the room has a member on it, see [`listen`]),
+//! `natter:all` (joins, parts, quits, renames, dead nodes, operators'
+//! actions: kicks, mutes and bans, which every node applies: every node
+//! mirrors every room's members) and
 //! `natter:node:<node>` (whispers to that node's users, and requests to give
 //! up a registered nickname someone logged in to elsewhere). Payloads are JSON,
 //! at most [`PAYLOAD_MAX`] bytes; anything else is dropped, and what is
@@ -45,6 +47,12 @@
 //! whispers from after it took its nickname (a claim answers with the
 //! cluster's last id, which the hub starts it at), an account's owner
 //! those since its registration.
+//!
+//! Effects go to Redis in order, on one connection, as pipelines of up to
+//! [`PIPELINE_MAX`]: what the hub queued while the last pipeline was out
+//! goes in the next, one round trip for all of it (see [`flush`]). Redis
+//! runs one connection's commands in the order they came, so a node's ids,
+//! stream entries and publications keep the hub's order.
 //!
 //! While Redis is unreachable the task answers every effect with
 //! [`Remote::Refused`] and reconnects with back-off, doubling from 100 ms up
@@ -314,7 +322,7 @@ const JOIN: &str = r"
 redis.call('SADD', 'natter:members:' .. ARGV[2], ARGV[1] .. ':' .. ARGV[4])
 redis.call('SADD', 'natter:node:' .. ARGV[1] .. ':members', ARGV[2] .. ' ' .. ARGV[4])
 redis.call('HSETNX', 'natter:rooms', ARGV[2], ARGV[3])
-redis.call('PUBLISH', 'natter:room:' .. ARGV[2], ARGV[5])
+redis.call('PUBLISH', 'natter:all', ARGV[5])
 return 1
 ";
 
@@ -325,7 +333,7 @@ redis.call('SREM', 'natter:node:' .. ARGV[1] .. ':members', ARGV[2] .. ' ' .. AR
 if redis.call('SCARD', 'natter:members:' .. ARGV[2]) == 0 then
   redis.call('HDEL', 'natter:rooms', ARGV[2])
 end
-redis.call('PUBLISH', 'natter:room:' .. ARGV[2], ARGV[4])
+redis.call('PUBLISH', 'natter:all', ARGV[4])
 return 1
 ";
 
@@ -404,7 +412,7 @@ for _, e in ipairs(redis.call('SMEMBERS', mkey)) do
         redis.call('HDEL', 'natter:rooms', room)
       end
       if held[nick] then
-        redis.call('PUBLISH', 'natter:room:' .. room, cjson.encode({t = 'part', node = node,
+        redis.call('PUBLISH', 'natter:all', cjson.encode({t = 'part', node = node,
           room = room, nick = nick, reason = 'left'}))
       else
         quit[nick] = true
@@ -422,7 +430,7 @@ for _, m in ipairs(list) do
   redis.call('SADD', 'natter:members:' .. m[1], node .. ':' .. m[3])
   redis.call('HSETNX', 'natter:rooms', m[1], m[2])
   if added == 1 then
-    redis.call('PUBLISH', 'natter:room:' .. m[1], cjson.encode({t = 'join', node = node,
+    redis.call('PUBLISH', 'natter:all', cjson.encode({t = 'join', node = node,
       room = m[2], nick = m[3]}))
   end
 end
@@ -447,6 +455,24 @@ if redis.call('SET', 'natter:nick:' .. ARGV[2], ARGV[1], 'NX', 'PX', ARGV[3]) th
   return {1, last}
 end
 return {0, last}
+";
+
+/// ARGV: node, TTL in ms, then folded nicks. Claims each nickname for the
+/// node again after an outage (or renews its claim); returns those another
+/// node holds now, which stay theirs.
+const RECLAIM: &str = r"
+local taken = {}
+for i = 3, #ARGV do
+  local key = 'natter:nick:' .. ARGV[i]
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    redis.call('SADD', 'natter:node:' .. ARGV[1] .. ':nicks', ARGV[i])
+  elseif redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+  else
+    taken[#taken + 1] = ARGV[i]
+  end
+end
+return taken
 ";
 
 /// ARGV: node, folded nick. Deletes the claim only if it is the node's.
@@ -513,6 +539,7 @@ struct Scripts {
     quit: Script,
     rename: Script,
     claim: Script,
+    reclaim: Script,
     release: Script,
     heartbeat: Script,
     prune: Script,
@@ -525,7 +552,9 @@ impl Scripts {
     fn new() -> Self {
         let msg = format!("{NEXT_ID}{STREAM_FLOOR}{NEXT_ID_END}{MSG_TAIL}");
         let whisper = format!("{NEXT_ID}{PRIVATE_FLOOR}{NEXT_ID_END}{WHISPER_TAIL}");
-        let plain = [JOIN, PART, QUIT, RENAME, CLAIM, RELEASE, HEARTBEAT, PRUNE, SYNC];
+        let plain = [
+            JOIN, PART, QUIT, RENAME, CLAIM, RECLAIM, RELEASE, HEARTBEAT, PRUNE, SYNC,
+        ];
         let mut sources = vec![msg.clone(), whisper.clone()];
         sources.extend(plain.iter().map(|s| (*s).to_owned()));
         Self {
@@ -536,6 +565,7 @@ impl Scripts {
             quit: Script::new(QUIT),
             rename: Script::new(RENAME),
             claim: Script::new(CLAIM),
+            reclaim: Script::new(RECLAIM),
             release: Script::new(RELEASE),
             heartbeat: Script::new(HEARTBEAT),
             prune: Script::new(PRUNE),
@@ -594,6 +624,10 @@ pub(crate) async fn run_bus(bus: Bus, effects: Receiver<Work>, events: Sender<Ev
         started: false,
         last: HashMap::new(),
         high: 0,
+        local: HashMap::new(),
+        subscribed: HashSet::new(),
+        fresh: HashMap::new(),
+        runs: 0,
     };
     let mut backoff = Duration::from_millis(100);
     let mut down = false;
@@ -660,9 +694,79 @@ struct State {
     /// The highest message id seen: rooms without an entry in `last` catch
     /// up from it.
     high: u64,
+    /// This node's own members, by room key (folded nicknames), as the hub
+    /// published them: the rooms whose channel this node listens to.
+    local: HashMap<String, HashSet<String>>,
+    /// The room keys whose channel the current connection subscribes to.
+    subscribed: HashSet<String>,
+    /// Rooms just subscribed to, with the `seq` read before and the number
+    /// of the [`run`] that subscribed: the newcomer's join replay, the
+    /// room's next fetch, reads up to that id (the hub, which did not hear
+    /// the room's messages, asks for those before the last id it saw).
+    fresh: HashMap<String, (u64, u64)>,
+    /// How many times [`run`] started.
+    runs: u64,
 }
 
 impl State {
+    /// Follows this node's own memberships in what the hub publishes.
+    fn follow(&mut self, effect: &Publish) {
+        let fold = |n: &str| names::fold(n);
+        match effect {
+            Publish::Join { room, nick, .. } => {
+                self.local
+                    .entry(room.clone())
+                    .or_default()
+                    .insert(fold(nick));
+            }
+            Publish::Part { room, nick, .. } => self.leave(room, &fold(nick)),
+            Publish::Quit { nick, rooms, .. } => {
+                for room in rooms {
+                    self.leave(room, &fold(nick));
+                }
+            }
+            Publish::Rename {
+                old, new, rooms, ..
+            } => {
+                for room in rooms {
+                    if let Some(members) = self.local.get_mut(room) {
+                        members.remove(&fold(old));
+                        members.insert(fold(new));
+                    }
+                }
+            }
+            Publish::Resync { members, .. } => {
+                self.local.clear();
+                for m in members {
+                    self.local
+                        .entry(m.room.clone())
+                        .or_default()
+                        .insert(fold(&m.nick));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn leave(&mut self, room: &str, nick: &str) {
+        if let Some(members) = self.local.get_mut(room) {
+            members.remove(nick);
+            if members.is_empty() {
+                self.local.remove(room);
+            }
+        }
+    }
+
+    /// Messages of `room` up to `id` are not news here: a room this node
+    /// starts listening to catches up from there.
+    fn start_at(&mut self, room: &str, id: u64) {
+        if let Some(last) = self.last.get_mut(room) {
+            *last = (*last).max(id);
+        } else if self.last.len() < ROOMS_TRACKED {
+            self.last.insert(room.to_owned(), id);
+        }
+    }
+
     /// True if the room message `id` in `room` (a key) is new, which it then
     /// records as delivered.
     fn deliver(&mut self, room: &str, id: u64) -> bool {
@@ -734,7 +838,7 @@ async fn serve(
     scripts: &Scripts,
     state: &mut State,
     mut con: MultiplexedConnection,
-    mut pubsub: redis::aio::PubSub,
+    pubsub: redis::aio::PubSub,
     effects: &Receiver<Work>,
     events: &Sender<Event>,
 ) -> End {
@@ -743,16 +847,21 @@ async fn serve(
         return lost(e);
     }
     let node_channel = format!("natter:node:{}", bus.node);
-    if let Err(e) = pubsub
-        .subscribe(&["natter:all", node_channel.as_str()])
-        .await
-    {
+    let (mut sink, mut messages) = pubsub.split();
+    if let Err(e) = timed(sink.subscribe(&["natter:all", node_channel.as_str()])).await {
         return lost(e);
     }
-    if let Err(e) = pubsub.psubscribe("natter:room:*").await {
-        return lost(e);
+    // The rooms with members here, as before an outage; the resync that
+    // follows `Up` puts this right.
+    state.subscribed.clear();
+    let rooms: Vec<String> = state.local.keys().cloned().collect();
+    if !rooms.is_empty() {
+        let channels: Vec<String> = rooms.iter().map(|r| format!("natter:room:{r}")).collect();
+        if let Err(e) = timed(sink.subscribe(&channels)).await {
+            return lost(e);
+        }
+        state.subscribed.extend(rooms);
     }
-    let mut messages = pubsub.into_on_message();
     // Back after an outage, the hub answers `Up` with a `Resync`: this
     // node's nicknames are claimed again (Redis may have restarted empty)
     // and its memberships replaced; messages it missed are fetched below.
@@ -853,7 +962,8 @@ async fn serve(
                         Err(_) => break,
                     }
                 }
-                if let Err(end) = run(bus, scripts, state, &mut con, work, events).await {
+                if let Err(end) = run(bus, scripts, state, &mut con, &mut sink, work, events).await
+                {
                     return end;
                 }
             }
@@ -891,18 +1001,32 @@ async fn run(
     scripts: &Scripts,
     state: &mut State,
     con: &mut MultiplexedConnection,
+    sink: &mut redis::aio::PubSubSink,
     work: Vec<Work>,
     events: &Sender<Event>,
 ) -> Result<(), End> {
+    state.runs += 1;
+    // A join replay comes in the same run as its join, or the next.
+    let runs = state.runs;
+    state.fresh.retain(|_, (_, run)| *run + 1 >= runs);
     let mut batch = Vec::new();
     let mut work = work.into_iter();
     while let Some(next) = work.next() {
         let lost = |e: redis::RedisError| End::Lost(e.to_string());
         match next {
-            Work::History(fetch, outbox) => {
-                if let Err(end) = flush(bus, scripts, state, con, &mut batch, events).await {
+            Work::History(mut fetch, outbox) => {
+                if let Err(end) = flush(bus, scripts, state, con, sink, &mut batch, events).await {
                     refuse_rest(work, events).await;
                     return Err(end);
+                }
+                if let Scope::Room(room) = &fetch.scope {
+                    if let (Some((mark, _)), Range::Before(before)) =
+                        (state.fresh.remove(room), fetch.range)
+                    {
+                        if before <= mark {
+                            fetch.range = Range::Before(mark.saturating_add(1));
+                        }
+                    }
                 }
                 if let Err(e) = history(con, &fetch, outbox.clone(), events).await {
                     deliver_whole(fetch.client, outbox, unavailable(), events);
@@ -911,11 +1035,25 @@ async fn run(
                 }
             }
             Work::Publish(Publish::Resync { nicks, members }) => {
-                if let Err(end) = flush(bus, scripts, state, con, &mut batch, events).await {
+                if let Err(end) = flush(bus, scripts, state, con, sink, &mut batch, events).await {
                     refuse_rest(work, events).await;
                     return Err(end);
                 }
-                if let Err(e) = resync(bus, scripts, state, con, nicks, members).await {
+                state.follow(&Publish::Resync {
+                    nicks: Vec::new(),
+                    members: members.clone(),
+                });
+                let done = match listen(bus, state, con, sink, events).await {
+                    Ok(()) => resync(bus, scripts, state, con, nicks, members)
+                        .await
+                        .map_err(lost),
+                    Err(end) => Err(end),
+                };
+                if let Err(end) = done {
+                    refuse_rest(work, events).await;
+                    return Err(end);
+                }
+                if let Err(e) = unlisten(state, sink).await {
                     refuse_rest(work, events).await;
                     return Err(lost(e));
                 }
@@ -928,10 +1066,13 @@ async fn run(
                     return Err(End::Stop);
                 }
             }
-            Work::Publish(effect) => batch.push(effect),
+            Work::Publish(effect) => {
+                state.follow(&effect);
+                batch.push(effect);
+            }
         }
     }
-    flush(bus, scripts, state, con, &mut batch, events).await
+    flush(bus, scripts, state, con, sink, &mut batch, events).await
 }
 
 /// Refuses what was taken from the hub's queue but not done, the
@@ -955,7 +1096,12 @@ fn evalsha(script: &Script) -> redis::Cmd {
 /// The one Redis command that does `effect`, or `None` for the effects
 /// done on their own (a history fetch, a resync). What the bus remembers of
 /// the nicknames it gives up changes here, before the command is sent.
-fn command(bus: &Bus, scripts: &Scripts, state: &mut State, effect: &Publish) -> Option<redis::Cmd> {
+fn command(
+    bus: &Bus,
+    scripts: &Scripts,
+    state: &mut State,
+    effect: &Publish,
+) -> Option<redis::Cmd> {
     let node = bus.node.as_str();
     let mut cmd;
     match effect {
@@ -1122,6 +1268,7 @@ async fn flush(
     scripts: &Scripts,
     state: &mut State,
     con: &mut MultiplexedConnection,
+    sink: &mut redis::aio::PubSubSink,
     batch: &mut Vec<Publish>,
     events: &Sender<Event>,
 ) -> Result<(), End> {
@@ -1129,6 +1276,14 @@ async fn flush(
         return Ok(());
     }
     let effects = std::mem::take(batch);
+    // A join that brings a room its first member here is sent once this
+    // node listens to the room's channel.
+    if let Err(end) = listen(bus, state, con, sink, events).await {
+        for effect in effects {
+            let _ = events.send(Event::Cluster(Remote::Refused(effect))).await;
+        }
+        return Err(end);
+    }
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for effect in &effects {
@@ -1140,7 +1295,11 @@ async fn flush(
         Ok(replies) => replies,
         Err(e) => {
             for effect in effects {
-                if events.send(Event::Cluster(Remote::Refused(effect))).await.is_err() {
+                if events
+                    .send(Event::Cluster(Remote::Refused(effect)))
+                    .await
+                    .is_err()
+                {
                     return Err(End::Stop);
                 }
             }
@@ -1173,10 +1332,113 @@ async fn flush(
             }
         }
     }
-    match failed {
-        Some(why) => Err(End::Lost(why)),
-        None => Ok(()),
+    if let Some(why) = failed {
+        return Err(End::Lost(why));
     }
+    // A part that took a room's last member here is done: stop listening.
+    unlisten(state, sink)
+        .await
+        .map_err(|e| End::Lost(e.to_string()))
+}
+
+/// Subscribes to the channel of every room that has members here and no
+/// subscription yet. Messages numbered before the subscription took hold
+/// are not lost: the bus reads `seq` first, subscribes, then reads the
+/// room's stream after that id (once delivered, a message is not delivered
+/// again, see [`State::deliver`]).
+async fn listen(
+    bus: &Bus,
+    state: &mut State,
+    con: &mut MultiplexedConnection,
+    sink: &mut redis::aio::PubSubSink,
+    events: &Sender<Event>,
+) -> Result<(), End> {
+    let lost = |e: redis::RedisError| End::Lost(e.to_string());
+    let rooms: Vec<String> = state
+        .local
+        .keys()
+        .filter(|room| !state.subscribed.contains(*room))
+        .cloned()
+        .collect();
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let seq: Option<String> = redis::cmd("GET")
+        .arg("natter:seq")
+        .query_async(con)
+        .await
+        .map_err(lost)?;
+    let mark: u64 = seq.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let channels: Vec<String> = rooms.iter().map(|r| format!("natter:room:{r}")).collect();
+    timed(sink.subscribe(&channels)).await.map_err(lost)?;
+    for room in &rooms {
+        state.subscribed.insert(room.clone());
+        state.start_at(room, mark);
+        state.fresh.insert(room.clone(), (mark, state.runs));
+    }
+    let mut pipe = redis::pipe();
+    for room in &rooms {
+        pipe.cmd("XRANGE")
+            .arg(format!("natter:stream:{room}"))
+            .arg(format!("{}-0", mark.saturating_add(1)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(CATCHUP_PER_ROOM);
+    }
+    let found: Vec<redis::Value> = pipe.query_async(con).await.map_err(lost)?;
+    for (room, reply) in rooms.into_iter().zip(found) {
+        for entry in entries(reply, CATCHUP_PER_ROOM) {
+            if !state.deliver(&room, entry.id) {
+                continue;
+            }
+            let remote = Remote::Msg {
+                id: entry.id,
+                room: room.clone(),
+                nick: entry.nick,
+                text: entry.text,
+                mine: entry.node == bus.node,
+            };
+            if events.send(Event::Cluster(remote)).await.is_err() {
+                return Err(End::Stop);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A subscription change, which fails after [`REDIS_TIMEOUT`] (the
+/// command connection has its own response timeout).
+async fn timed(
+    change: impl std::future::Future<Output = Result<(), redis::RedisError>>,
+) -> Result<(), redis::RedisError> {
+    future::or(change, async {
+        Timer::after(REDIS_TIMEOUT).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "a subscription timed out").into())
+    })
+    .await
+}
+
+/// Unsubscribes from the channel of every room that no longer has members
+/// here.
+async fn unlisten(
+    state: &mut State,
+    sink: &mut redis::aio::PubSubSink,
+) -> Result<(), redis::RedisError> {
+    let rooms: Vec<String> = state
+        .subscribed
+        .iter()
+        .filter(|room| !state.local.contains_key(*room))
+        .cloned()
+        .collect();
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let channels: Vec<String> = rooms.iter().map(|r| format!("natter:room:{r}")).collect();
+    timed(sink.unsubscribe(&channels)).await?;
+    for room in rooms {
+        state.subscribed.remove(&room);
+    }
+    Ok(())
 }
 
 /// Replaces what Redis knows of this node with what its hub holds (see
@@ -1192,22 +1454,18 @@ async fn resync(
 ) -> Result<(), redis::RedisError> {
     let node = bus.node.as_str();
     state.owned = nicks.iter().map(|n| names::fold(n)).collect();
-    for folded in &state.owned {
-        let (won, _): (i64, String) = scripts
-            .claim
+    let owned: Vec<&String> = state.owned.iter().collect();
+    let mut pipe = redis::pipe();
+    for chunk in owned.chunks(RENEW_BATCH) {
+        pipe.add_command(evalsha(&scripts.reclaim))
             .arg(node)
-            .arg(folded)
             .arg(ms(bus.ttl))
-            .invoke_async(con)
-            .await?;
-        if won != 1 {
-            let holder: Option<String> = redis::cmd("GET")
-                .arg(format!("natter:nick:{folded}"))
-                .query_async(con)
-                .await?;
-            if holder.as_deref() != Some(node) {
-                tracing::warn!(nick = %folded, "a nickname held here was claimed elsewhere during an outage");
-            }
+            .arg(chunk);
+    }
+    if !pipe.is_empty() {
+        let taken: Vec<Vec<String>> = pipe.query_async(con).await?;
+        for nick in taken.iter().flatten() {
+            tracing::warn!(%nick, "a nickname held here was claimed elsewhere during an outage");
         }
     }
     let mut sync = scripts.sync.prepare_invoke();
@@ -1413,20 +1671,14 @@ fn unavailable() -> impl Iterator<Item = crate::protocol::Line> {
     }))
 }
 
-/// After an outage: the messages of every room with members (and every
-/// room this node delivered messages of) numbered after the last one this
-/// node delivered there, oldest first, bounded.
+/// After an outage: the messages of every room with members here (whose
+/// channel this node listens to) numbered after the last one this node
+/// delivered there, oldest first, bounded.
 async fn missed(
     state: &State,
     con: &mut MultiplexedConnection,
 ) -> Result<Vec<(String, Entry)>, redis::RedisError> {
-    let mut rooms: Vec<String> = redis::cmd("HKEYS")
-        .arg("natter:rooms")
-        .query_async(con)
-        .await?;
-    rooms.truncate(ROOMS_TRACKED);
-    let listed: HashSet<String> = rooms.iter().cloned().collect();
-    rooms.extend(state.last.keys().filter(|k| !listed.contains(*k)).cloned());
+    let rooms: Vec<String> = state.subscribed.iter().cloned().collect();
     let mut all = Vec::new();
     for room in rooms {
         if !names::is_room(&room) {
