@@ -1984,6 +1984,63 @@ mod tests {
     }
 
     #[test]
+    fn the_bus_follows_this_node_s_memberships() {
+        let mut state = State {
+            owned: HashSet::new(),
+            started: true,
+            last: HashMap::new(),
+            high: 0,
+            local: HashMap::new(),
+            subscribed: HashSet::new(),
+            fresh: HashMap::new(),
+            runs: 0,
+        };
+        let join = |room: &str, nick: &str| Publish::Join {
+            room: room.into(),
+            name: room.into(),
+            nick: nick.into(),
+        };
+        state.follow(&join("#a", "Bob"));
+        state.follow(&join("#a", "eve"));
+        state.follow(&join("#b", "bob"));
+        state.follow(&Publish::Rename {
+            old: "eve".into(),
+            new: "Eva".into(),
+            rooms: vec!["#a".into()],
+            release: Some("eve".into()),
+        });
+        state.follow(&Publish::Part {
+            room: "#a".into(),
+            nick: "BOB".into(),
+            reason: String::new(),
+        });
+        assert_eq!(
+            state.local.get("#a"),
+            Some(&HashSet::from(["eva".to_owned()]))
+        );
+        state.follow(&Publish::Quit {
+            nick: "bob".into(),
+            rooms: vec!["#b".into()],
+            reason: String::new(),
+        });
+        assert!(!state.local.contains_key("#b"), "the last member left");
+        state.follow(&Publish::Resync {
+            nicks: vec!["zed".into()],
+            members: vec![Membership {
+                room: "#c".into(),
+                name: "#C".into(),
+                nick: "zed".into(),
+            }],
+        });
+        let rooms: Vec<&String> = state.local.keys().collect();
+        assert_eq!(rooms, ["#c"]);
+        state.start_at("#c", 7);
+        state.start_at("#c", 5);
+        assert!(!state.deliver("#c", 7), "caught up to 7 already");
+        assert!(state.deliver("#c", 8));
+    }
+
+    #[test]
     fn node_names() {
         assert_eq!(node_name(Some("n-1.x"), None), Ok("n-1.x".into()));
         assert!(node_name(Some("a:b"), None).is_err());
