@@ -948,3 +948,318 @@ fn a_second_login_on_another_node_ends_the_first_session() {
     let join = bob.until("JOIN ");
     assert!(join.ends_with(" #lobby alice"), "{join}");
 }
+
+/// Runs `natter admin --cluster <redis> <args>`, with `password` on its
+/// standard input; returns what it printed, and fails the test if it did.
+fn admin(redis: &Redis, args: &[&str], password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["admin", "--cluster", &redis.url()])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start natter admin");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "{password}");
+    }
+    let out = child.wait_with_output().expect("natter admin ran");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "natter admin {args:?}: {printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
+/// Logs in to `addr` as `nick` until the answer starts with `want` (the
+/// node reloads the cluster's accounts within a second), at most 5 s;
+/// returns the client and that answer.
+fn login_until(addr: SocketAddr, nick: &str, password: &str, want: &str) -> (Client, String) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = Client::connect(addr);
+        client.set_name(nick);
+        client.expect("HELLO ");
+        client.send_line(&format!("LOGIN {nick} {password}"));
+        let answer = client.line();
+        if answer.starts_with(want) {
+            return (client, answer);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "LOGIN {nick} on {addr} never gave {want:?}: {answer}"
+        );
+        drop(client);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn natter_admin_works_on_the_cluster_s_store() {
+    let Some(redis) = Redis::start("admin") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    // An account made with admin logs in on every node.
+    let made = admin(&redis, &["create", "alice"], "alices-password");
+    assert!(made.contains("alice is registered"), "{made}");
+    let (alice, account) = login_until(a.addr, "alice", "alices-password", "ACCOUNT alice ");
+    assert!(!account.starts_with("ACCOUNT alice op "), "{account}");
+    drop(alice);
+    let (mut alice, _) = login_until(b.addr, "alice", "alices-password", "ACCOUNT alice ");
+    alice.until("WELCOME alice ");
+    alice.until("USERS #lobby");
+    // An operator made with admin is one on every node: alice, on b, kicks
+    // bob off a, once b has reloaded.
+    let mut bob = Client::register(a.addr, "bob");
+    wait_users(&mut alice, "bob", true);
+    admin(&redis, &["op", "alice"], "");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        alice.send_line("KICK bob enough");
+        let line = loop {
+            let line = alice.line();
+            if line.starts_with("MOD ") || line.starts_with("ERR ") {
+                break line;
+            }
+        };
+        if line.starts_with("MOD ") {
+            assert!(line.contains(" #lobby alice kick bob "), "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice never became an operator: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = bob.until("ERR ");
+    assert!(err.starts_with("ERR kicked "), "{err}");
+    // A ban made on a node is listed, and lifted everywhere by admin.
+    alice.send_line("BAN carol 1h spam");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listed = loop {
+        let listed = admin(&redis, &["list"], "");
+        if listed.contains("1 ban(s) in force") {
+            break listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ban never reached Redis: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        listed.starts_with("1 account(s) in the cluster"),
+        "{listed}"
+    );
+    assert!(listed.contains("  alice  operator\n"), "{listed}");
+    assert!(listed.contains("  nick carol until "), "{listed}");
+    let lifted = admin(&redis, &["unban", "carol"], "");
+    assert!(lifted.contains("The ban on carol is lifted"), "{lifted}");
+    for addr in [a.addr, b.addr] {
+        register_when_free(addr, "carol");
+    }
+    // A password set with admin is the one every node checks.
+    admin(&redis, &["passwd", "alice"], "a-new-password");
+    drop(alice);
+    for addr in [a.addr, b.addr] {
+        login_until(addr, "alice", "a-new-password", "ACCOUNT alice ");
+    }
+    // A deleted account logs in nowhere, and its nickname is free.
+    let deleted = admin(&redis, &["delete", "alice"], "");
+    assert!(deleted.contains("alice is deleted"), "{deleted}");
+    for addr in [a.addr, b.addr] {
+        login_until(addr, "alice", "a-new-password", "ERR ");
+        register_when_free(addr, "alice");
+    }
+    let listed = admin(&redis, &["list"], "");
+    assert!(
+        listed.starts_with("0 account(s) in the cluster"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_node_s_own_accounts_join_the_cluster_and_the_cluster_s_win() {
+    let Some(redis) = Redis::start("migrate") else {
+        return;
+    };
+    // Before the cluster: carol and dave have accounts on a's database;
+    // the cluster has another dave already.
+    let dir = operators::temp_dir("cluster-migrate");
+    let mut local = natter::accounts::admin::Admin::open(&dir).expect("a's database");
+    for (nick, password) in [("carol", "carols-password"), ("dave", "a-dave-password")] {
+        local
+            .create(nick, &natter::protocol::Secret::new(password), false)
+            .expect("a local account");
+    }
+    drop(local);
+    admin(&redis, &["create", "dave"], "the-cluster-dave");
+    let proxy = Proxy::start(&redis);
+    let a = common::start(natter::Config {
+        cluster: Some(proxy.url()),
+        node_id: Some("a".into()),
+        node_ttl: Duration::from_secs(2),
+        ..operators::sqlite_config(&dir)
+    });
+    let b = node(&redis, "b");
+    // carol's account is the cluster's: it logs in on b too.
+    for addr in [b.addr, a.addr] {
+        let (carol, _) = login_until(addr, "carol", "carols-password", "ACCOUNT carol ");
+        drop(carol);
+    }
+    // The nickname dave belongs to the cluster's dave, on a as well.
+    login_until(a.addr, "dave", "the-cluster-dave", "ACCOUNT dave ");
+    let mut other = Client::connect(a.addr);
+    other.expect("HELLO ");
+    other.send_line("LOGIN dave a-dave-password");
+    other.expect("ERR ");
+    // carol left a's database (a delete in the cluster is for good); the
+    // other dave stayed there, unused.
+    let left = natter::accounts::admin::Admin::open(&dir)
+        .and_then(|mut local| local.snapshot())
+        .expect("a's database");
+    let nicks: Vec<&str> = left.accounts.iter().map(|a| a.nick.as_str()).collect();
+    assert_eq!(nicks, ["dave"]);
+    // An account made later with admin on a's directory, without
+    // --cluster, joins the cluster too.
+    natter::accounts::admin::Admin::open(&dir)
+        .and_then(|mut local| {
+            local.create(
+                "erin",
+                &natter::protocol::Secret::new("erins-password"),
+                false,
+            )
+        })
+        .expect("a local account");
+    // (Asked for until it is there: failed logins would be throttled.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = admin(&redis, &["list"], "");
+        if listed.contains("  erin\n") {
+            assert!(
+                listed.starts_with("3 account(s) in the cluster"),
+                "{listed}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "erin never moved: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    login_until(b.addr, "erin", "erins-password", "ACCOUNT erin ");
+    // One made while a cannot reach Redis moves once it can.
+    proxy.cut();
+    natter::accounts::admin::Admin::open(&dir)
+        .and_then(|mut local| {
+            local.create(
+                "fred",
+                &natter::protocol::Secret::new("freds-password"),
+                false,
+            )
+        })
+        .expect("a local account");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!admin(&redis, &["list"], "").contains("  fred\n"));
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !admin(&redis, &["list"], "").contains("  fred\n") {
+        assert!(Instant::now() < deadline, "fred never moved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The whispers of a private history answer up to `HIST END <target>`, as
+/// (id, from, to, text).
+fn private_history(client: &mut Client, target: &str) -> Vec<(u64, String, String, String)> {
+    let mut got = Vec::new();
+    for _ in 0..2000 {
+        let line = client.until("HIST ");
+        match natter::protocol::ServerLine::parse(&line) {
+            Ok(natter::protocol::ServerLine::HistoryEnd { target: t, count }) if t == target => {
+                assert_eq!(count as usize, got.len(), "{line}");
+                return got;
+            }
+            // A room's replay on joining.
+            Ok(natter::protocol::ServerLine::HistoryEnd { .. }) => {}
+            Ok(natter::protocol::ServerLine::History(inner)) => {
+                if let natter::protocol::ServerLine::Whisper {
+                    id, from, to, text, ..
+                } = *inner
+                {
+                    got.push((id, from, to, text));
+                }
+            }
+            other => panic!(
+                "{}: not a history line: {line:?} ({other:?})",
+                client.name()
+            ),
+        }
+    }
+    panic!("{}: no HIST END {target}", client.name());
+}
+
+/// The id of the next `WHISPER` line `client` is sent.
+fn whisper_id(client: &mut Client) -> u64 {
+    let line = client.until("WHISPER ");
+    match natter::protocol::ServerLine::parse(&line) {
+        Ok(natter::protocol::ServerLine::Whisper { id, .. }) => id,
+        other => panic!("{}: {line:?} ({other:?})", client.name()),
+    }
+}
+
+#[test]
+fn private_history_is_the_cluster_s_and_keeps_its_privacy() {
+    let Some(redis) = Redis::start("private") else {
+        return;
+    };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut alice = Client::register(a.addr, "alice");
+    let mut bob = Client::register(b.addr, "bob");
+    bob.send_line("REGISTER bobs-password");
+    bob.until("ACCOUNT bob ");
+    wait_users(&mut alice, "bob", true);
+    alice.send_line("WHISPER bob hi bob");
+    let first = whisper_id(&mut bob);
+    bob.send_line("WHISPER alice hi alice");
+    let second = whisper_id(&mut alice);
+    assert!(second > first);
+    let both = vec![
+        (first, "alice".into(), "bob".into(), "hi bob".into()),
+        (second, "bob".into(), "alice".into(), "hi alice".into()),
+    ];
+    // Each side reads the conversation from its own node, with the ids it
+    // was delivered with, and bob reads it from the other node too.
+    alice.send_line("HISTORY bob");
+    assert_eq!(private_history(&mut alice, "bob"), both);
+    bob.send_line("HISTORY alice");
+    assert_eq!(private_history(&mut bob, "alice"), both);
+    drop(bob);
+    let (mut bob, _) = login_until(a.addr, "bob", "bobs-password", "ACCOUNT bob ");
+    bob.until("WELCOME bob ");
+    bob.send_line("HISTORY alice");
+    assert_eq!(private_history(&mut bob, "alice"), both);
+    bob.send_line(&format!("HISTORY alice since {first}"));
+    assert_eq!(private_history(&mut bob, "alice"), both[1..]);
+    bob.send_line(&format!("HISTORY alice before {second}"));
+    assert_eq!(private_history(&mut bob, "alice"), both[..1]);
+    // A guest's whispers are for it alone: the next guest to take its
+    // nickname, on a node that numbered none of them, reads none.
+    let mut carol = Client::register(b.addr, "carol");
+    wait_users(&mut alice, "carol", true);
+    alice.send_line("WHISPER carol for the first carol");
+    whisper_id(&mut carol);
+    drop(carol);
+    let mut carol = register_when_free(a.addr, "carol");
+    carol.send_line("HISTORY alice");
+    assert_eq!(private_history(&mut carol, "alice"), []);
+    // Nor does anyone else read a conversation they are not in.
+    carol.send_line("HISTORY bob");
+    assert_eq!(private_history(&mut carol, "bob"), []);
+}

@@ -1,11 +1,12 @@
 //! [`Admin`]: `natter admin`'s account and ban management, straight on the
-//! database.
+//! database, or on a cluster's store in Redis (`--cluster`).
 
 use std::path::{Path, PathBuf};
 
 use super::backend::Backend;
 use super::memory::Memory;
 use super::password::{hash, verify};
+use super::shared::Shared;
 use super::thread::open_sqlite;
 use super::{password_problem, AccountInfo, AccountsError, BanTarget, Snapshot};
 use crate::names;
@@ -15,31 +16,57 @@ use crate::protocol::Secret;
 /// for whoever runs the server. A running server picks the changes up
 /// within a second.
 pub struct Admin {
-    backend: Box<dyn Backend>,
+    store: Store,
     /// The data directory, where the history database may be too.
     dir: Option<PathBuf>,
+}
+
+/// Where the admin works.
+enum Store {
+    /// A node's own database (or memory, for tests).
+    Local(Box<dyn Backend>),
+    /// A cluster's accounts, bans and mutes in Redis, through the backend
+    /// the nodes use, so both read and write them alike.
+    Cluster(Box<Shared>),
 }
 
 impl Admin {
     /// Opens the accounts database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, AccountsError> {
         Ok(Self {
-            backend: open_sqlite(dir)?,
+            store: Store::Local(open_sqlite(dir)?),
             dir: Some(dir.to_owned()),
+        })
+    }
+
+    /// Works on the accounts, bans and mutes of the cluster whose Redis is
+    /// at `url`: every node that is up picks the changes up within a
+    /// second.
+    pub fn open_cluster(url: &str) -> Result<Self, AccountsError> {
+        Ok(Self {
+            store: Store::Cluster(Box::new(Shared::admin(url)?)),
+            dir: None,
         })
     }
 
     /// An admin over an in-memory store, for tests.
     pub fn memory() -> Self {
         Self {
-            backend: Box::<Memory>::default(),
+            store: Store::Local(Box::<Memory>::default()),
             dir: None,
+        }
+    }
+
+    fn backend(&mut self) -> &mut dyn Backend {
+        match &mut self.store {
+            Store::Local(backend) => backend.as_mut(),
+            Store::Cluster(shared) => shared.as_mut(),
         }
     }
 
     /// Every account and ban.
     pub fn snapshot(&mut self) -> Result<Snapshot, AccountsError> {
-        self.backend.snapshot()
+        self.backend().snapshot()
     }
 
     /// Creates an account.
@@ -62,13 +89,18 @@ impl Admin {
         // current time in microseconds, or a higher id already reserved or
         // stored (a clock set back). A running server numbers later
         // messages above it when it loads the account.
-        let since = start_id(self.dir.as_deref());
+        let mut since = start_id(self.dir.as_deref());
+        if let Store::Cluster(shared) = &mut self.store {
+            // Cluster ids come from Redis, whatever this machine's clock.
+            since = since.max(shared.last_id()?.saturating_add(1));
+        }
         let account = AccountInfo {
             nick: nick.to_owned(),
             operator,
             since,
         };
-        self.backend.insert(&account, &hash(password)?)
+        let hash = hash(password)?;
+        self.backend().insert(&account, &hash)
     }
 
     /// Sets a new password (a reset: the old one is not needed).
@@ -77,31 +109,39 @@ impl Admin {
             return Err(AccountsError::Invalid(problem));
         }
         let key = names::fold(nick);
-        if self.backend.get(&key)?.is_none() {
+        if self.backend().get(&key)?.is_none() {
             return Err(AccountsError::NoAccount(nick.to_owned()));
         }
-        self.backend.set_hash(&key, &hash(password)?)
+        let hash = hash(password)?;
+        self.backend().set_hash(&key, &hash)
     }
 
     /// Makes an account an operator, or not.
     pub fn set_operator(&mut self, nick: &str, operator: bool) -> Result<(), AccountsError> {
-        self.backend.set_operator(&names::fold(nick), operator)
+        self.backend().set_operator(&names::fold(nick), operator)
     }
 
     /// Deletes an account: the nickname is free again.
     pub fn delete(&mut self, nick: &str) -> Result<(), AccountsError> {
-        self.backend.delete(&names::fold(nick))
+        self.backend().delete(&names::fold(nick))
     }
 
-    /// Lifts a ban on a nickname or address; false if there was none.
+    /// Lifts a ban on a nickname or address; false if there was none. On
+    /// a cluster, the nodes that are up are told at once, since each keeps
+    /// its bans in its own store too.
     pub fn unban(&mut self, target: &str) -> Result<bool, AccountsError> {
-        self.backend.remove_ban(&BanTarget::parse(target))
+        let target = BanTarget::parse(target);
+        let removed = self.backend().remove_ban(&target)?;
+        if let Store::Cluster(shared) = &mut self.store {
+            shared.announce_unban(&target, "admin")?;
+        }
+        Ok(removed)
     }
 
     /// True if `password` is `nick`'s.
     pub fn check(&mut self, nick: &str, password: &Secret) -> Result<bool, AccountsError> {
         Ok(self
-            .backend
+            .backend()
             .get(&names::fold(nick))?
             .is_some_and(|(_, stored)| verify(password, &stored)))
     }

@@ -4,22 +4,30 @@
 //! The accounts thread is an OS thread, so this backend uses the redis
 //! crate's blocking API, with timeouts on every call. What lives in Redis:
 //! - `natter:accounts`: folded nickname to the account as JSON (nickname as
-//!   registered, its start id, the argon2 hash);
+//!   registered, its start id, the argon2 hash, whether it is an operator);
 //! - `natter:registered`: the set of registered folded nicknames;
 //! - `natter:bans` and `natter:mutes`: the bans (by target as `BanTarget`
 //!   writes it) and mutes (by folded nickname) as JSON, so that a node that
 //!   was down or cut off when one was made applies it once it reads them;
 //! - `natter:accounts:version`: a counter every change raises, which each
-//!   node polls (every second) to reload when another node registered an
-//!   account, changed a password, or banned or muted someone. Every node
-//!   stores a ban it is told of, so a write that changes nothing raises
-//!   nothing.
+//!   node polls (every second) to reload when another node (or `natter
+//!   admin --cluster`) registered, changed or deleted an account, or banned
+//!   or muted someone. Every node stores a ban it is told of, so a write
+//!   that changes nothing raises nothing.
 //!
-//! This node's own store (SQLite or memory) stays under it: accounts made
-//! there (by `natter admin`, or before the cluster) still log in on this
-//! node and win over a Redis account of the same name, and only they can
-//! be operators (an operator is made by the administrator of a node, never
-//! by what Redis says). Bans and mutes are kept in it, as on one node.
+//! In cluster mode the accounts are the cluster's only: one nickname has one
+//! owner whichever node a client reached. This node's own store keeps the
+//! bans and mutes (as on one node, and for while Redis is out of reach),
+//! and its accounts are moved into Redis (see [`Shared::move_local`]):
+//! those made before the cluster, or by `natter admin` without `--cluster`
+//! on this node's directory. One whose nickname already belongs to a
+//! different account in the cluster stays where it is, unused, with a
+//! warning in the log each time; the cluster's account wins.
+//!
+//! An account is an operator if Redis says so, which only `natter admin
+//! --cluster` (or moving an operator account of a node) writes: whoever
+//! can write to this Redis is trusted like whoever can write to a node's
+//! database.
 //!
 //! What comes from Redis is checked: a value longer than [`VALUE_MAX`],
 //! not JSON, or whose nickname is not a nickname or not the key it is
@@ -129,11 +137,43 @@ end
 return 0
 ";
 
+/// HSET an account that exists already and raise the version: 1 if it
+/// was there. ARGV: folded nick, JSON.
+const UPDATE: &str = r"
+if redis.call('HEXISTS', 'natter:accounts', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', 'natter:accounts', ARGV[1], ARGV[2])
+redis.call('INCR', 'natter:accounts:version')
+return 1
+";
+
+/// HDEL an account, take it out of the set, raise the version: 1 if it was
+/// there. ARGV: folded nick.
+const DELETE: &str = r"
+if redis.call('HDEL', 'natter:accounts', ARGV[1]) == 0 then return 0 end
+redis.call('SREM', 'natter:registered', ARGV[1])
+redis.call('INCR', 'natter:accounts:version')
+return 1
+";
+
 #[derive(Serialize, Deserialize)]
 struct Stored {
     nick: String,
     since: u64,
     hash: String,
+    #[serde(default)]
+    operator: bool,
+}
+
+impl Stored {
+    fn json(account: &AccountInfo, hash: &str) -> Result<String, AccountsError> {
+        serde_json::to_string(&Stored {
+            nick: account.nick.clone(),
+            since: account.since,
+            hash: hash.to_owned(),
+            operator: account.operator,
+        })
+        .map_err(|e| AccountsError::Cluster(e.to_string()))
+    }
 }
 
 /// Accounts in Redis over a node's own backend.
@@ -145,6 +185,12 @@ pub(super) struct Shared {
     failed: Option<Instant>,
     /// The version the last snapshot saw; `None` before one succeeded.
     version: Option<i64>,
+    /// Whether this node's own accounts have been moved into Redis since
+    /// its store last changed.
+    moved: bool,
+    /// For `natter admin --cluster`: a snapshot without Redis is an error,
+    /// not this node's own accounts.
+    strict: bool,
 }
 
 fn lost(err: &redis::RedisError) -> AccountsError {
@@ -165,7 +211,7 @@ fn parse(key: &str, value: &[u8]) -> Option<(AccountInfo, String)> {
     }
     let account = AccountInfo {
         nick: stored.nick,
-        operator: false,
+        operator: stored.operator,
         since: stored.since,
     };
     Some((account, stored.hash))
@@ -180,7 +226,89 @@ impl Shared {
             con: None,
             failed: None,
             version: None,
+            moved: false,
+            strict: false,
         })
+    }
+
+    /// The cluster's store alone, for `natter admin --cluster`: nothing of
+    /// this machine's, and every failure to reach Redis is an error.
+    pub(super) fn admin(url: &str) -> Result<Self, AccountsError> {
+        let mut shared = Self::open(Box::<super::memory::Memory>::default(), url)?;
+        shared.strict = true;
+        Ok(shared)
+    }
+
+    /// The cluster's last message id (`natter:seq`, see `server/cluster.rs`):
+    /// an account made by `natter admin --cluster` starts above it.
+    pub(super) fn last_id(&mut self) -> Result<u64, AccountsError> {
+        let seq: Option<u64> = self.with(|c| c.get("natter:seq"))?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Moves this node's own accounts into Redis unless that was done
+    /// since its store last changed.
+    fn move_pending(&mut self, accounts: &[AccountInfo]) -> Result<(), AccountsError> {
+        if !self.moved {
+            self.move_local(accounts)?;
+            self.moved = true;
+        }
+        Ok(())
+    }
+
+    /// Lifts a ban on every node that is up now: they hold bans in their own
+    /// stores too, and a node applies an unban it is told of on
+    /// `natter:all` (the bus's wire format, `server/cluster.rs`) by removing
+    /// it there. `by` is named in the `MOD` lines.
+    pub(super) fn announce_unban(
+        &mut self,
+        target: &BanTarget,
+        by: &str,
+    ) -> Result<(), AccountsError> {
+        let payload = serde_json::json!({
+            "t": "mod",
+            "node": "natter-admin",
+            "by": by,
+            "action": "unban",
+            "target": target.to_string(),
+            "until": 0,
+            "reason": "",
+            "rooms": [],
+        })
+        .to_string();
+        self.with(|c| c.publish::<_, _, i64>("natter:all", payload))?;
+        Ok(())
+    }
+
+    /// Moves this node's own accounts into Redis (HSETNX): each one whose
+    /// nickname is free there, or holds the same password hash already (a
+    /// move cut short), leaves this node's store, so an account deleted in
+    /// the cluster does not come back when this node restarts. One whose
+    /// nickname a different account holds in the cluster stays here,
+    /// unused, and is logged: the cluster's account wins.
+    fn move_local(&mut self, accounts: &[AccountInfo]) -> Result<(), AccountsError> {
+        for account in accounts {
+            let key = names::fold(&account.nick);
+            let Some((account, hash)) = self.local.get(&key)? else {
+                continue;
+            };
+            let value = Stored::json(&account, &hash)?;
+            let script = redis::Script::new(REGISTER);
+            let added: i64 = self.with(|c| script.arg(&key).arg(&value).invoke(c))?;
+            let same = added == 1 || self.remote(&key)?.is_some_and(|(_, theirs)| theirs == hash);
+            if same {
+                self.local.delete(&key)?;
+                tracing::info!(account = %account.nick, "this node's account is now the cluster's");
+            } else {
+                tracing::warn!(
+                    account = %account.nick,
+                    "this node's account has a nickname that belongs to another account in the \
+                     cluster; the cluster's wins, and this one is not used (natter admin delete \
+                     without --cluster removes it)"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on a connection to Redis (made if needed); on failure the
@@ -239,27 +367,34 @@ impl Shared {
         let value: Option<Vec<u8>> = self.with(|c| c.hget("natter:accounts", key))?;
         Ok(value.and_then(|v| parse(key, &v)))
     }
+
+    /// Writes an account that exists (or fails with `NoAccount`: deleted
+    /// meanwhile).
+    fn update(
+        &mut self,
+        key: &str,
+        account: &AccountInfo,
+        hash: &str,
+    ) -> Result<(), AccountsError> {
+        let value = Stored::json(account, hash)?;
+        let script = redis::Script::new(UPDATE);
+        let done: i64 = self.with(|c| script.arg(key).arg(&value).invoke(c))?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(AccountsError::NoAccount(key.to_owned()))
+        }
+    }
 }
 
 impl Backend for Shared {
     fn get(&mut self, key: &str) -> Result<Option<(AccountInfo, String)>, AccountsError> {
-        if let Some(found) = self.local.get(key)? {
-            return Ok(Some(found));
-        }
         self.remote(key)
     }
 
     fn insert(&mut self, account: &AccountInfo, hash: &str) -> Result<(), AccountsError> {
         let key = names::fold(&account.nick);
-        if self.local.get(&key)?.is_some() {
-            return Err(AccountsError::Exists(account.nick.clone()));
-        }
-        let value = serde_json::to_string(&Stored {
-            nick: account.nick.clone(),
-            since: account.since,
-            hash: hash.to_owned(),
-        })
-        .map_err(|e| AccountsError::Cluster(e.to_string()))?;
+        let value = Stored::json(account, hash)?;
         let script = redis::Script::new(REGISTER);
         let added: i64 = self.with(|c| script.arg(&key).arg(&value).invoke(c))?;
         if added == 1 {
@@ -270,86 +405,77 @@ impl Backend for Shared {
     }
 
     fn set_hash(&mut self, key: &str, hash: &str) -> Result<(), AccountsError> {
-        if self.local.get(key)?.is_some() {
-            return self.local.set_hash(key, hash);
-        }
         let Some((account, _)) = self.remote(key)? else {
             return Err(AccountsError::NoAccount(key.to_owned()));
         };
-        let value = serde_json::to_string(&Stored {
-            nick: account.nick,
-            since: account.since,
-            hash: hash.to_owned(),
-        })
-        .map_err(|e| AccountsError::Cluster(e.to_string()))?;
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .hset("natter:accounts", key, &value)
-                .ignore()
-                .incr("natter:accounts:version", 1)
-                .ignore()
-                .query::<()>(c)
-        })
+        self.update(key, &account, hash)
     }
 
     fn set_operator(&mut self, key: &str, operator: bool) -> Result<(), AccountsError> {
-        self.local.set_operator(key, operator)
+        let Some((mut account, hash)) = self.remote(key)? else {
+            return Err(AccountsError::NoAccount(key.to_owned()));
+        };
+        account.operator = operator;
+        self.update(key, &account, &hash)
     }
 
     fn delete(&mut self, key: &str) -> Result<(), AccountsError> {
-        self.local.delete(key)
+        let script = redis::Script::new(DELETE);
+        let deleted: i64 = self.with(|c| script.arg(key).invoke(c))?;
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(AccountsError::NoAccount(key.to_owned()))
+        }
     }
 
-    /// This node's accounts, bans and mutes, with the cluster's accounts
-    /// this node does not have itself. Without Redis, this node's only.
+    /// The cluster's accounts, and the bans and mutes of this node and
+    /// of the cluster, this node's own accounts moved into Redis first.
+    /// Without Redis: at start-up this node's only (nobody can take a
+    /// nickname until Redis answers, and the reload then replaces them);
+    /// later an error, so the hub keeps what it has.
     fn snapshot(&mut self) -> Result<Snapshot, AccountsError> {
         let mut snapshot = self.local.snapshot()?;
-        let read = self.with(|c| {
-            let version: Option<i64> = c.get("natter:accounts:version")?;
-            let all: Vec<(String, Vec<u8>)> = c.hgetall("natter:accounts")?;
-            let bans: Vec<(String, Vec<u8>)> = c.hgetall("natter:bans")?;
-            let mutes: Vec<(String, Vec<u8>)> = c.hgetall("natter:mutes")?;
-            Ok((version.unwrap_or(0), all, bans, mutes))
+        let read = self.move_pending(&snapshot.accounts).and_then(|()| {
+            self.with(|c| {
+                let version: Option<i64> = c.get("natter:accounts:version")?;
+                let all: Vec<(String, Vec<u8>)> = c.hgetall("natter:accounts")?;
+                let bans: Vec<(String, Vec<u8>)> = c.hgetall("natter:bans")?;
+                let mutes: Vec<(String, Vec<u8>)> = c.hgetall("natter:mutes")?;
+                Ok((version.unwrap_or(0), all, bans, mutes))
+            })
         });
-        match read {
-            Ok((version, all, bans, mutes)) => {
-                let known: std::collections::HashSet<BanTarget> =
-                    snapshot.bans.iter().map(|b| b.target.clone()).collect();
-                let more = bans
-                    .into_iter()
-                    .take(SANCTIONS_MAX)
-                    .filter_map(|(k, v)| parse_ban(&k, &v))
-                    .filter(|b| !known.contains(&b.target));
-                snapshot.bans.extend(more.collect::<Vec<_>>());
-                let known: std::collections::HashSet<String> =
-                    snapshot.mutes.iter().map(|m| m.nick.clone()).collect();
-                let more = mutes
-                    .into_iter()
-                    .take(SANCTIONS_MAX)
-                    .filter_map(|(k, v)| parse_mute(&k, &v))
-                    .filter(|m| !known.contains(&m.nick));
-                snapshot.mutes.extend(more.collect::<Vec<_>>());
-                self.version = Some(version);
-                let mine: std::collections::HashSet<String> = snapshot
-                    .accounts
-                    .iter()
-                    .map(|a| names::fold(&a.nick))
-                    .collect();
-                for (key, value) in all.into_iter().take(ACCOUNTS_MAX) {
-                    if mine.contains(&key) {
-                        continue;
-                    }
-                    if let Some((account, _)) = parse(&key, &value) {
-                        snapshot.accounts.push(account);
-                    }
-                }
-                snapshot.accounts.sort_by_key(|a| names::fold(&a.nick));
-            }
-            Err(err) => {
+        let (version, all, bans, mutes) = match read {
+            Ok(read) => read,
+            Err(err) if self.version.is_none() && !self.strict => {
                 tracing::warn!(%err, "the cluster's accounts are out of reach; this node's only for now");
+                return Ok(snapshot);
             }
-        }
+            Err(err) => return Err(err),
+        };
+        let known: std::collections::HashSet<BanTarget> =
+            snapshot.bans.iter().map(|b| b.target.clone()).collect();
+        let more = bans
+            .into_iter()
+            .take(SANCTIONS_MAX)
+            .filter_map(|(k, v)| parse_ban(&k, &v))
+            .filter(|b| !known.contains(&b.target));
+        snapshot.bans.extend(more.collect::<Vec<_>>());
+        let known: std::collections::HashSet<String> =
+            snapshot.mutes.iter().map(|m| m.nick.clone()).collect();
+        let more = mutes
+            .into_iter()
+            .take(SANCTIONS_MAX)
+            .filter_map(|(k, v)| parse_mute(&k, &v))
+            .filter(|m| !known.contains(&m.nick));
+        snapshot.mutes.extend(more.collect::<Vec<_>>());
+        self.version = Some(version);
+        snapshot.accounts = all
+            .into_iter()
+            .take(ACCOUNTS_MAX)
+            .filter_map(|(key, value)| parse(&key, &value).map(|(account, _)| account))
+            .collect();
+        snapshot.accounts.sort_by_key(|a| names::fold(&a.nick));
         Ok(snapshot)
     }
 
@@ -367,6 +493,17 @@ impl Backend for Shared {
 
     fn remove_ban(&mut self, target: &BanTarget) -> Result<bool, AccountsError> {
         let removed = self.local.remove_ban(target)?;
+        if self.strict {
+            let script = redis::Script::new(DROP);
+            let dropped: i64 = self.with(|c| {
+                script
+                    .arg("natter:bans")
+                    .arg(target.to_string())
+                    .arg("")
+                    .invoke(c)
+            })?;
+            return Ok(removed || dropped == 1);
+        }
         self.share(DROP, "natter:bans", &target.to_string(), "");
         Ok(removed)
     }
@@ -389,14 +526,18 @@ impl Backend for Shared {
     }
 
     /// True if this node's store changed, or another node wrote accounts
-    /// (the version moved), or Redis is back after it was out of reach.
+    /// (the version moved), or Redis is back after it was out of reach, or
+    /// this node's accounts are still to be moved into it.
     fn changed_elsewhere(&mut self) -> bool {
         if self.local.changed_elsewhere() {
+            // An account `natter admin` made here without --cluster: the
+            // reload moves it into the cluster.
+            self.moved = false;
             return true;
         }
         let seen = self.version;
         match self.with(|c| c.get::<_, Option<i64>>("natter:accounts:version")) {
-            Ok(now) => seen != Some(now.unwrap_or(0)),
+            Ok(now) => !self.moved || seen != Some(now.unwrap_or(0)),
             Err(_) => false,
         }
     }
@@ -435,6 +576,8 @@ b"}"#
         assert_eq!((account.nick.as_str(), account.since), ("Alice", 5));
         assert!(!account.operator);
         assert_eq!(hash, "$argon2id$x");
+        let op = br#"{"nick":"Alice","since":5,"hash":"h","operator":true}"#;
+        assert!(parse("alice", op).is_some_and(|(a, _)| a.operator));
         assert!(parse("bob", ok).is_none(), "under another name");
         assert!(parse("alice", b"not json").is_none());
         assert!(parse("a b", br#"{"nick":"a b","since":0,"hash":"h"}"#).is_none());

@@ -1,6 +1,7 @@
-//! `natter admin`: accounts and bans in the server's database, with what it
-//! prints and the password prompt. It works while a server runs on the same
-//! directory, which picks the changes up within a second.
+//! `natter admin`: accounts and bans in the server's database, or in a
+//! cluster's Redis with `--cluster`, with what it prints and the password
+//! prompt. It works while servers run, which pick the changes up within a
+//! second.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -11,9 +12,9 @@ use super::serve::data_dir;
 use crate::accounts::{BanTarget, Snapshot};
 use crate::protocol::{Secret, Timestamp};
 
-/// Manage accounts and bans in the server's database (works while the
-/// server runs; it picks changes up within a second). Passwords are read
-/// from standard input, never from the command line.
+/// Manage accounts and bans in the server's database, or a cluster's
+/// (works while servers run; they pick changes up within a second).
+/// Passwords are read from standard input, never from the command line.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "admin")]
 pub struct Admin {
@@ -21,6 +22,11 @@ pub struct Admin {
     /// ~/.local/share/natter)
     #[argh(option)]
     data_dir: Option<PathBuf>,
+    /// the Redis URL of a cluster (redis://127.0.0.1:6379/0): work on its
+    /// accounts and bans, which every node shares, instead of the data
+    /// directory's
+    #[argh(option)]
+    cluster: Option<String>,
     #[argh(subcommand)]
     action: Action,
 }
@@ -40,7 +46,8 @@ enum Action {
 }
 
 /// Ask the server running on this data directory to read its --config
-/// file, MOTD and TLS certificate again (SIGHUP to the pid in natter.pid).
+/// file, MOTD and TLS certificate again (SIGHUP to the pid in natter.pid);
+/// with --cluster too, only that server on this machine.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "reload")]
 struct Reload {}
@@ -118,12 +125,21 @@ impl Admin {
             println!("Asked the server (process {pid}) to reload; its log says what changed.");
             return Ok(());
         }
-        let mut admin = crate::accounts::admin::Admin::open(&dir)?;
+        let (mut admin, place) = match &self.cluster {
+            Some(url) => (
+                crate::accounts::admin::Admin::open_cluster(url)?,
+                "the cluster".to_owned(),
+            ),
+            None => (
+                crate::accounts::admin::Admin::open(&dir)?,
+                dir.display().to_string(),
+            ),
+        };
         match self.action {
             Action::List(_) => {
                 let snapshot = admin.snapshot()?;
                 let now = chrono::Utc::now().timestamp();
-                print!("{}", listing(&snapshot, &dir, now));
+                print!("{}", listing(&snapshot, &place, now));
             }
             Action::Create(create) => {
                 let password = read_password(&format!("Password for {}: ", create.nick))?;
@@ -164,15 +180,10 @@ impl Admin {
 
 /// What `natter admin list` prints: the accounts, then the bans and the
 /// mutes still in force at `now` (Unix seconds).
-fn listing(snapshot: &Snapshot, dir: &std::path::Path, now: i64) -> String {
+fn listing(snapshot: &Snapshot, place: &str, now: i64) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} account(s) in {}",
-        snapshot.accounts.len(),
-        dir.display()
-    );
+    let _ = writeln!(out, "{} account(s) in {place}", snapshot.accounts.len());
     for account in &snapshot.accounts {
         let role = if account.operator { "  operator" } else { "" };
         let _ = writeln!(out, "  {}{role}", account.nick);

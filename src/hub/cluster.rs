@@ -235,6 +235,10 @@ pub enum Remote {
         nick: String,
         /// True if it is now this node's.
         won: bool,
+        /// The cluster's last message id when it was claimed: a guest's
+        /// private history under it starts above, whichever node numbered
+        /// the whispers its last holder had.
+        last: u64,
     },
     /// The bus could not do what was asked (the cluster is unreachable).
     Refused(Publish),
@@ -390,7 +394,12 @@ impl<O: Outbox> Hub<O> {
                 }
             }
             Remote::Members(members) => self.remote_snapshot(members, now),
-            Remote::Claimed { client, nick, won } => self.claimed(client, &nick, won, now),
+            Remote::Claimed {
+                client,
+                nick,
+                won,
+                last,
+            } => self.claimed(client, &nick, won, last, now),
             Remote::Refused(publish) => self.cluster_refused(publish, now),
             Remote::Msg {
                 id,
@@ -531,7 +540,7 @@ impl<O: Outbox> Hub<O> {
         });
     }
 
-    fn claimed(&mut self, client: ClientId, nick: &str, won: bool, now: Timestamp) {
+    fn claimed(&mut self, client: ClientId, nick: &str, won: bool, last: u64, now: Timestamp) {
         let asked = self.claiming.get(&client).is_some_and(|n| n == nick);
         if asked {
             self.claiming.remove(&client);
@@ -553,6 +562,7 @@ impl<O: Outbox> Hub<O> {
             return;
         }
         if won && free_here {
+            self.ids.raise(last);
             return self.take_nick(client, nick, now);
         }
         // A login to an account whose nickname a user on another node
@@ -636,6 +646,9 @@ impl<O: Outbox> Hub<O> {
         }
     }
 
+    /// A whisper for a user here. Its history is the cluster's (the script
+    /// that numbered it kept it in the conversation's stream in Redis); this
+    /// node's store keeps a copy, as of room messages.
     fn remote_whisper(&mut self, id: u64, from: String, to: &str, text: String, now: Timestamp) {
         if names::check_nick(&from).is_err() || !clean_text(&text) {
             return;

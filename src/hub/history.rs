@@ -34,9 +34,9 @@ pub fn history_line(record: &Record, now: Timestamp) -> ServerLine {
 
 impl<O: Outbox> Hub<O> {
     pub(super) fn history(&mut self, id: ClientId, target: &str, query: HistoryQuery) {
-        // In cluster mode a room's history is the cluster's, whatever this
-        // node keeps.
-        let from_cluster = self.config.cluster && target.starts_with('#');
+        // In cluster mode history is the cluster's (rooms' and whispers'),
+        // whatever this node keeps.
+        let from_cluster = self.config.cluster;
         if !self.config.history && !from_cluster {
             return self.error(
                 id,

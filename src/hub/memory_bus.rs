@@ -130,7 +130,16 @@ impl<O: Outbox> MemoryBus<O> {
                     self.claims.insert(key, from);
                 }
                 if let Some(hub) = self.hubs.get_mut(from) {
-                    hub.cluster(Remote::Claimed { client, nick, won }, now);
+                    let last = self.seq;
+                    hub.cluster(
+                        Remote::Claimed {
+                            client,
+                            nick,
+                            won,
+                            last,
+                        },
+                        now,
+                    );
                 }
             }
             Publish::Release { nick } => self.release(from, &names::fold(&nick)),

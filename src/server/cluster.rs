@@ -14,7 +14,10 @@
 //!   `--history-max`; the entry's id is `<message id>-0`, its fields `nick`,
 //!   `text`, `node` and `time`: the room's history, read by id), and
 //!   publishes it, all at once: ids are agreed by every node and only grow,
-//!   and publication order is id order.
+//!   and publication order is id order. A whisper is kept the same way in
+//!   its conversation's stream `private:<a> <b>` (the two folded nicknames
+//!   in order, as the store keys a private conversation; fields `nick`,
+//!   `to`, `text`, `node` and `time`), trimmed alike.
 //! - `nick:<folded>`: the node holding a nickname, set with `NX PX` (the
 //!   claim), renewed by its node with each heartbeat, deleted by a
 //!   compare-and-delete script; `node:<node>:nicks` lists a node's claims.
@@ -34,10 +37,14 @@
 //! at most [`PAYLOAD_MAX`] bytes; anything else is dropped, and what is
 //! parsed is checked again by the hub.
 //!
-//! Room history (`HISTORY #room`, the join replay) is read from the room's
-//! stream by id, `XRANGE` for `since`, `XREVRANGE` for the newest and
-//! `before`, at most [`FETCH_MAX`] entries, and written straight into the
-//! asker's outbox.
+//! History (`HISTORY #room`, the join replay, and `HISTORY nick` of a
+//! private conversation) is read from the stream by id, `XRANGE` for
+//! `since`, `XREVRANGE` for the newest and `before`, at most [`FETCH_MAX`]
+//! entries, and written straight into the asker's outbox. A private fetch
+//! reads only ids above its `after`, as the store does: a guest sees only
+//! whispers from after it took its nickname (a claim answers with the
+//! cluster's last id, which the hub starts it at), an account's owner
+//! those since its registration.
 //!
 //! While Redis is unreachable the task answers every effect with
 //! [`Remote::Refused`] and reconnects with back-off, doubling from 100 ms up
@@ -267,11 +274,36 @@ redis.call('PUBLISH', 'natter:room:' .. ARGV[2], '{"id":' .. s .. ',' .. string.
 return s
 "#;
 
-/// ARGV: floor, recipient node, JSON without the id.
+/// Keeps the id above the private stream's last entry (`ARGV[4]`, see
+/// [`WHISPER_TAIL`]), as [`STREAM_FLOOR`] does for rooms.
+const PRIVATE_FLOOR: &str = r"
+local top = redis.call('XREVRANGE', 'natter:private:' .. ARGV[4], '+', '-', 'COUNT', 1)
+if top[1] then
+  local ms = tonumber(string.match(top[1][1], '^(%d+)')) or 0
+  if ms >= id then id = ms + 1 end
+end
+";
+
+/// ARGV: floor, recipient node, JSON without the id, the conversation's
+/// key, stream length, sender, recipient, text, node. The stream entry's
+/// id is the message id, as for rooms.
 const WHISPER_TAIL: &str = r#"
+redis.call('XADD', 'natter:private:' .. ARGV[4], 'MAXLEN', '~', ARGV[5], s .. '-0',
+  'nick', ARGV[6], 'to', ARGV[7], 'text', ARGV[8], 'node', ARGV[9], 'time', t[1])
 redis.call('PUBLISH', 'natter:node:' .. ARGV[2], '{"id":' .. s .. ',' .. string.sub(ARGV[3], 2))
 return s
 "#;
+
+/// The key of a private conversation's stream: the two folded nicknames
+/// in order, as the store files it.
+fn pair_key(a: &str, b: &str) -> String {
+    let (a, b) = (names::fold(a), names::fold(b));
+    if a <= b {
+        format!("{a} {b}")
+    } else {
+        format!("{b} {a}")
+    }
+}
 
 /// ARGV: node, room key, room name, nick, JSON.
 const JOIN: &str = r"
@@ -402,13 +434,15 @@ end
 return 1
 ";
 
-/// ARGV: node, folded nick, TTL in ms. 1 if claimed.
+/// ARGV: node, folded nick, TTL in ms. 1 if claimed, 0 if not, then the
+/// last message id.
 const CLAIM: &str = r"
+local last = redis.call('GET', 'natter:seq') or '0'
 if redis.call('SET', 'natter:nick:' .. ARGV[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
   redis.call('SADD', 'natter:node:' .. ARGV[1] .. ':nicks', ARGV[2])
-  return 1
+  return {1, last}
 end
-return 0
+return {0, last}
 ";
 
 /// ARGV: node, folded nick. Deletes the claim only if it is the node's.
@@ -483,7 +517,9 @@ impl Scripts {
     fn new() -> Self {
         Self {
             msg: Script::new(&format!("{NEXT_ID}{STREAM_FLOOR}{NEXT_ID_END}{MSG_TAIL}")),
-            whisper: Script::new(&format!("{NEXT_ID}{NEXT_ID_END}{WHISPER_TAIL}")),
+            whisper: Script::new(&format!(
+                "{NEXT_ID}{PRIVATE_FLOOR}{NEXT_ID_END}{WHISPER_TAIL}"
+            )),
             join: Script::new(JOIN),
             part: Script::new(PART),
             quit: Script::new(QUIT),
@@ -840,7 +876,7 @@ async fn apply(
     match effect {
         Publish::Claim { client, nick } => {
             let folded = names::fold(&nick);
-            let won: i64 = scripts
+            let (won, last): (i64, String) = scripts
                 .claim
                 .arg(node)
                 .arg(&folded)
@@ -854,6 +890,7 @@ async fn apply(
                 client,
                 nick,
                 won: won == 1,
+                last: last.parse().unwrap_or(0),
             }))
         }
         Publish::Release { nick } => {
@@ -1017,15 +1054,21 @@ async fn apply(
             let payload = json(&Wire::Whisper {
                 id: 0,
                 node: node.to_owned(),
-                from,
-                to,
-                text,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
             });
             let _: String = scripts
                 .whisper
                 .arg(bus.floor)
                 .arg(to_node)
                 .arg(strip_id(&payload))
+                .arg(pair_key(&from, &to))
+                .arg(bus.maxlen)
+                .arg(from)
+                .arg(to)
+                .arg(text)
+                .arg(node)
                 .invoke_async(con)
                 .await?;
             Ok(None)
@@ -1047,7 +1090,7 @@ async fn resync(
     let node = bus.node.as_str();
     state.owned = nicks.iter().map(|n| names::fold(n)).collect();
     for folded in &state.owned {
-        let won: i64 = scripts
+        let (won, _): (i64, String) = scripts
             .claim
             .arg(node)
             .arg(folded)
@@ -1083,6 +1126,8 @@ struct Entry {
     time: Option<i64>,
     node: String,
     nick: String,
+    /// A whisper's recipient; empty in a room's stream.
+    to: String,
     text: String,
 }
 
@@ -1121,6 +1166,7 @@ fn entries(reply: redis::Value, max: usize) -> Vec<Entry> {
             time: None,
             node: String::new(),
             nick: String::new(),
+            to: String::new(),
             text: String::new(),
         };
         for field in fields.chunks(2).take(8) {
@@ -1133,12 +1179,14 @@ fn entries(reply: redis::Value, max: usize) -> Vec<Entry> {
             match key {
                 "nick" => value.clone_into(&mut entry.nick),
                 "text" => value.clone_into(&mut entry.text),
+                "to" => value.clone_into(&mut entry.to),
                 "node" => value.clone_into(&mut entry.node),
                 "time" => entry.time = value.parse().ok(),
                 _ => {}
             }
         }
         if names::check_nick(&entry.nick).is_err()
+            || (!entry.to.is_empty() && names::check_nick(&entry.to).is_err())
             || entry.text.len() > TEXT_MAX
             || entry.text.chars().any(char::is_control)
         {
@@ -1149,25 +1197,29 @@ fn entries(reply: redis::Value, max: usize) -> Vec<Entry> {
     out
 }
 
-/// Reads up to `count` messages of a room's stream: the newest (`Last`),
-/// the newest before an id, or the oldest after one; oldest first.
+/// Reads up to `count` messages of the stream `key` with ids above
+/// `after`: the newest (`Last`), the newest before an id, or the oldest
+/// after one; oldest first.
 async fn read_stream(
     con: &mut MultiplexedConnection,
-    room: &str,
+    key: &str,
+    after: u64,
     range: Range,
     count: usize,
 ) -> Result<Vec<Entry>, redis::RedisError> {
-    let key = format!("natter:stream:{room}");
     let count = count.min(FETCH_MAX);
+    let Some(lowest) = after.checked_add(1) else {
+        return Ok(Vec::new());
+    };
     if count == 0 {
         return Ok(Vec::new());
     }
     let (reply, newest_first) = match range {
         Range::Last => (
             redis::cmd("XREVRANGE")
-                .arg(&key)
+                .arg(key)
                 .arg("+")
-                .arg("-")
+                .arg(format!("{lowest}-0"))
                 .arg("COUNT")
                 .arg(count)
                 .query_async(con)
@@ -1177,9 +1229,9 @@ async fn read_stream(
         Range::Before(0) => return Ok(Vec::new()),
         Range::Before(id) => (
             redis::cmd("XREVRANGE")
-                .arg(&key)
+                .arg(key)
                 .arg(format!("{}-{}", id - 1, u64::MAX))
-                .arg("-")
+                .arg(format!("{lowest}-0"))
                 .arg("COUNT")
                 .arg(count)
                 .query_async(con)
@@ -1189,8 +1241,8 @@ async fn read_stream(
         Range::Since(u64::MAX) => return Ok(Vec::new()),
         Range::Since(id) => (
             redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(format!("{}-0", id + 1))
+                .arg(key)
+                .arg(format!("{}-0", (id + 1).max(lowest)))
                 .arg("+")
                 .arg("COUNT")
                 .arg(count)
@@ -1206,18 +1258,24 @@ async fn read_stream(
     Ok(found)
 }
 
-/// Answers a room history fetch from the room's stream, straight into the
-/// asker's outbox, whole (like the store's answers).
+/// Answers a history fetch from the room's or the conversation's stream,
+/// straight into the asker's outbox, whole (like the store's answers). A
+/// private entry that is not between the two is skipped.
 async fn history(
     con: &mut MultiplexedConnection,
     fetch: &Fetch,
     outbox: SessionOutbox,
     events: &Sender<Event>,
 ) -> Result<(), redis::RedisError> {
-    let Scope::Room(room) = &fetch.scope else {
-        return Ok(());
+    let (key, after) = match &fetch.scope {
+        Scope::Room(room) => (format!("natter:stream:{room}"), 0),
+        Scope::Private { a, b, after } => (format!("natter:private:{}", pair_key(a, b)), *after),
     };
-    let found = read_stream(con, room, fetch.range, fetch.count).await?;
+    let mut found = read_stream(con, &key, after, fetch.range, fetch.count).await?;
+    if let Scope::Private { a, b, .. } = &fetch.scope {
+        let pair = pair_key(a, b);
+        found.retain(|e| pair_key(&e.nick, &e.to) == pair);
+    }
     let now = Timestamp::now();
     let end = ServerLine::HistoryEnd {
         target: fetch.target.clone(),
@@ -1226,10 +1284,14 @@ async fn history(
     let lines = found
         .into_iter()
         .map(|e| {
+            let place = match fetch.scope {
+                Scope::Room(_) => Place::Room(fetch.target.clone()),
+                Scope::Private { .. } => Place::Private(e.to),
+            };
             let record = Record {
                 id: e.id,
                 time: e.time.unwrap_or(now.unix()),
-                place: Place::Room(fetch.target.clone()),
+                place,
                 nick: e.nick,
                 text: e.text,
             };
@@ -1268,7 +1330,8 @@ async fn missed(
             continue;
         }
         let since = state.last.get(&room).copied().unwrap_or(state.high);
-        let found = read_stream(con, &room, Range::Since(since), CATCHUP_PER_ROOM).await?;
+        let key = format!("natter:stream:{room}");
+        let found = read_stream(con, &key, 0, Range::Since(since), CATCHUP_PER_ROOM).await?;
         if found.len() == CATCHUP_PER_ROOM {
             tracing::warn!(%room, "more messages missed than a node catches up on; clients fetch the rest with HISTORY");
         }
@@ -1540,6 +1603,23 @@ mod tests {
         assert_eq!(ids, [17, 23]);
         assert_eq!(got[0].node, "a");
         assert!(entries(Int(1), 10).is_empty());
+        let whisper = |to: &str| {
+            Array(vec![
+                b("30-0"),
+                Array(vec![
+                    b("nick"),
+                    b("bob"),
+                    b("to"),
+                    b(to),
+                    b("text"),
+                    b("hi"),
+                ]),
+            ])
+        };
+        let got = entries(Array(vec![whisper("alice"), whisper("not a nick")]), 10);
+        assert_eq!(got.len(), 1, "a whisper to a bad nickname is skipped");
+        assert_eq!(got[0].to, "alice");
+        assert_eq!(pair_key("Bob", "alice"), pair_key("ALICE", "bob"));
         let many = Array(
             (0..50)
                 .map(|i| Array(vec![b(&format!("{i}-0")), fields("bob", "x")]))
