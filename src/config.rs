@@ -44,8 +44,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Members from which a room is big (protocol 1.1): its members are not
     /// sent a `JOIN`, `PART` or `QUIT` line for each arrival and departure,
-    /// but `JOINS` and `PARTS` lines every `presence_interval`, and a
-    /// newcomer gets the member list then. 0: never. Without it, a crowd
+    /// but `JOINS` and `PARTS` lines every `presence_interval`; a newcomer
+    /// gets the list they were last told at once. 0: never. Without it, a crowd
     /// joining one room costs lines in the square of its size.
     pub big_room: usize,
     /// How often big rooms are told who came and went.

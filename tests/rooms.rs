@@ -492,7 +492,7 @@ fn big_rooms_tell_joins_and_parts_gathered_and_every_list_ends_exact() {
     assert!(!alice
         .iter()
         .any(|l| l.starts_with("JOIN ") && l.ends_with(" frank")));
-    // The last to come got the list at a flush.
+    // The last to come got a list at once, and the rest at a flush.
     assert!(crowd[5]
         .lines
         .iter()
@@ -528,4 +528,39 @@ fn big_rooms_tell_joins_and_parts_gathered_and_every_list_ends_exact() {
         .lines
         .iter()
         .any(|l| l.starts_with("PARTS #lobby ")));
+}
+
+#[test]
+fn a_newcomer_to_a_big_room_gets_its_list_at_once_not_at_the_flush() {
+    // Story: the flush is a minute away, yet dave, arriving in a big lobby,
+    // is sent straight after his JOIN a list that holds himself and what
+    // the members were told; the others hear of him at the flush.
+    let server = start(natter::Config {
+        big_room: 3,
+        presence_interval: Duration::from_secs(60),
+        rate: 0,
+        ..common::config()
+    });
+    let mut crowd: Vec<Client> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| Member::arrive(&server, n).client)
+        .collect();
+    let mut dave = Member::arrive(&server, "dave").client;
+    dave.until("JOIN ");
+    dave.expect_exact("USERS #lobby dave");
+    // carol's arrival made the lobby big: the members hold alice and bob,
+    // and will hear of carol and dave at the flush.
+    dave.expect_exact("JOINS #lobby alice bob");
+    // alice has heard of bob and carol, and not of dave yet.
+    let alice = &mut crowd[0];
+    alice.send_line("PING p");
+    let mut heard = Vec::new();
+    loop {
+        let line = alice.line();
+        if line == "PONG p" {
+            break;
+        }
+        heard.push(line);
+    }
+    assert!(!heard.iter().any(|l| l.contains("dave")), "{heard:?}");
 }

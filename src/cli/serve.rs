@@ -236,8 +236,8 @@ pub struct Serve {
     node_ttl: u64,
     // Big rooms.
     /// members from which a room is big: arrivals and departures are sent
-    /// gathered in JOINS and PARTS lines every --presence-interval, and a
-    /// newcomer's member list comes then; 0: never (default 200)
+    /// gathered in JOINS and PARTS lines every --presence-interval; 0: never
+    /// (default 200)
     #[argh(option, default = "Config::default().big_room")]
     big_room: usize,
     /// milliseconds between the JOINS and PARTS lines of big rooms

@@ -367,10 +367,8 @@ impl<O: Outbox> Hub<O> {
             Command::Msg { room, text } => self.say(id, room.as_deref(), text, now),
             Command::Users { room } => {
                 if let Some(key) = self.member_room(id, room.as_deref()) {
-                    if !self.list_later(id, &key) {
-                        for line in self.member_lines(&key) {
-                            self.send_encoded(id, &line);
-                        }
+                    for line in self.list_for(id, &key) {
+                        self.send_encoded(id, &line);
                     }
                 }
             }

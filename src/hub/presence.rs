@@ -5,11 +5,20 @@
 //! Its members are not sent `JOIN`, `PART` or `QUIT` for one another; the
 //! hub task calls [`Hub::flush_presence`] every presence interval, and each
 //! big room with news then sends:
-//! 1. to its members that already hold its list: `PARTS` with the nicknames
-//!    of those who left since the last flush, then `JOINS` with those who
-//!    came (both sorted, split to fit [`LIST_LINE`]);
-//! 2. to its newcomers (and to members who asked `USERS` meanwhile): the
-//!    whole list, `USERS` and, past one line, `JOINS` lines with the rest.
+//! to every member, `PARTS` with the nicknames of those who left since the
+//! last flush, then `JOINS` with those who came (both sorted, split to fit
+//! [`LIST_LINE`]).
+//!
+//! A newcomer (or a member who asks `USERS`) is not kept waiting for the
+//! flush: it is sent at once a `USERS` line with its own name and any members
+//! on other nodes (whose arrivals are not gathered), then the list the
+//! members hold, `told`, as `JOINS` lines (encoded once per flush and
+//! shared). From then on it holds what every member holds, its own name
+//! besides, and the next flush's deltas bring it to the room like everyone
+//! else (they may name it again). So
+//! a join in a big room costs the room nothing until the flush, and the
+//! newcomer one shared list: a storm of joins neither waits for the interval
+//! nor costs a list per newcomer to build.
 //!
 //! Why the lists stay exact. `told` is the list the members were last given,
 //! by connection, not by nickname; a flush tells them the difference
@@ -54,14 +63,24 @@ pub(super) struct Presence {
     told: HashMap<ClientId, String>,
     /// Connections that entered or left since the last flush.
     changed: HashSet<ClientId>,
-    /// Members to send the whole list to at the next flush: newcomers, and
-    /// those who asked `USERS`. They get no deltas at that flush.
-    listing: HashSet<ClientId>,
+    /// `told` as `JOINS` lines, built when first asked for after `told`
+    /// changed, and shared by every newcomer until it changes again.
+    told_lines: Option<Vec<Line>>,
 }
 
 impl Presence {
     fn pending(&self) -> bool {
-        !self.changed.is_empty() || !self.listing.is_empty()
+        !self.changed.is_empty()
+    }
+
+    /// `told` as it is sent: sorted, in `JOINS` lines.
+    fn told_lines(&mut self, room: &str) -> &[Line] {
+        let told = &self.told;
+        self.told_lines.get_or_insert_with(|| {
+            let mut nicks: Vec<&str> = told.values().map(String::as_str).collect();
+            nicks.sort_by_cached_key(|n| names::fold(n));
+            list_lines(room, &nicks, "JOINS", "JOINS")
+        })
     }
 }
 
@@ -139,31 +158,36 @@ impl<O: Outbox> Hub<O> {
     }
 
     /// Client `id` entered or left a big room (folded): news for the flush.
-    /// A newcomer is sent the list then.
-    pub(super) fn presence_changed(&mut self, id: ClientId, key: &str, entered: bool) {
-        let Some(presence) = self.rooms.get_mut(key).and_then(|r| r.presence.as_mut()) else {
-            return;
-        };
-        presence.changed.insert(id);
-        if entered {
-            presence.listing.insert(id);
-        } else {
-            presence.listing.remove(&id);
+    pub(super) fn presence_changed(&mut self, id: ClientId, key: &str) {
+        if let Some(presence) = self.rooms.get_mut(key).and_then(|r| r.presence.as_mut()) {
+            presence.changed.insert(id);
         }
     }
 
-    /// Client `id` asked for a big room's list: it comes now if the members
-    /// are up to date, else at the next flush (after which it is exact).
-    /// False if the room does not gather.
-    pub(super) fn list_later(&mut self, id: ClientId, key: &str) -> bool {
-        let Some(presence) = self.rooms.get_mut(key).and_then(|r| r.presence.as_mut()) else {
-            return false;
+    /// The member list of a room (folded) as client `id`, a member, is sent
+    /// it. A small room's is the truth, and so is a big room's when nothing is
+    /// waiting for the flush. Otherwise it is a `USERS` line with
+    /// `id`'s own name and the members on other nodes, then what the local
+    /// members were last told, in `JOINS` lines, so that the next flush's
+    /// deltas apply to it as to theirs.
+    pub(super) fn list_for(&mut self, id: ClientId, key: &str) -> Vec<Line> {
+        let own = self
+            .clients
+            .get(&id)
+            .and_then(|c| c.nick.as_deref())
+            .unwrap_or("");
+        let Some(room) = self.rooms.get_mut(key) else {
+            return Vec::new();
         };
-        if !presence.pending() {
-            return false;
-        }
-        presence.listing.insert(id);
-        true
+        let Some(presence) = room.presence.as_mut().filter(|p| p.pending()) else {
+            return self.member_lines(key);
+        };
+        let mut first: Vec<&str> = room.remote.values().map(String::as_str).collect();
+        first.push(own);
+        first.sort_by_cached_key(|n| names::fold(n));
+        let mut lines = list_lines(&room.name, &first, "USERS", "JOINS");
+        lines.extend_from_slice(presence.told_lines(&room.name));
+        lines
     }
 
     /// Before client `id` is renamed from `old`: flushes every big room
@@ -208,13 +232,15 @@ impl<O: Outbox> Hub<O> {
                 .and_then(|p| p.told.get_mut(&id));
             if let Some(nick) = told {
                 new.clone_into(nick);
+                if let Some(p) = self.rooms.get_mut(key).and_then(|r| r.presence.as_mut()) {
+                    p.told_lines = None;
+                }
             }
         }
     }
 
-    /// Tells every big room's members what changed since the last flush and
-    /// sends its newcomers the whole list. The server calls it every
-    /// presence interval (`--presence-interval`).
+    /// Tells every big room's members what changed since the last flush.
+    /// The server calls it every presence interval (`--presence-interval`).
     pub fn flush_presence(&mut self, now: Timestamp) {
         let rooms = &self.rooms;
         let keys: Vec<String> = self
@@ -272,12 +298,9 @@ impl<O: Outbox> Hub<O> {
         let joins: Vec<&str> = joins.iter().map(String::as_str).collect();
         let mut deltas = list_lines(&room.name, &parts, "PARTS", "PARTS");
         deltas.extend(list_lines(&room.name, &joins, "JOINS", "JOINS"));
-        let listing = std::mem::take(&mut presence.listing);
         if !deltas.is_empty() {
+            presence.told_lines = None;
             for (&member, outbox) in &mut room.members {
-                if listing.contains(&member) {
-                    continue;
-                }
                 for line in &deltas {
                     if let Err(why) = outbox.push(line) {
                         self.dropped.push((member, why));
@@ -286,27 +309,9 @@ impl<O: Outbox> Hub<O> {
                 }
             }
         }
-        if !listing.is_empty() {
-            let lines = self.member_lines(key);
-            if let Some(room) = self.rooms.get_mut(key) {
-                for id in listing {
-                    let Some(outbox) = room.members.get_mut(&id) else {
-                        continue;
-                    };
-                    for line in &lines {
-                        if let Err(why) = outbox.push(line) {
-                            self.dropped.push((id, why));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(room) = self.rooms.get_mut(key) {
-            if big == 0 || room.members.len() < big {
-                room.presence = None;
-                self.big_rooms.remove(key);
-            }
+        if big == 0 || room.members.len() < big {
+            room.presence = None;
+            self.big_rooms.remove(key);
         }
     }
 }

@@ -103,19 +103,17 @@ impl<O: Outbox> Hub<O> {
             nick,
         });
         if big {
-            // The others hear of it, and it gets the list, at the flush.
+            // The others hear of it at the flush.
             self.send_encoded(id, &join);
-            self.presence_changed(id, key, true);
+            self.presence_changed(id, key);
         } else {
             self.broadcast_room(key, &join, None);
         }
         if let Some(topic) = topic {
             self.send(id, &topic);
         }
-        if !big {
-            for line in self.member_lines(key) {
-                self.send_encoded(id, &line);
-            }
+        for line in self.list_for(id, key) {
+            self.send_encoded(id, &line);
         }
         let fetch = Fetch {
             client: id,
@@ -180,7 +178,7 @@ impl<O: Outbox> Hub<O> {
         if let Some(client) = self.clients.get_mut(&id) {
             client.rooms.retain(|r| r != key);
         }
-        self.presence_changed(id, key, false);
+        self.presence_changed(id, key);
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.remove(&id);
             if room.members.is_empty() && room.remote.is_empty() && key != names::fold(LOBBY) {

@@ -771,7 +771,7 @@ impl Crowd {
 }
 
 #[test]
-fn a_big_room_gathers_joins_and_sends_newcomers_the_list_at_the_flush() {
+fn a_big_room_gathers_joins_and_sends_newcomers_the_members_list_at_once() {
     let mut c = Crowd::new(3);
     c.arrive(1, "alice");
     c.arrive(2, "bob");
@@ -780,18 +780,30 @@ fn a_big_room_gathers_joins_and_sends_newcomers_the_list_at_the_flush() {
         c.lines_since(1).last().unwrap(),
         &format!("JOIN {} #lobby bob", t())
     );
-    // carol makes the lobby big: only she hears her JOIN; her list waits.
+    // carol makes the lobby big: only she hears her JOIN, and she is sent
+    // at once what the members hold, and her own name; dave, who comes
+    // before the flush, is told what the members hold too, not carol.
     c.arrive(3, "carol");
     c.arrive(4, "dave");
     assert_eq!(c.lines_since(1), Vec::<String>::new());
     let carol = c.lines_since(3);
-    assert_eq!(carol.last().unwrap(), &format!("JOIN {} #lobby carol", t()));
-    assert!(!carol.iter().any(|l| l.starts_with("USERS")));
+    let join = carol.iter().position(|l| l.starts_with("JOIN ")).unwrap();
+    assert_eq!(carol[join], format!("JOIN {} #lobby carol", t()));
+    assert_eq!(
+        carol[join + 1..],
+        ["USERS #lobby carol", "JOINS #lobby alice bob"]
+    );
+    let dave = c.lines_since(4);
+    assert_eq!(
+        dave[dave.len() - 2..],
+        ["USERS #lobby dave", "JOINS #lobby alice bob"]
+    );
     assert!(c.hub.presence_pending("#lobby"));
+    // At the flush everyone, the newcomers too, gets the same deltas.
     c.flush();
     c.check();
     assert_eq!(c.lines_since(1), ["JOINS #lobby carol dave"]);
-    assert_eq!(c.lines_since(3), ["USERS #lobby alice bob carol dave"]);
+    assert_eq!(c.lines_since(3), ["JOINS #lobby carol dave"]);
     assert!(!c.hub.presence_pending("#lobby"));
     // Nothing new: nothing sent.
     c.flush();
@@ -821,8 +833,10 @@ fn join_then_leave_inside_one_interval_is_no_news() {
     c.flush();
     c.check();
     assert_eq!(c.lines_since(1), Vec::<String>::new());
-    // carol, in no room, got no list either.
-    assert!(!c.lines_since(3).iter().any(|l| l.starts_with("USERS")));
+    // carol, in no room now, is sent nothing at the flush.
+    let carol = c.lines_since(3);
+    let part = carol.iter().position(|l| l.starts_with("PART ")).unwrap();
+    assert!(!carol[part..].iter().any(|l| l.starts_with("JOINS")));
 }
 
 #[test]
@@ -839,8 +853,18 @@ fn leave_then_rejoin_inside_one_interval_keeps_the_members_lists() {
     c.flush();
     c.check();
     assert_eq!(c.lines_since(1), Vec::<String>::new(), "no news for alice");
+    // bob, back, was sent the list the members hold, himself on it, and no
+    // deltas since nothing changed for them.
     let bob = c.lines_since(2);
-    assert_eq!(bob.last().unwrap(), "USERS #lobby alice bob carol");
+    let users = bob.iter().position(|l| l.starts_with("USERS")).unwrap();
+    assert_eq!(
+        bob[users..users + 2],
+        ["USERS #lobby bob", "JOINS #lobby alice bob carol"]
+    );
+    assert!(
+        !bob[users + 2..].iter().any(|l| l.starts_with("JOINS")),
+        "{bob:?}"
+    );
 }
 
 #[test]
@@ -900,7 +924,7 @@ fn a_disconnect_and_a_retaken_nick_inside_one_interval_part_before_they_join() {
 }
 
 #[test]
-fn users_in_a_big_room_waits_for_the_flush_when_news_is_pending() {
+fn users_in_a_big_room_answers_at_once_with_what_the_members_hold() {
     let mut c = Crowd::new(2);
     c.arrive(1, "alice");
     c.arrive(2, "bob");
@@ -913,13 +937,17 @@ fn users_in_a_big_room_waits_for_the_flush_when_news_is_pending() {
         ["USERS #lobby alice bob"],
         "nothing pending: at once"
     );
+    // With carol's arrival pending, alice is answered the list as it was
+    // told, and the flush brings her and bob up to date alike.
     c.arrive(3, "carol");
     c.cmd(1, "USERS");
-    assert_eq!(c.lines_since(1), Vec::<String>::new());
+    assert_eq!(
+        c.lines_since(1),
+        ["USERS #lobby alice", "JOINS #lobby alice bob"]
+    );
     c.flush();
     c.check();
-    // The list replaces the deltas for the one who asked.
-    assert_eq!(c.lines_since(1), ["USERS #lobby alice bob carol"]);
+    assert_eq!(c.lines_since(1), ["JOINS #lobby carol"]);
     assert_eq!(c.lines_since(2), ["JOINS #lobby carol"]);
 }
 

@@ -8,11 +8,8 @@
 //! owns the clock and the socket. Every step is bounded in time, so a peer
 //! that trickles or stalls holds its slot of `--max-clients` briefly.
 
-use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_channel::Sender;
@@ -21,7 +18,7 @@ use smol::{Async, Timer};
 
 use super::hub_task::Event;
 use super::per_address::{AddressSlot, Refusal};
-use super::session::transport::Ports;
+use super::session::transport::{Ports, Socket};
 use super::session::ws;
 use crate::config::Config;
 use crate::ids::ClientId;
@@ -37,39 +34,6 @@ const RESPONSE_TIME: Duration = Duration::from_secs(10);
 
 /// Bytes read at once while the head comes in.
 const HEAD_CHUNK: usize = 2048;
-
-/// The socket, shared between HTTP, TLS and the WebSocket, and the
-/// connection's task, which shuts it down whatever state they leave it in.
-pub(super) struct Socket(Arc<Async<TcpStream>>);
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.0).poll_flush(cx)
-    }
-
-    /// Shuts down the sending side only, as the end of a response.
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.get_ref().shutdown(std::net::Shutdown::Write))
-    }
-}
 
 /// What an HTTPS web listener's connections need for their handshakes.
 #[cfg(feature = "tls")]

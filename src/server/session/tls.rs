@@ -8,20 +8,18 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use futures_lite::io::{ReadHalf, WriteHalf};
-use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use smol::{Async, Timer};
 
 use super::lines;
-use super::transport::{Input, Output, Ports};
+use super::transport::{Input, Output, Ports, Socket};
 use crate::config::Config;
 use crate::decoder::TLS_HANDSHAKE;
 use crate::ids::ClientId;
@@ -44,42 +42,6 @@ const GOODBYE_TIME: Duration = Duration::from_secs(1);
 /// and dropped, so that closing sends FIN rather than a reset that could
 /// destroy the explanation before it is read.
 const GOODBYE_DRAIN: usize = 64 * 1024;
-
-/// The socket as rustls reads and writes it: a handle on the session's own
-/// socket, so the session can shut it down whatever state TLS is left in.
-struct Socket(Arc<Async<TcpStream>>);
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut stream: &Async<TcpStream> = &self.get_mut().0;
-        Pin::new(&mut stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut stream: &Async<TcpStream> = &self.get_mut().0;
-        Pin::new(&mut stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut stream: &Async<TcpStream> = &self.get_mut().0;
-        Pin::new(&mut stream).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut stream: &Async<TcpStream> = &self.get_mut().0;
-        Pin::new(&mut stream).poll_close(cx)
-    }
-}
 
 /// Reads through TLS.
 struct TlsInput(ReadHalf<TlsStream<Socket>>);
