@@ -58,8 +58,8 @@
 //! [`Remote::Refused`] and reconnects with back-off, doubling from 100 ms up
 //! to [`BACKOFF_MAX`]. Once back, it subscribes first, then tells the hub
 //! `Up` (which answers with a [`Publish::Resync`], applied by the [`SYNC`]
-//! script), then reads each room's stream after the last id it delivered
-//! there (bounded by [`CATCHUP_PER_ROOM`] and [`CATCHUP_MAX`]), so that a
+//! script), then reads the stream of each room with members here after
+//! the last id it delivered there (bounded by [`CATCHUP_PER_ROOM`] and [`CATCHUP_MAX`]), so that a
 //! message is delivered once, whether it came on the channel or the stream.
 
 use std::collections::{HashMap, HashSet};
