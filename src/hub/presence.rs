@@ -34,6 +34,7 @@
 //! then.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::outbox::Outbox;
 use super::Hub;
@@ -50,8 +51,9 @@ pub const LIST_LINE: usize = 1024;
 #[derive(Default)]
 pub(super) struct Presence {
     /// Each connection on the list the members hold, and the nickname they
-    /// know it by.
-    told: HashMap<ClientId, String>,
+    /// know it by: the client's own (shared, not copied per room) until it
+    /// leaves or renames.
+    told: HashMap<ClientId, Arc<str>>,
     /// Connections that entered or left since the last flush.
     changed: HashSet<ClientId>,
     /// Members to send the whole list to at the next flush: newcomers, and
@@ -200,6 +202,11 @@ impl<O: Outbox> Hub<O> {
     /// After client `id` was renamed and the `NICK` line sent: the big
     /// rooms' members know it by its new name.
     pub(super) fn renamed_in_presence(&mut self, id: ClientId, new: &str) {
+        // The client's own nickname, renamed by now, shared again.
+        let new: Arc<str> = match self.clients.get(&id).and_then(|c| c.nick.clone()) {
+            Some(nick) if &*nick == new => nick,
+            _ => Arc::from(new),
+        };
         for key in &self.big_rooms {
             let told = self
                 .rooms
@@ -207,7 +214,7 @@ impl<O: Outbox> Hub<O> {
                 .and_then(|r| r.presence.as_mut())
                 .and_then(|p| p.told.get_mut(&id));
             if let Some(nick) = told {
-                new.clone_into(nick);
+                nick.clone_from(&new);
             }
         }
     }
@@ -268,8 +275,8 @@ impl<O: Outbox> Hub<O> {
         }
         parts.sort_by_cached_key(|n| names::fold(n));
         joins.sort_by_cached_key(|n| names::fold(n));
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let joins: Vec<&str> = joins.iter().map(String::as_str).collect();
+        let parts: Vec<&str> = parts.iter().map(|n| &**n).collect();
+        let joins: Vec<&str> = joins.iter().map(|n| &**n).collect();
         let mut deltas = list_lines(&room.name, &parts, "PARTS", "PARTS");
         deltas.extend(list_lines(&room.name, &joins, "JOINS", "JOINS"));
         let listing = std::mem::take(&mut presence.listing);
