@@ -167,12 +167,12 @@ async fn read_lines(
                 Frame::Line(text) => match prompt.line(text, decoder.spoke_telnet()) {
                     Step::Parse(text) => Frame::Line(text),
                     Step::Ask { prompt, hide } => {
-                        let mut ask = vec![reply(&ServerLine::Info(prompt))];
-                        ask.extend(hide.then(|| echo(false, &mut decoder)));
-                        for event in ask {
-                            if !hand(events, event).await {
-                                return "server shutting down".into();
-                            }
+                        // One event at a time: a list of them would be
+                        // held across the awaits, in every session's task.
+                        if !hand(events, reply(&ServerLine::Info(prompt))).await
+                            || (hide && !hand(events, echo(false, &mut decoder)).await)
+                        {
+                            return "server shutting down".into();
                         }
                         continue;
                     }
