@@ -274,7 +274,7 @@ impl<O: Outbox> Hub<O> {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        let Some(nick) = client.nick.clone() else {
+        let Some(nick) = client.nick.as_deref().map(str::to_owned) else {
             return;
         };
         if client.pending {

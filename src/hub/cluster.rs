@@ -475,7 +475,7 @@ impl<O: Outbox> Hub<O> {
         let mut nicks = Vec::new();
         let mut members = Vec::new();
         for client in self.clients.values() {
-            let Some(nick) = &client.nick else {
+            let Some(nick) = client.nick.as_deref().map(str::to_owned) else {
                 continue;
             };
             nicks.push(nick.clone());

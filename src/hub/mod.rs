@@ -65,8 +65,10 @@ pub use moderation::ban_refusal;
 pub use presence::LIST_LINE;
 
 struct Client<O> {
-    /// `None` until the client picks a nickname.
-    nick: Option<String>,
+    /// `None` until the client picks a nickname. Shared with the big rooms'
+    /// lists of who their members were told of (`presence`), which would
+    /// otherwise hold a copy per room.
+    nick: Option<Arc<str>>,
     outbox: O,
     /// Folded names of the rooms the client is in, in the order it joined
     /// them; the last one is where messages without a room go.
@@ -854,7 +856,7 @@ impl<O: Outbox> Hub<O> {
             return;
         };
         client.outbox.close();
-        if let Some(nick) = client.nick.clone() {
+        if let Some(nick) = client.nick.as_deref().map(str::to_owned) {
             if self.config.cluster {
                 self.published.push(cluster::Publish::Quit {
                     nick: nick.clone(),

@@ -34,7 +34,7 @@ impl<O: Outbox> Hub<O> {
                     .into(),
             );
         }
-        let op = client.nick.clone().unwrap_or_default();
+        let op = client.nick.as_deref().unwrap_or_default().to_owned();
         match command {
             Command::Kick { nick, reason } => {
                 if let Some(name) = self.remote_nick(&nick) {

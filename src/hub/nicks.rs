@@ -91,7 +91,7 @@ impl<O: Outbox> Hub<O> {
             .clients
             .get(&id)
             .and_then(|c| c.nick.clone())
-            .filter(|old| old != wanted);
+            .filter(|old| **old != *wanted);
         if let Some(old) = renaming {
             // Lists in big rooms are made exact first (under the old name),
             // so that the NICK line renames the right entry everywhere.
@@ -109,7 +109,7 @@ impl<O: Outbox> Hub<O> {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        let old = client.nick.replace(wanted.to_owned());
+        let old = client.nick.replace(Arc::from(wanted));
         match old {
             None => {
                 client.since = since;
@@ -128,7 +128,7 @@ impl<O: Outbox> Hub<O> {
                 self.enter(id, &names::fold(LOBBY), LOBBY, now);
             }
             Some(old) => {
-                if old == wanted {
+                if *old == *wanted {
                     return self.send(id, &ServerLine::Info(format!("You are already {old}.")));
                 }
                 if names::fold(&old) != folded {
@@ -139,9 +139,9 @@ impl<O: Outbox> Hub<O> {
                 self.nicks.remove(&names::fold(&old));
                 if self.config.cluster {
                     let rooms = client.rooms.clone();
-                    let release = (names::fold(&old) != folded).then(|| old.clone());
+                    let release = (names::fold(&old) != folded).then(|| old.to_string());
                     self.published.push(super::cluster::Publish::Rename {
-                        old: old.clone(),
+                        old: old.to_string(),
                         new: wanted.to_owned(),
                         rooms,
                         release,
@@ -150,7 +150,7 @@ impl<O: Outbox> Hub<O> {
                 self.nicks.insert(folded, id);
                 let line = encode(&ServerLine::Nick {
                     time: now,
-                    old,
+                    old: old.to_string(),
                     new: wanted.to_owned(),
                 });
                 self.send_encoded(id, &line);

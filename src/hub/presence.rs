@@ -43,6 +43,7 @@
 //! then.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::outbox::Outbox;
 use super::Hub;
@@ -59,8 +60,9 @@ pub const LIST_LINE: usize = 1024;
 #[derive(Default)]
 pub(super) struct Presence {
     /// Each connection on the list the members hold, and the nickname they
-    /// know it by.
-    told: HashMap<ClientId, String>,
+    /// know it by: the client's own (shared, not copied per room) until it
+    /// leaves or renames.
+    told: HashMap<ClientId, Arc<str>>,
     /// Connections that entered or left since the last flush.
     changed: HashSet<ClientId>,
     /// `told` as `JOINS` lines, built when first asked for after `told`
@@ -77,7 +79,7 @@ impl Presence {
     fn told_lines(&mut self, room: &str) -> &[Line] {
         let told = &self.told;
         self.told_lines.get_or_insert_with(|| {
-            let mut nicks: Vec<&str> = told.values().map(String::as_str).collect();
+            let mut nicks: Vec<&str> = told.values().map(|n| &**n).collect();
             nicks.sort_by_cached_key(|n| names::fold(n));
             list_lines(room, &nicks, "JOINS", "JOINS")
         })
@@ -224,6 +226,11 @@ impl<O: Outbox> Hub<O> {
     /// After client `id` was renamed and the `NICK` line sent: the big
     /// rooms' members know it by its new name.
     pub(super) fn renamed_in_presence(&mut self, id: ClientId, new: &str) {
+        // The client's own nickname, renamed by now, shared again.
+        let new: Arc<str> = match self.clients.get(&id).and_then(|c| c.nick.clone()) {
+            Some(nick) if &*nick == new => nick,
+            _ => Arc::from(new),
+        };
         for key in &self.big_rooms {
             let told = self
                 .rooms
@@ -231,7 +238,7 @@ impl<O: Outbox> Hub<O> {
                 .and_then(|r| r.presence.as_mut())
                 .and_then(|p| p.told.get_mut(&id));
             if let Some(nick) = told {
-                new.clone_into(nick);
+                nick.clone_from(&new);
                 if let Some(p) = self.rooms.get_mut(key).and_then(|r| r.presence.as_mut()) {
                     p.told_lines = None;
                 }
@@ -294,8 +301,8 @@ impl<O: Outbox> Hub<O> {
         }
         parts.sort_by_cached_key(|n| names::fold(n));
         joins.sort_by_cached_key(|n| names::fold(n));
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let joins: Vec<&str> = joins.iter().map(String::as_str).collect();
+        let parts: Vec<&str> = parts.iter().map(|n| &**n).collect();
+        let joins: Vec<&str> = joins.iter().map(|n| &**n).collect();
         let mut deltas = list_lines(&room.name, &parts, "PARTS", "PARTS");
         deltas.extend(list_lines(&room.name, &joins, "JOINS", "JOINS"));
         if !deltas.is_empty() {

@@ -67,9 +67,12 @@ impl<O: Outbox> Hub<O> {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        // Most clients are in one room: room for exactly that many (a
+        // growing vector would make room for four).
+        client.rooms.reserve_exact(1);
         client.rooms.push(key.to_owned());
         let outbox = client.outbox.clone();
-        let nick = client.nick.clone().unwrap_or_default();
+        let nick = client.nick.as_deref().unwrap_or_default().to_owned();
         self.rooms.entry(key.to_owned()).or_insert_with(|| Room {
             name: name.to_owned(),
             members: HashMap::new(),

@@ -12,7 +12,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use async_channel::Sender;
+use std::future::Future;
+
+use async_channel::{Sender, TrySendError};
 use futures_lite::future;
 use smol::Timer;
 
@@ -52,14 +54,15 @@ pub(crate) async fn run_session(
     events: &Sender<Event>,
 ) -> String {
     let (outbox, reader) = SessionOutbox::new(config.outbox_bytes);
-    if events
-        .send(Event::Connect {
+    if !hand(
+        events,
+        Event::Connect {
             id,
             addr: peer.ip(),
             outbox,
-        })
-        .await
-        .is_err()
+        },
+    )
+    .await
     {
         return "server shutting down".into();
     }
@@ -94,12 +97,14 @@ pub(crate) async fn run_session(
         End::Flushed => ("closed by the server".into(), false),
         End::Writer(reason) => (reason, false),
     };
-    let _ = events
-        .send(Event::Disconnect {
+    let _ = hand(
+        events,
+        Event::Disconnect {
             id,
             reason: reason.clone(),
-        })
-        .await;
+        },
+    )
+    .await;
     if flush {
         // The hub has closed the outbox by now: write what is left, but do
         // not wait forever on a client that is not reading.
@@ -162,24 +167,24 @@ async fn read_lines(
                 Frame::Line(text) => match prompt.line(text, decoder.spoke_telnet()) {
                     Step::Parse(text) => Frame::Line(text),
                     Step::Ask { prompt, hide } => {
-                        let mut ask = vec![reply(&ServerLine::Info(prompt))];
-                        ask.extend(hide.then(|| echo(false, &mut decoder)));
-                        for event in ask {
-                            if events.send(event).await.is_err() {
-                                return "server shutting down".into();
-                            }
+                        // One event at a time: a list of them would be
+                        // held across the awaits, in every session's task.
+                        if !hand(events, reply(&ServerLine::Info(prompt))).await
+                            || (hide && !hand(events, echo(false, &mut decoder)).await)
+                        {
+                            return "server shutting down".into();
                         }
                         continue;
                     }
                     Step::Reveal(text) => {
-                        if events.send(echo(true, &mut decoder)).await.is_err() {
+                        if !hand(events, echo(true, &mut decoder)).await {
                             return "server shutting down".into();
                         }
                         Frame::Line(text)
                     }
                 },
                 other => {
-                    if prompt.cancel() && events.send(echo(true, &mut decoder)).await.is_err() {
+                    if prompt.cancel() && !hand(events, echo(true, &mut decoder)).await {
                         return "server shutting down".into();
                     }
                     other
@@ -189,7 +194,7 @@ async fn read_lines(
                 Frame::Line(text) => match parse_command(&text) {
                     Ok(command) => {
                         let quit = matches!(command, Command::Quit(_));
-                        if events.send(Event::Command { id, command }).await.is_err() {
+                        if !hand(events, Event::Command { id, command }).await {
                             return "server shutting down".into();
                         }
                         if quit {
@@ -230,28 +235,44 @@ async fn read_lines(
                         ErrorCode::NotChat,
                         format!("{}.{hint}", capitalise(kind.describe())),
                     );
-                    let _ = events.send(explain).await;
-                    let _ = events
-                        .send(reply(&ServerLine::Bye("Goodbye.".into())))
-                        .await;
+                    let _ = hand(events, explain).await;
+                    let _ = hand(events, reply(&ServerLine::Bye("Goodbye.".into()))).await;
                     return "not a chat client".into();
                 }
             };
-            if events.send(event).await.is_err() {
+            if !hand(events, event).await {
                 return "server shutting down".into();
             }
         }
         if decoder.has_replies() {
             let line = Line::from(decoder.take_replies());
-            if events.send(Event::Reply { id, line }).await.is_err() {
+            if !hand(events, Event::Reply { id, line }).await {
                 return "server shutting down".into();
             }
         }
     }
 }
 
-/// The most queue capacity, in lines, that a writer keeps between batches.
-const KEEP_LINES: usize = 4;
+/// Hands `event` to the hub; false if the hub is gone (the server is
+/// stopping). The inbox nearly always has room, and then the event goes in
+/// at once. Only when it is full is a send future made, on the heap: every
+/// `await` on one inline would hold the event and the channel's listener
+/// in the session's task, which is sized for its largest `await`, for the
+/// connection's whole life, though an idle connection waits on a read.
+fn hand(events: &Sender<Event>, event: Event) -> impl Future<Output = bool> + '_ {
+    let waiting = match events.try_send(event) {
+        Ok(()) => Ok(None),
+        Err(TrySendError::Closed(_)) => Err(()),
+        Err(TrySendError::Full(event)) => Ok(Some(Box::pin(events.send(event)))),
+    };
+    async move {
+        match waiting {
+            Ok(None) => true,
+            Ok(Some(send)) => send.await.is_ok(),
+            Err(()) => false,
+        }
+    }
+}
 
 /// Drains the outbox into the connection until the hub closes it: each
 /// wake-up takes everything queued and hands it to `output` in one go.
@@ -260,12 +281,11 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
     while reader.take(&mut batch).await.is_some() {
         output.write_batch(&mut batch).await?;
         reader.written();
-        // The next take swaps this empty queue in for the hub to fill: keep
-        // a small one, so a line at a time costs no allocation, but not the
-        // memory of a backlog (a burst of announcements) while idle.
-        if batch.capacity() > KEEP_LINES {
-            batch = VecDeque::new();
-        }
+        // The next take swaps this queue in for the hub to fill. An empty
+        // one without capacity, so that an idle connection holds no queue
+        // memory on either side; the hub's next push after a batch pays
+        // one small allocation, next to the write it leads to.
+        batch = VecDeque::new();
     }
     Ok(())
 }
