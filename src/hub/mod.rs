@@ -369,9 +369,7 @@ impl<O: Outbox> Hub<O> {
             Command::Msg { room, text } => self.say(id, room.as_deref(), text, now),
             Command::Users { room } => {
                 if let Some(key) = self.member_room(id, room.as_deref()) {
-                    for line in self.list_for(id, &key) {
-                        self.send_encoded(id, &line);
-                    }
+                    self.send_list(id, &key);
                 }
             }
             Command::Join(room) => self.join(id, &room, now),

@@ -172,24 +172,44 @@ impl<O: Outbox> Hub<O> {
     /// `id`'s own name and the members on other nodes, then what the local
     /// members were last told, in `JOINS` lines, so that the next flush's
     /// deltas apply to it as to theirs.
-    pub(super) fn list_for(&mut self, id: ClientId, key: &str) -> Vec<Line> {
+    ///
+    /// The part many newcomers share is queued as shared, so that it counts
+    /// once as the server's memory: a storm of joins would otherwise count
+    /// each newcomer's copy of one list against `--outbox-total-bytes`.
+    pub(super) fn send_list(&mut self, id: ClientId, key: &str) {
+        let (own, shared) = self.list_parts(id, key);
+        for line in &own {
+            self.send_encoded(id, line);
+        }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        for line in &shared {
+            if let Err(why) = client.outbox.push_shared(line) {
+                self.dropped.push((id, why));
+                break;
+            }
+        }
+    }
+
+    /// [`Hub::send_list`]'s lines: those made for `id`, and those shared.
+    fn list_parts(&mut self, id: ClientId, key: &str) -> (Vec<Line>, Vec<Line>) {
         let own = self
             .clients
             .get(&id)
             .and_then(|c| c.nick.as_deref())
             .unwrap_or("");
         let Some(room) = self.rooms.get_mut(key) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let Some(presence) = room.presence.as_mut().filter(|p| p.pending()) else {
-            return self.member_lines(key);
+            return (self.member_lines(key), Vec::new());
         };
         let mut first: Vec<&str> = room.remote.values().map(String::as_str).collect();
         first.push(own);
         first.sort_by_cached_key(|n| names::fold(n));
-        let mut lines = list_lines(&room.name, &first, "USERS", "JOINS");
-        lines.extend_from_slice(presence.told_lines(&room.name));
-        lines
+        let lines = list_lines(&room.name, &first, "USERS", "JOINS");
+        (lines, presence.told_lines(&room.name).to_vec())
     }
 
     /// Before client `id` is renamed from `old`: flushes every big room

@@ -115,9 +115,7 @@ impl<O: Outbox> Hub<O> {
         if let Some(topic) = topic {
             self.send(id, &topic);
         }
-        for line in self.list_for(id, key) {
-            self.send_encoded(id, &line);
-        }
+        self.send_list(id, key);
         let fetch = Fetch {
             client: id,
             scope: Scope::Room(key.to_owned()),

@@ -94,6 +94,10 @@ struct QueueState {
     queued: usize,
     /// The bytes the writer took and has not yet finished writing.
     writing: usize,
+    /// What of `queued` and of `writing` is counted in the server-wide
+    /// total: all but shared lines ([`Outbox::push_shared`]).
+    queued_total: usize,
+    writing_total: usize,
     /// Set by the hub's `close` or when the session ends: nothing more is
     /// queued, and the writer ends once `lines` is empty.
     closed: bool,
@@ -151,6 +155,41 @@ impl Queue {
 
 impl Outbox for SessionOutbox {
     fn push(&mut self, line: &Line) -> Result<(), Rejected> {
+        self.queue_line(line, true)
+    }
+
+    fn push_shared(&mut self, line: &Line) -> Result<(), Rejected> {
+        self.queue_line(line, false)
+    }
+
+    fn close(&mut self) {
+        let (writer, session) = {
+            let mut state = self.queue.state();
+            state.closed = true;
+            // What is left is written within the shutdown grace or dropped:
+            // it no longer counts against the clients still being served.
+            state.queued = 0;
+            state.writing = 0;
+            let pending = state.counted_in_total();
+            self.queue.release_total(pending);
+            (state.writer.take(), state.session.take())
+        };
+        for waker in [writer, session].into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
+impl QueueState {
+    /// Forgets and returns what this outbox counts in the server-wide total.
+    fn counted_in_total(&mut self) -> usize {
+        std::mem::take(&mut self.queued_total) + std::mem::take(&mut self.writing_total)
+    }
+}
+
+impl SessionOutbox {
+    /// Queues a line, counting it in the server-wide total if `counted`.
+    fn queue_line(&mut self, line: &Line, counted: bool) -> Result<(), Rejected> {
         let waker = {
             let mut state = self.queue.state();
             if state.closed {
@@ -166,7 +205,7 @@ impl Outbox for SessionOutbox {
             let idle = pending == 0;
             let fits = idle || pending.saturating_add(line.len()) <= self.queue.limit;
             let keeping_up = idle || pending.saturating_add(line.len()) <= KEEPING_UP;
-            if !fits || !self.queue.add_total(line.len(), keeping_up) {
+            if !fits || (counted && !self.queue.add_total(line.len(), keeping_up)) {
                 // The hub drops the client at its first refusal; count that.
                 if !std::mem::replace(&mut state.overflowed, true) {
                     crate::metrics::outbox_overflow();
@@ -175,6 +214,9 @@ impl Outbox for SessionOutbox {
             }
             crate::metrics::delivered();
             state.queued += line.len();
+            if counted {
+                state.queued_total += line.len();
+            }
             state.lines.push_back(Line::clone(line));
             if state.lines.len() == 1 {
                 state.writer.take()
@@ -186,21 +228,6 @@ impl Outbox for SessionOutbox {
             waker.wake();
         }
         Ok(())
-    }
-
-    fn close(&mut self) {
-        let (writer, session) = {
-            let mut state = self.queue.state();
-            state.closed = true;
-            // What is left is written within the shutdown grace or dropped:
-            // it no longer counts against the clients still being served.
-            let pending = std::mem::take(&mut state.queued) + std::mem::take(&mut state.writing);
-            self.queue.release_total(pending);
-            (state.writer.take(), state.session.take())
-        };
-        for waker in [writer, session].into_iter().flatten() {
-            waker.wake();
-        }
     }
 }
 
@@ -221,6 +248,7 @@ impl OutboxReader {
             if !state.lines.is_empty() {
                 std::mem::swap(&mut state.lines, batch);
                 state.writing += std::mem::take(&mut state.queued);
+                state.writing_total += std::mem::take(&mut state.queued_total);
                 return Poll::Ready(Some(()));
             }
             if state.closed {
@@ -238,7 +266,8 @@ impl OutboxReader {
     /// The batch last taken has been written: its bytes no longer count.
     pub(crate) fn written(&self) {
         let mut state = self.queue.state();
-        let done = std::mem::take(&mut state.writing);
+        state.writing = 0;
+        let done = std::mem::take(&mut state.writing_total);
         drop(state);
         self.queue.release_total(done);
     }
@@ -273,7 +302,9 @@ impl Drop for OutboxReader {
         state.lines = VecDeque::new();
         state.writer = None;
         state.session = None;
-        let pending = std::mem::take(&mut state.queued) + std::mem::take(&mut state.writing);
+        state.queued = 0;
+        state.writing = 0;
+        let pending = state.counted_in_total();
         drop(state);
         self.queue.release_total(pending);
     }
@@ -332,6 +363,31 @@ mod tests {
         left.close();
         assert!(!reader.overflowed());
         assert_eq!(left.push(&line(1)), Err(Rejected::Closed));
+    }
+
+    #[test]
+    fn shared_lines_count_against_the_client_but_not_the_server_total() {
+        let total = QueuedBytes::new(KEEPING_UP * 4);
+        let (mut first, first_reader) = SessionOutbox::new(KEEPING_UP * 2);
+        let (mut second, _second_reader) = SessionOutbox::new(KEEPING_UP * 2);
+        first.count_in(&total);
+        second.count_in(&total);
+        // One big list, shared by both, past KEEPING_UP for each: counted
+        // per client only, so the total is not used up by copies of it.
+        let list = line(KEEPING_UP + 1);
+        for outbox in [&mut first, &mut second] {
+            assert_eq!(outbox.push(&line(1)), Ok(()));
+            assert_eq!(outbox.push_shared(&list), Ok(()));
+        }
+        assert_eq!(total.used.load(Ordering::Relaxed), 2);
+        // The client's own bound still holds for shared lines.
+        assert_eq!(first.push_shared(&list), Err(Rejected::Full));
+        // Written, the counted byte is released and nothing more.
+        take(&first_reader);
+        first_reader.written();
+        assert_eq!(total.used.load(Ordering::Relaxed), 1);
+        second.close();
+        assert_eq!(total.used.load(Ordering::Relaxed), 0);
     }
 
     #[test]
