@@ -132,8 +132,9 @@ fn idle_registers_everyone_and_measures_memory() {
 }
 
 /// Past `--big-room` (200 by default) the lobby's arrivals come gathered in
-/// `JOINS` lines and newcomers' lists at a flush: each client still ends up
-/// knowing every member, and is counted as registered once its list came.
+/// `JOINS` lines, and a flush may name a newcomer to itself: each client
+/// still ends up knowing every member once, and is counted as registered
+/// once its list came.
 #[test]
 fn idle_in_a_big_lobby_counts_every_member_known() {
     let json = run(&Options {

@@ -347,12 +347,24 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 /// Waits for the end of registration: the `USERS` line that follows
-/// `WELCOME` (at once in a small lobby, at the next presence flush in a big
-/// one), or the `ERR`/`BYE` that refuses it. Counts the members that line
-/// lists; in a big lobby `JOINS` lines with the rest of the list follow it.
-pub(crate) struct Registration {
+/// `WELCOME`, or the `ERR`/`BYE` that refuses it. Counts the members that line
+/// lists, the client itself always and once (`JOINS` lines with the rest of
+/// the list may follow it, and may name it: see [`names`]).
+pub(crate) struct Registration<'a> {
     pub(crate) outcome: Option<Result<(), String>>,
     pub(crate) listed: u64,
+    pub(crate) me: &'a str,
+}
+
+/// Whether a `USERS`, `JOINS` or `PARTS` line names `nick`. A client that
+/// counts the members it knows counts itself once, at registration, and so
+/// skips its own name in the lines that follow: in a long list it may come
+/// in a `JOINS` line after the `USERS` one, and a big room's flush may name a
+/// newcomer to itself.
+pub(crate) fn names(line: &[u8], nick: &str) -> bool {
+    line.split(|&b| b == b' ')
+        .skip(2)
+        .any(|w| w == nick.as_bytes())
 }
 
 /// The nicknames a `USERS`, `JOINS` or `PARTS` line names: the words after
@@ -363,10 +375,10 @@ pub(crate) fn nicks_in(line: &[u8]) -> u64 {
     words.saturating_sub(2) as u64
 }
 
-impl LineSink for Registration {
+impl LineSink for Registration<'_> {
     fn line(&mut self, line: &[u8]) -> Flow {
         if line.starts_with(b"USERS ") {
-            self.listed = nicks_in(line);
+            self.listed = nicks_in(line) - u64::from(names(line, self.me)) + 1;
             self.outcome = Some(Ok(()));
             return Flow::Stop;
         }
@@ -379,7 +391,7 @@ impl LineSink for Registration {
 }
 
 /// Connects and registers as `nick`; returns the connection (just past the
-/// `USERS` line) and how many members that line listed.
+/// `USERS` line) and how many members that line listed, itself counted.
 pub(crate) async fn register(dial: &Dial, nick: &str, keep: usize) -> Result<(Conn, u64), String> {
     let mut conn = Conn::connect(dial, keep)
         .await
@@ -390,6 +402,7 @@ pub(crate) async fn register(dial: &Dial, nick: &str, keep: usize) -> Result<(Co
     let mut sink = Registration {
         outcome: None,
         listed: 0,
+        me: nick,
     };
     match conn.read(&mut sink).await {
         Ok(Ended::Stopped) => {}

@@ -59,9 +59,13 @@ pub(super) fn run(options: &Options, target: &Target, pool: &Pool) -> Result<Rep
             &tag,
             KEEP,
             &setup,
-            move |_, conn| {
-                let joins = Arc::clone(&joins);
-                async move { hold(conn, &joins.joins).await }
+            {
+                let tag = tag.clone();
+                move |index, conn| {
+                    let joins = Arc::clone(&joins);
+                    let me = format!("{tag}{index}");
+                    async move { hold(conn, &joins.joins, me).await }
+                }
             },
         )
     };
@@ -216,10 +220,13 @@ fn delta(before: Option<u64>, after: Option<u64>) -> Option<f64> {
 /// Counts the members `JOIN` and `JOINS` lines announce until the
 /// connection ends or the task is dropped; holds no buffer between reads.
 /// (Nobody leaves in this scenario, so `PARTS` and `QUIT` do not occur.)
-async fn hold(mut conn: Conn, joins: &AtomicU64) {
+/// The client's own nickname, `me`, is not counted: registration counted
+/// it (see [`super::client::names`]).
+async fn hold(mut conn: Conn, joins: &AtomicU64, me: String) {
     let mut sink = JoinCounter {
         total: joins,
         seen: 0,
+        me,
     };
     let _ = conn.read(&mut sink).await;
 }
@@ -227,6 +234,7 @@ async fn hold(mut conn: Conn, joins: &AtomicU64) {
 struct JoinCounter<'a> {
     total: &'a AtomicU64,
     seen: u64,
+    me: String,
 }
 
 impl LineSink for JoinCounter<'_> {
@@ -234,7 +242,8 @@ impl LineSink for JoinCounter<'_> {
         if line.starts_with(b"JOIN ") {
             self.seen += 1;
         } else if line.starts_with(b"JOINS ") {
-            self.seen += super::client::nicks_in(line);
+            let me = super::client::names(line, &self.me);
+            self.seen += super::client::nicks_in(line).saturating_sub(u64::from(me));
         }
         Flow::Continue
     }
@@ -276,7 +285,7 @@ fn calibrate(pool: &Pool, count: usize) -> Option<f64> {
         tasks.push(pool.executor.spawn(async move {
             if let Ok(conn) = Box::pin(Conn::connect(&super::client::Dial::plain(addr), KEEP)).await
             {
-                hold(conn, &joins).await;
+                hold(conn, &joins, String::new()).await;
             }
         }));
     }
