@@ -11,7 +11,7 @@ mod common;
 
 use std::fs::File;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,16 +29,15 @@ struct Natter {
 }
 
 impl Natter {
-    /// Starts `natter serve` on a free port of 127.0.0.1 with its data in
-    /// `data` and `extra` flags, logging to `log`; waits until it listens.
+    /// Starts `natter serve` on a port of 127.0.0.1 it picks itself (so no
+    /// other process can take it between choosing and binding) with its
+    /// data in `data` and `extra` flags, logging to `log`; waits until it
+    /// listens and reads the port from its log.
     fn start(data: &Path, log: &Path, extra: &[&str]) -> Natter {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("pick a free port");
         let log_file = File::create(log).expect("create the log file");
         let data = data.to_str().expect("a UTF-8 path");
         let child = Command::new(BIN)
-            .args(["serve", "--no-web", "--bind", &addr.to_string()])
+            .args(["serve", "--no-web", "--bind", "127.0.0.1:0"])
             .args(["--threads", "2", "--rate", "0", "--data-dir", data])
             .args(extra)
             .env_remove("RUST_LOG")
@@ -47,17 +46,18 @@ impl Natter {
             .stderr(log_file)
             .spawn()
             .expect("start natter serve");
-        let natter = Natter {
+        let mut natter = Natter {
             child,
-            addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log: log.to_owned(),
         };
-        common::retry(
-            "the server to listen",
-            200,
-            Duration::from_millis(50),
-            || TcpStream::connect(addr).ok(),
-        );
+        let text = natter.wait_log(" listening address=");
+        natter.addr = text
+            .lines()
+            .find_map(|line| line.split(" listening address=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no listening address in the log:\n{text}"));
         natter
     }
 
