@@ -274,6 +274,9 @@ fn hand(events: &Sender<Event>, event: Event) -> impl Future<Output = bool> + '_
     }
 }
 
+/// The most queue capacity, in lines, that a writer keeps between batches.
+const KEEP_LINES: usize = 4;
+
 /// Drains the outbox into the connection until the hub closes it: each
 /// wake-up takes everything queued and hands it to `output` in one go.
 async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Result<()> {
@@ -281,11 +284,13 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
     while reader.take(&mut batch).await.is_some() {
         output.write_batch(&mut batch).await?;
         reader.written();
-        // The next take swaps this queue in for the hub to fill. An empty
-        // one without capacity, so that an idle connection holds no queue
-        // memory on either side; the hub's next push after a batch pays
-        // one small allocation, next to the write it leads to.
-        batch = VecDeque::new();
+        // The next take swaps this empty queue in for the hub to fill: keep
+        // a small one, so that a line at a time costs the hub's broadcast
+        // loop no allocation, but not the memory of a backlog (a burst of
+        // announcements) while idle.
+        if batch.capacity() > KEEP_LINES {
+            batch = VecDeque::new();
+        }
     }
     Ok(())
 }
