@@ -323,17 +323,7 @@ impl Process {
             addr,
             _data: data,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("natter serve exited at once: {status}");
-            }
-            if TcpStream::connect(addr).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "natter serve did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::process::wait_until_listening(&mut process.child, addr);
         process
     }
 
