@@ -22,7 +22,7 @@ use smol::{Async, Executor, Timer};
 use super::hub_task::Event;
 use super::per_address::{AddressSlot, AddressTable, Limits, Refusal};
 use super::session::transport::Ports;
-use super::session::{self, Connection};
+use super::session::{self, Connection, Session};
 #[cfg(feature = "web")]
 use super::web;
 use crate::accounts::AddressBans;
@@ -126,10 +126,14 @@ impl Accepting<'_> {
             let id = self.next_id.get() + 1;
             self.next_id.set(id);
             let guard = Count::new(&self.clients);
-            let events = self.events.clone();
-            let config = Arc::clone(&self.config);
             let done = self.done.clone();
-            let ports = self.ports;
+            let session = Session {
+                id,
+                addr: peer.ip(),
+                config: Arc::clone(&self.config),
+                ports: self.ports,
+                events: self.events.clone(),
+            };
             let accepted = match &tls {
                 #[cfg(all(feature = "web", feature = "tls"))]
                 _ if web => Accepted::Web(web::Newcomer {
@@ -158,21 +162,21 @@ impl Accepting<'_> {
                     let _open = crate::metrics::connected(accepted.is_tls(), accepted.is_web());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
-                    let session = AssertUnwindSafe(async move {
+                    let session = &session;
+                    let serve = AssertUnwindSafe(async move {
                         match accepted {
                             Accepted::Session(connection) => {
-                                session::run(id, peer, connection, &config, ports, events).await
+                                session::run(session, connection).await
                             }
                             #[cfg(feature = "web")]
                             Accepted::Web(newcomer) => {
                                 // Boxed: the HTTP and TLS state is ten times a plain
                                 // session's, and every task would be sized for it.
-                                Box::pin(web::run(id, peer, newcomer, &config, ports, &events))
-                                    .await
+                                Box::pin(web::run(session, newcomer)).await
                             }
                         }
                     });
-                    match session.catch_unwind().await {
+                    match serve.catch_unwind().await {
                         Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
                         Err(_) => {
                             tracing::error!(id, %peer, "session panicked; connection dropped")

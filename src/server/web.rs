@@ -8,20 +8,16 @@
 //! owns the clock and the socket. Every step is bounded in time, so a peer
 //! that trickles or stalls holds its slot of `--max-clients` briefly.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_channel::Sender;
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::{Async, Timer};
 
-use super::hub_task::Event;
 use super::per_address::{AddressSlot, Refusal};
-use super::session::transport::{Ports, Socket};
-use super::session::ws;
-use crate::config::Config;
-use crate::ids::ClientId;
+use super::session::transport::Socket;
+use super::session::{ws, Session};
 use crate::web::http::{self, HeadReader, Progress, Route, Site, Status};
 
 /// How long a peer has to send its whole request head, however slowly it
@@ -56,24 +52,18 @@ pub(super) struct Newcomer {
 /// Serves a connection to a web listener: over TLS if it came to the HTTPS
 /// one (the handshake within `config.tls_handshake_timeout`), then HTTP.
 /// Returns why it ended, for the log.
-pub(super) async fn run(
-    id: ClientId,
-    peer: SocketAddr,
-    newcomer: Newcomer,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
-) -> String {
+pub(super) async fn run(session: &Session, newcomer: Newcomer) -> String {
     let Newcomer {
         stream,
         tls,
         mut slot,
     } = newcomer;
     let slot = &mut slot;
+    let config = &session.config;
     let _ = stream.get_ref().set_nodelay(true);
     let socket = Socket(Arc::clone(&stream));
     let reason = match tls {
-        None => serve_http((id, peer, slot), socket, false, config, ports, events).await,
+        None => serve_http(session, slot, socket, false).await,
         #[cfg(feature = "tls")]
         Some(acceptor) => {
             let accepted = future::or(async { Some(acceptor.accept(socket).await) }, async {
@@ -82,9 +72,7 @@ pub(super) async fn run(
             })
             .await;
             match accepted {
-                Some(Ok(tls)) => {
-                    serve_http((id, peer, slot), tls, true, config, ports, events).await
-                }
+                Some(Ok(tls)) => serve_http(session, slot, tls, true).await,
                 Some(Err(err)) => format!("TLS handshake failed: {err}"),
                 None => "TLS handshake timed out".into(),
             }
@@ -99,16 +87,15 @@ pub(super) async fn run(
 /// Reads one request head and answers it; after an upgrade, serves the
 /// chat session until it ends. Returns why it ended, for the log.
 async fn serve_http<S>(
-    (id, peer, slot): (ClientId, SocketAddr, &mut AddressSlot),
+    session: &Session,
+    slot: &mut AddressSlot,
     mut stream: S,
     tls: bool,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
 ) -> String
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = &session.config;
     let deadline = Instant::now() + HEAD_TIME;
     let mut reader = HeadReader::new(http::HEAD_LIMIT);
     loop {
@@ -163,14 +150,14 @@ where
     };
     // Bans and limits go by the client's address: behind the trusted
     // proxy, the one it forwarded for.
-    let peer = match (config.web_trust_proxy, request.forwarded_for) {
-        (Some(proxy), Some(client)) if proxy == peer.ip() => SocketAddr::new(client, peer.port()),
-        _ => peer,
+    let addr = match (config.web_trust_proxy, request.forwarded_for) {
+        (Some(proxy), Some(client)) if proxy == session.addr => client,
+        _ => session.addr,
     };
     // Only now is it a chat session: it pays the connection rate (and,
     // through the proxy, takes its client's place), or is refused as a
     // newcomer on the chat ports would be.
-    if let Err(refused) = slot.become_session(peer.ip()) {
+    if let Err(refused) = slot.become_session(addr) {
         crate::metrics::refused(match refused {
             Refusal::TooMany => crate::metrics::Refusal::TooManyConnections,
             Refusal::TooFast(_) => crate::metrics::Refusal::ConnectThrottled,
@@ -192,7 +179,11 @@ where
     // The head is done with: nothing of it stays with an idle session.
     let rest = reader.rest();
     drop((request, response));
-    ws::run(id, peer, stream, rest, config, ports, events).await
+    let session = Session {
+        addr,
+        ..session.clone()
+    };
+    ws::run(&session, stream, rest).await
 }
 
 /// Writes a whole response and closes the stream, within

@@ -13,16 +13,16 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use std::future::Future;
+use std::pin::pin;
 
 use async_channel::{Sender, TrySendError};
 use futures_lite::future;
 use smol::Timer;
 
 use super::telnet::{PasswordPrompt, Step};
-use super::transport::{Input, Output, Ports};
-use crate::config::Config;
+use super::transport::{Input, Output};
+use super::Session;
 use crate::decoder::{Frame, LineDecoder, NotChat};
-use crate::ids::ClientId;
 use crate::protocol::{encode, Line};
 use crate::protocol::{parse_command, Command, CommandError, ErrorCode, ServerLine};
 use crate::server::hub_task::{Event, OVERFLOW};
@@ -45,76 +45,71 @@ enum End {
 /// Serves a connection whose transport is ready: registers it with the hub,
 /// reads and writes until either side ends, then flushes what is left.
 pub(crate) async fn run_session(
-    id: ClientId,
-    peer: std::net::SocketAddr,
+    session: &Session,
     mut input: impl Input,
     mut output: impl Output,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
 ) -> String {
-    let (outbox, reader) = SessionOutbox::new(config.outbox_bytes);
-    if !hand(
-        events,
-        Event::Connect {
-            id,
-            addr: peer.ip(),
-            outbox,
-        },
-    )
-    .await
-    {
+    let (outbox, reader) = SessionOutbox::new(session.config.outbox_bytes);
+    let connect = Event::Connect {
+        id: session.id,
+        addr: session.addr,
+        outbox,
+    };
+    if !hand(&session.events, connect).await {
         return "server shutting down".into();
     }
-    let mut writer = Box::pin(write_lines(&mut output, &reader));
-    let end = future::or(
-        future::or(
-            async { End::Reader(read_lines(id, &mut input, config, ports, events).await) },
+    let (reason, written) = {
+        // Pinned in place rather than boxed: it outlives the race below, to
+        // write what is left, and lives as long as the task anyway.
+        let mut writer = pin!(write_lines(&mut output, &reader));
+        let end = future::or(
+            future::or(
+                async { End::Reader(read_lines(session, &mut input).await) },
+                async {
+                    reader.closed().await;
+                    End::Closed
+                },
+            ),
             async {
-                reader.closed().await;
-                End::Closed
+                match writer.as_mut().await {
+                    Ok(()) => End::Flushed,
+                    Err(err) => End::Writer(format!("write failed: {err}")),
+                }
             },
-        ),
-        async {
-            match writer.as_mut().await {
-                Ok(()) => End::Flushed,
-                Err(err) => End::Writer(format!("write failed: {err}")),
-            }
-        },
-    )
-    .await;
-    // Whether everything queued was written, so the stream may be ended
-    // politely.
-    let mut written = matches!(end, End::Flushed);
-    // Whether the writer still has lines to write: not if it finished, with
-    // or without an error.
-    let (reason, flush) = match end {
-        End::Reader(reason) => (reason, true),
-        // Closed for a history answer that did not fit: say so, as the hub
-        // does when a line does not fit.
-        End::Closed if reader.overflowed() => (OVERFLOW.into(), true),
-        End::Closed => ("closed by the server".into(), true),
-        End::Flushed => ("closed by the server".into(), false),
-        End::Writer(reason) => (reason, false),
-    };
-    let _ = hand(
-        events,
-        Event::Disconnect {
-            id,
-            reason: reason.clone(),
-        },
-    )
-    .await;
-    if flush {
-        // The hub has closed the outbox by now: write what is left, but do
-        // not wait forever on a client that is not reading.
-        written = future::or(async { writer.as_mut().await.is_ok() }, async {
-            Timer::after(config.shutdown_grace).await;
-            false
-        })
+        )
         .await;
-    }
-    drop(writer);
+        // Whether everything queued was written, so the stream may be
+        // ended politely.
+        let written = matches!(end, End::Flushed);
+        // Whether the writer still has lines to write: not if it finished,
+        // with or without an error.
+        let (reason, flush) = match end {
+            End::Reader(reason) => (reason, true),
+            // Closed for a history answer that did not fit: say so, as the
+            // hub does when a line does not fit.
+            End::Closed if reader.overflowed() => (OVERFLOW.into(), true),
+            End::Closed => ("closed by the server".into(), true),
+            End::Flushed => ("closed by the server".into(), false),
+            End::Writer(reason) => (reason, false),
+        };
+        let disconnect = Event::Disconnect {
+            id: session.id,
+            reason: reason.clone(),
+        };
+        let _ = hand(&session.events, disconnect).await;
+        if !flush {
+            (reason, written)
+        } else {
+            // The hub has closed the outbox by now: write what is left, but
+            // do not wait forever on a client that is not reading.
+            let written = future::or(async { writer.as_mut().await.is_ok() }, async {
+                Timer::after(session.config.shutdown_grace).await;
+                false
+            })
+            .await;
+            (reason, written)
+        }
+    };
     if written {
         output.finish().await;
     }
@@ -122,21 +117,18 @@ pub(crate) async fn run_session(
 }
 
 /// Reads, decodes and parses until the connection ends; returns why.
-async fn read_lines(
-    id: ClientId,
-    input: &mut impl Input,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
-) -> String {
+///
+/// **Invariant:** this future is most of an idle connection's task, and a
+/// task is as large as the largest state its future can be in, though an
+/// idle one waits on a read. So what a line turns into is worked out by
+/// [`handle`], a plain function, and only the decoder, the bucket, the
+/// prompt and the bytes being decoded are kept across an `await`; waits
+/// that are rare (the rate limit, a full inbox) are boxed.
+async fn read_lines(session: &Session, input: &mut impl Input) -> String {
+    let config = &*session.config;
     let mut decoder = LineDecoder::new(config.max_line);
     let mut bucket = TokenBucket::new(config.rate, config.burst);
     let mut prompt = PasswordPrompt::default();
-    let reply = |line: &ServerLine| Event::Reply {
-        id,
-        line: encode(line),
-    };
-    let error = |code: ErrorCode, text: String| reply(&ServerLine::Err { code, text });
     loop {
         let data = match input.read_some().await {
             Ok(data) if data.is_empty() => return "connection closed".into(),
@@ -156,100 +148,152 @@ async fn read_lines(
             // commands, too long, not UTF-8) are answered through the hub too,
             // so they must not be a way around the limit.
             if !matches!(frame, Frame::NotChat(_)) {
-                bucket.take().await;
+                if let Some(wait) = bucket.take() {
+                    crate::metrics::rate_limited();
+                    Box::pin(Timer::after(wait)).await;
+                    bucket.waited();
+                }
             }
-            // A telnet user's password is asked for with the echo off.
-            let echo = |on: bool, decoder: &mut LineDecoder| Event::Reply {
-                id,
-                line: Line::from(decoder.hide_input(!on).to_vec()),
-            };
-            let frame = match frame {
-                Frame::Line(text) => match prompt.line(text, decoder.spoke_telnet()) {
-                    Step::Parse(text) => Frame::Line(text),
-                    Step::Ask { prompt, hide } => {
-                        // One event at a time: a list of them would be
-                        // held across the awaits, in every session's task.
-                        if !hand(events, reply(&ServerLine::Info(prompt))).await
-                            || (hide && !hand(events, echo(false, &mut decoder)).await)
-                        {
-                            return "server shutting down".into();
-                        }
-                        continue;
-                    }
-                    Step::Reveal(text) => {
-                        if !hand(events, echo(true, &mut decoder)).await {
-                            return "server shutting down".into();
-                        }
-                        Frame::Line(text)
-                    }
-                },
-                other => {
-                    if prompt.cancel() && !hand(events, echo(true, &mut decoder)).await {
-                        return "server shutting down".into();
-                    }
-                    other
-                }
-            };
-            let event = match frame {
-                Frame::Line(text) => match parse_command(&text) {
-                    Ok(command) => {
-                        let quit = matches!(command, Command::Quit(_));
-                        if !hand(events, Event::Command { id, command }).await {
-                            return "server shutting down".into();
-                        }
-                        if quit {
-                            return "quit".into();
-                        }
-                        continue;
-                    }
-                    Err(CommandError::Empty) => continue,
-                    Err(err) => {
-                        let hint = match err {
-                            CommandError::Unknown(_) => " HELP lists the commands.",
-                            _ => "",
-                        };
-                        error(
-                            err.code(),
-                            format!("{}.{hint}", capitalise(&err.to_string())),
-                        )
-                    }
-                },
-                Frame::TooLong => error(
-                    ErrorCode::LineTooLong,
-                    format!(
-                        "Lines are limited to {} bytes; the rest of that line was dropped.",
-                        config.max_line
-                    ),
-                ),
-                Frame::BadUtf8 => error(
-                    ErrorCode::BadUtf8,
-                    "That line was not valid UTF-8 text and was dropped.".into(),
-                ),
-                Frame::NotChat(kind) => {
-                    // A TLS client on the plain port is sent to the TLS one.
-                    let hint = match (kind, ports.tls) {
-                        (NotChat::Tls, Some(port)) => format!(" Use TLS on port {port}."),
-                        _ => String::new(),
-                    };
-                    let explain = error(
-                        ErrorCode::NotChat,
-                        format!("{}.{hint}", capitalise(kind.describe())),
-                    );
-                    let _ = hand(events, explain).await;
-                    let _ = hand(events, reply(&ServerLine::Bye("Goodbye.".into()))).await;
-                    return "not a chat client".into();
-                }
-            };
-            if !hand(events, event).await {
-                return "server shutting down".into();
+            // Taken apart, so that only `end` is kept across the await.
+            let Handled { events, end } = handle(session, frame, &mut decoder, &mut prompt);
+            let handed = hand_all(&session.events, events).await;
+            match end {
+                Some(end @ Stop::NotChat) => return end.reason().into(),
+                _ if !handed => return "server shutting down".into(),
+                Some(end) => return end.reason().into(),
+                None => {}
             }
         }
         if decoder.has_replies() {
             let line = Line::from(decoder.take_replies());
-            if !hand(events, Event::Reply { id, line }).await {
+            if !hand(
+                &session.events,
+                Event::Reply {
+                    id: session.id,
+                    line,
+                },
+            )
+            .await
+            {
                 return "server shutting down".into();
             }
         }
+    }
+}
+
+/// Why the reader stops after a line.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// The client said `QUIT`.
+    Quit,
+    /// The peer is not a chat client; it has been told so.
+    NotChat,
+}
+
+impl Stop {
+    fn reason(self) -> &'static str {
+        match self {
+            Stop::Quit => "quit",
+            Stop::NotChat => "not a chat client",
+        }
+    }
+}
+
+/// What one decoded frame comes to: the events for the hub, in order, and
+/// whether the reader stops after handing them.
+struct Handled {
+    events: [Option<Event>; 3],
+    end: Option<Stop>,
+}
+
+/// Works out what `frame` comes to, without waiting on anything: the
+/// telnet password prompt, parsing, and the errors the reader answers on
+/// its own.
+fn handle(
+    session: &Session,
+    frame: Frame,
+    decoder: &mut LineDecoder,
+    prompt: &mut PasswordPrompt,
+) -> Handled {
+    let id = session.id;
+    let reply = |line: &ServerLine| Event::Reply {
+        id,
+        line: encode(line),
+    };
+    let error = |code: ErrorCode, text: String| reply(&ServerLine::Err { code, text });
+    // A telnet user's password is asked for with the echo off.
+    let echo = |on: bool, decoder: &mut LineDecoder| Event::Reply {
+        id,
+        line: Line::from(decoder.hide_input(!on).to_vec()),
+    };
+    let mut first = None;
+    let frame = match frame {
+        Frame::Line(text) => match prompt.line(text, decoder.spoke_telnet()) {
+            Step::Parse(text) => Frame::Line(text),
+            Step::Ask { prompt, hide } => {
+                return Handled {
+                    events: [
+                        Some(reply(&ServerLine::Info(prompt))),
+                        hide.then(|| echo(false, decoder)),
+                        None,
+                    ],
+                    end: None,
+                }
+            }
+            Step::Reveal(text) => {
+                first = Some(echo(true, decoder));
+                Frame::Line(text)
+            }
+        },
+        other => {
+            if prompt.cancel() {
+                first = Some(echo(true, decoder));
+            }
+            other
+        }
+    };
+    let (event, second, end) = match frame {
+        Frame::Line(text) => match parse_command(&text) {
+            Ok(command) => {
+                let end = matches!(command, Command::Quit(_)).then_some(Stop::Quit);
+                (Some(Event::Command { id, command }), None, end)
+            }
+            Err(CommandError::Empty) => (None, None, None),
+            Err(err) => {
+                let hint = match err {
+                    CommandError::Unknown(_) => " HELP lists the commands.",
+                    _ => "",
+                };
+                let text = format!("{}.{hint}", capitalise(&err.to_string()));
+                (Some(error(err.code(), text)), None, None)
+            }
+        },
+        Frame::TooLong => {
+            let text = format!(
+                "Lines are limited to {} bytes; the rest of that line was dropped.",
+                session.config.max_line
+            );
+            (Some(error(ErrorCode::LineTooLong, text)), None, None)
+        }
+        Frame::BadUtf8 => {
+            let text = "That line was not valid UTF-8 text and was dropped.".into();
+            (Some(error(ErrorCode::BadUtf8, text)), None, None)
+        }
+        Frame::NotChat(kind) => {
+            // A TLS client on the plain port is sent to the TLS one.
+            let hint = match (kind, session.ports.tls) {
+                (NotChat::Tls, Some(port)) => format!(" Use TLS on port {port}."),
+                _ => String::new(),
+            };
+            let text = format!("{}.{hint}", capitalise(kind.describe()));
+            let bye = reply(&ServerLine::Bye("Goodbye.".into()));
+            let explain = error(ErrorCode::NotChat, text);
+            (Some(explain), Some(bye), Some(Stop::NotChat))
+        }
+    };
+    Handled {
+        events: [first, event, second],
+        end,
     }
 }
 
@@ -260,16 +304,41 @@ async fn read_lines(
 /// in the session's task, which is sized for its largest `await`, for the
 /// connection's whole life, though an idle connection waits on a read.
 fn hand(events: &Sender<Event>, event: Event) -> impl Future<Output = bool> + '_ {
-    let waiting = match events.try_send(event) {
-        Ok(()) => Ok(None),
-        Err(TrySendError::Closed(_)) => Err(()),
-        Err(TrySendError::Full(event)) => Ok(Some(Box::pin(events.send(event)))),
+    hand_all(events, [Some(event)])
+}
+
+/// Hands each of `list` to the hub in order, as [`hand`] does one: at once
+/// while the inbox has room, then (boxed) the rest as room is made.
+fn hand_all<const N: usize>(
+    events: &Sender<Event>,
+    list: [Option<Event>; N],
+) -> impl Future<Output = bool> + '_ {
+    let mut list = list.into_iter().flatten();
+    // `Ok` with the answer if every event went in at once (or the hub is
+    // gone), else the boxed wait for the rest.
+    let waiting = loop {
+        let Some(event) = list.next() else {
+            break Ok(true);
+        };
+        match events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => break Ok(false),
+            Err(TrySendError::Full(event)) => {
+                break Err(Box::pin(async move {
+                    for event in std::iter::once(event).chain(list) {
+                        if events.send(event).await.is_err() {
+                            return false;
+                        }
+                    }
+                    true
+                }))
+            }
+        }
     };
     async move {
         match waiting {
-            Ok(None) => true,
-            Ok(Some(send)) => send.await.is_ok(),
-            Err(()) => false,
+            Ok(handed) => handed,
+            Err(send) => send.await,
         }
     }
 }
@@ -315,22 +384,91 @@ impl TokenBucket {
         }
     }
 
-    /// Waits until the client may send one more line, and spends it.
-    async fn take(&mut self) {
+    /// Spends a token for one more line if there is one; otherwise says
+    /// how long to wait before the line may go, and [`Self::waited`] must
+    /// be called after that wait.
+    fn take(&mut self) -> Option<Duration> {
         if self.rate <= 0.0 {
-            return;
+            return None;
         }
         let now = Instant::now();
         let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;
         if self.tokens < 1.0 {
-            crate::metrics::rate_limited();
-            let wait = (1.0 - self.tokens) / self.rate;
-            Timer::after(Duration::from_secs_f64(wait)).await;
-            self.tokens = 1.0;
-            self.last = Instant::now();
+            return Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate));
         }
         self.tokens -= 1.0;
+        None
+    }
+
+    /// After waiting as [`Self::take`] said: the token earned is spent.
+    fn waited(&mut self) {
+        self.tokens = 0.0;
+        self.last = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(n: u8) -> Event {
+        Event::Reply {
+            id: 1,
+            line: Line::from(vec![n]),
+        }
+    }
+
+    fn number(event: Event) -> u8 {
+        match event {
+            Event::Reply { line, .. } => line.first().copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn events_that_do_not_fit_the_inbox_follow_in_order_once_it_drains() {
+        let (events, inbox) = async_channel::bounded(1);
+        smol::block_on(async {
+            assert!(hand(&events, reply(1)).await);
+            // The inbox is full: 2 waits, and 3 and 4 wait behind it.
+            let mut waiting = Box::pin(hand_all(
+                &events,
+                [Some(reply(2)), None, Some(reply(3)), Some(reply(4))],
+            ));
+            assert!(future::poll_once(waiting.as_mut()).await.is_none());
+            let drain = async {
+                let mut got = Vec::new();
+                for _ in 0..4 {
+                    got.push(number(inbox.recv().await.unwrap()));
+                }
+                got
+            };
+            let (handed, got) = future::zip(waiting, drain).await;
+            assert!(handed);
+            assert_eq!(got, [1, 2, 3, 4]);
+        });
+    }
+
+    #[test]
+    fn handing_to_a_stopped_hub_says_so() {
+        let (events, inbox) = async_channel::bounded(1);
+        drop(inbox);
+        assert!(!smol::block_on(hand_all(&events, [Some(reply(1)), Some(reply(2))])));
+    }
+
+    #[test]
+    fn the_bucket_lets_a_burst_through_then_makes_the_next_line_wait() {
+        let mut bucket = TokenBucket::new(10, 3);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(), None);
+        }
+        let wait = bucket.take().expect("the fourth line waits");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
+        bucket.waited();
+        // Right after a wait, the next line waits again.
+        assert!(bucket.take().is_some());
+        assert_eq!(TokenBucket::new(0, 1).take(), None, "rate 0 is no limit");
     }
 }

@@ -13,16 +13,13 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use async_channel::Sender;
 use futures_lite::future;
 use smol::Async;
 
 use super::lines;
-use super::transport::{Input, Output, Ports};
-use crate::config::Config;
-use crate::ids::ClientId;
+use super::transport::{Input, Output};
+use super::Session;
 use crate::protocol::Line;
-use crate::server::hub_task::Event;
 
 /// The plain-text transport: non-blocking reads and gathered writes on the
 /// socket, with no buffer of its own between them (reads use the stack,
@@ -48,19 +45,12 @@ impl Input for Plain<'_> {
 
 /// Serves a connection to the plain-text listener until it ends, and
 /// returns why, for the log.
-pub(crate) async fn run(
-    id: ClientId,
-    peer: std::net::SocketAddr,
-    stream: Arc<Async<TcpStream>>,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
-) -> String {
+pub(crate) async fn run(session: &Session, stream: Arc<Async<TcpStream>>) -> String {
     // Chat lines are small and latency matters more than packet count; the
     // writer already coalesces what is queued into one write.
     let _ = stream.get_ref().set_nodelay(true);
     let plain = Plain(&stream);
-    let reason = lines::run_session(id, peer, plain, plain, config, ports, events).await;
+    let reason = lines::run_session(session, plain, plain).await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
     reason
 }

@@ -11,7 +11,6 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_channel::Sender;
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
@@ -20,12 +19,11 @@ use smol::{Async, Timer};
 
 use super::lines;
 use super::transport::{Input, Output, Ports, Socket};
+use super::Session;
 use crate::config::Config;
 use crate::decoder::TLS_HANDSHAKE;
-use crate::ids::ClientId;
 use crate::protocol::Line;
 use crate::protocol::{ErrorCode, ServerLine};
-use crate::server::hub_task::Event;
 
 /// The most bytes a TLS write carries: lines queued together are copied into
 /// one buffer of about this size, so they go out in few records.
@@ -97,28 +95,15 @@ async fn sleep(time: Duration) {
 /// Serves a connection to the TLS listener: handshake, then the same
 /// session as on the plain port.
 pub(super) async fn run(
-    id: ClientId,
-    peer: std::net::SocketAddr,
+    session: &Session,
     stream: Arc<Async<TcpStream>>,
     acceptor: TlsAcceptor,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
 ) -> String {
     let _ = stream.get_ref().set_nodelay(true);
-    let reason = match handshake(&stream, &acceptor, config, ports).await {
+    let reason = match handshake(&stream, &acceptor, &session.config, session.ports).await {
         Ok(tls) => {
             let (input, output) = futures_lite::io::split(tls);
-            lines::run_session(
-                id,
-                peer,
-                TlsInput(input),
-                TlsOutput(output),
-                config,
-                ports,
-                events,
-            )
-            .await
+            lines::run_session(session, TlsInput(input), TlsOutput(output)).await
         }
         Err(reason) => reason,
     };

@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,8 @@ use smol::lock::Mutex;
 use smol::Timer;
 
 use super::lines;
-use super::transport::{Input, Output, Ports};
+use super::transport::{Input, Output};
+use super::Session;
 use crate::config::Config;
 use crate::ids::ClientId;
 use crate::protocol::{encode, Line};
@@ -44,18 +44,11 @@ const GOODBYE_TIME: Duration = Duration::from_secs(1);
 
 /// Serves a chat session over a stream whose WebSocket upgrade has just
 /// been answered; `rest` is what the peer sent after its request head.
-pub(crate) async fn run<S>(
-    id: ClientId,
-    peer: SocketAddr,
-    stream: S,
-    rest: Vec<u8>,
-    config: &Config,
-    ports: Ports,
-    events: &Sender<Event>,
-) -> String
+pub(crate) async fn run<S>(session: &Session, stream: S, rest: Vec<u8>) -> String
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = &session.config;
     let ws =
         WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(config)))
             .await;
@@ -64,15 +57,15 @@ where
     let input = WsInput {
         receiver,
         sender: Arc::clone(&sender),
-        id,
-        events: events.clone(),
+        id: session.id,
+        events: session.events.clone(),
         max_line: config.max_line,
         ping_every: config.web_ping,
         next_ping: Instant::now() + config.web_ping,
         awaiting_pong: false,
     };
     let output = WsOutput { sender };
-    lines::run_session(id, peer, input, output, config, ports, events).await
+    lines::run_session(session, input, output).await
 }
 
 /// The WebSocket settings for a chat session: small buffers, frames and
