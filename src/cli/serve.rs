@@ -50,6 +50,11 @@ pub struct Serve {
     /// address to listen on (default 0.0.0.0:5555: every interface)
     #[argh(option, default = "DEFAULT_BIND.to_owned()")]
     bind: String,
+    /// connections each listener lets wait to be accepted, for a crowd
+    /// reconnecting at once; the kernel caps it, on Linux at
+    /// net.core.somaxconn (default 4096)
+    #[argh(option, default = "crate::server::listen::DEFAULT_BACKLOG")]
+    listen_backlog: u32,
     /// most clients at once; newcomers past it are refused (default 10000)
     #[argh(option, default = "Config::default().max_clients")]
     max_clients: usize,
@@ -467,8 +472,7 @@ impl Serve {
                 None
             } else {
                 Some(
-                    smol::net::TcpListener::bind(&self.bind)
-                        .await
+                    crate::server::listen::listen(&self.bind, self.listen_backlog)
                         .map_err(|err| format!("cannot listen on {}: {err}", self.bind))?,
                 )
             };
@@ -482,12 +486,12 @@ impl Serve {
             let web = if self.no_web {
                 None
             } else {
-                Some(bind_web(&self.web_bind, "--web-bind").await?)
+                Some(bind_web(&self.web_bind, "--web-bind", self.listen_backlog)?)
             };
             #[cfg(all(feature = "web", feature = "tls"))]
             let web_tls = match (&tls, self.no_web) {
                 (Some(tls), false) => Some((
-                    bind_web(&self.web_tls_bind, "--web-tls-bind").await?,
+                    bind_web(&self.web_tls_bind, "--web-tls-bind", self.listen_backlog)?,
                     std::sync::Arc::clone(&tls.config),
                 )),
                 _ => None,
@@ -501,8 +505,7 @@ impl Serve {
                 #[cfg(feature = "tls")]
                 tls: match tls {
                     Some(tls) => Some((
-                        smol::net::TcpListener::bind(&self.tls_bind)
-                            .await
+                        crate::server::listen::listen(&self.tls_bind, self.listen_backlog)
                             .map_err(|err| format!("cannot listen on {}: {err}", self.tls_bind))?,
                         tls.config,
                     )),
@@ -612,11 +615,12 @@ impl Serve {
 /// Binds a web listener; a port that is taken stops the server with a
 /// sentence naming the flags that move or drop it.
 #[cfg(feature = "web")]
-async fn bind_web(
+fn bind_web(
     address: &str,
     flag: &str,
+    backlog: u32,
 ) -> Result<smol::net::TcpListener, Box<dyn std::error::Error>> {
-    smol::net::TcpListener::bind(address).await.map_err(|err| {
+    crate::server::listen::listen(address, backlog).map_err(|err| {
         format!(
             "cannot listen for the web client on {address}: {err}; \
              choose another address with {flag}, or turn the web client off with --no-web"

@@ -21,10 +21,10 @@ pub enum Rejected {
 pub trait Outbox: Clone {
     /// Queues a line for the client, or says why it cannot.
     fn push(&mut self, line: &Line) -> Result<(), Rejected>;
-    /// Queues a line that many outboxes hold at once and that the hub keeps
-    /// anyway (a big room's list, encoded once per flush): it counts against
-    /// this client's bound, but not again as memory of the server's, which
-    /// it costs once whoever holds it.
+    /// Queues a line that many outboxes hold at once (a big room's member
+    /// list and its presence deltas, encoded once per flush): it counts
+    /// against this client's bound, but not again as memory of the
+    /// server's, which it costs once whoever holds it.
     fn push_shared(&mut self, line: &Line) -> Result<(), Rejected> {
         self.push(line)
     }

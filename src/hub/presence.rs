@@ -327,9 +327,15 @@ impl<O: Outbox> Hub<O> {
         deltas.extend(list_lines(&room.name, &joins, "JOINS", "JOINS"));
         if !deltas.is_empty() {
             presence.told_lines = None;
+            // Shared, like the list newcomers get: one copy of each line
+            // is held whoever holds it, so it counts once as the server's
+            // memory. Counted per member, 10,000 arrivals in one interval
+            // (a list of 10,000 names for each of 10,000 members) would
+            // pass the server-wide bound and cut off members reading as
+            // fast as they can.
             for (&member, outbox) in &mut room.members {
                 for line in &deltas {
-                    if let Err(why) = outbox.push(line) {
+                    if let Err(why) = outbox.push_shared(line) {
                         self.dropped.push((member, why));
                         break;
                     }

@@ -11,6 +11,8 @@ use std::rc::Rc;
 #[derive(Clone)]
 struct Inbox {
     lines: Rc<RefCell<Vec<String>>>,
+    /// Of those, the ones pushed as shared (`Outbox::push_shared`).
+    shared: Rc<RefCell<Vec<String>>>,
     cap: usize,
     closed: Rc<RefCell<bool>>,
 }
@@ -19,6 +21,7 @@ impl Inbox {
     fn new(cap: usize) -> Self {
         Self {
             lines: Rc::default(),
+            shared: Rc::default(),
             cap,
             closed: Rc::default(),
         }
@@ -38,6 +41,12 @@ impl Outbox for Inbox {
             return Err(Rejected::Full);
         }
         lines.push(String::from_utf8_lossy(line).trim_end().to_owned());
+        Ok(())
+    }
+    fn push_shared(&mut self, line: &Line) -> Result<(), Rejected> {
+        self.push(line)?;
+        let text = String::from_utf8_lossy(line).trim_end().to_owned();
+        self.shared.borrow_mut().push(text);
         Ok(())
     }
     fn close(&mut self) {
@@ -799,11 +808,18 @@ fn a_big_room_gathers_joins_and_sends_newcomers_the_members_list_at_once() {
         ["USERS #lobby dave", "JOINS #lobby alice bob"]
     );
     assert!(c.hub.presence_pending("#lobby"));
-    // At the flush everyone, the newcomers too, gets the same deltas.
+    // At the flush everyone, the newcomers too, gets the same deltas:
+    // lines encoded once and shared, so the server's memory counts them
+    // once (a storm of 10,000 arrivals in one interval is one list for
+    // all), each client's own bound once per copy.
     c.flush();
     c.check();
     assert_eq!(c.lines_since(1), ["JOINS #lobby carol dave"]);
     assert_eq!(c.lines_since(3), ["JOINS #lobby carol dave"]);
+    assert_eq!(
+        c.inboxes[&1].shared.borrow().last().unwrap(),
+        "JOINS #lobby carol dave"
+    );
     assert!(!c.hub.presence_pending("#lobby"));
     // Nothing new: nothing sent.
     c.flush();

@@ -55,6 +55,7 @@ use session::transport::Ports;
 mod accept;
 mod cluster;
 mod hub_task;
+pub mod listen;
 pub mod metrics;
 mod outbox;
 mod per_address;

@@ -455,7 +455,10 @@ mod tests {
     fn handing_to_a_stopped_hub_says_so() {
         let (events, inbox) = async_channel::bounded(1);
         drop(inbox);
-        assert!(!smol::block_on(hand_all(&events, [Some(reply(1)), Some(reply(2))])));
+        assert!(!smol::block_on(hand_all(
+            &events,
+            [Some(reply(1)), Some(reply(2))]
+        )));
     }
 
     #[test]
