@@ -129,7 +129,7 @@ impl Accepting<'_> {
             let done = self.done.clone();
             let session = Session {
                 id,
-                addr: peer.ip(),
+                peer,
                 config: Arc::clone(&self.config),
                 ports: self.ports,
                 events: self.events.clone(),
@@ -158,7 +158,13 @@ impl Accepting<'_> {
             };
             self.executor
                 .spawn(async move {
-                    tracing::info!(id, %peer, tls = accepted.is_tls(), web = accepted.is_web(), "connected");
+                    tracing::info!(
+                        id = session.id,
+                        peer = %session.peer,
+                        tls = accepted.is_tls(),
+                        web = accepted.is_web(),
+                        "connected"
+                    );
                     let _open = crate::metrics::connected(accepted.is_tls(), accepted.is_web());
                     // A bug in one session must not take a worker thread (and
                     // every session on it) down with it.
@@ -177,10 +183,17 @@ impl Accepting<'_> {
                         }
                     });
                     match serve.catch_unwind().await {
-                        Ok(reason) => tracing::info!(id, %peer, %reason, "disconnected"),
-                        Err(_) => {
-                            tracing::error!(id, %peer, "session panicked; connection dropped")
-                        }
+                        Ok(reason) => tracing::info!(
+                            id = session.id,
+                            peer = %session.peer,
+                            %reason,
+                            "disconnected"
+                        ),
+                        Err(_) => tracing::error!(
+                            id = session.id,
+                            peer = %session.peer,
+                            "session panicked; connection dropped"
+                        ),
                     }
                     drop((guard, slot, done));
                 })

@@ -8,7 +8,7 @@
 //! owns the clock and the socket. Every step is bounded in time, so a peer
 //! that trickles or stalls holds its slot of `--max-clients` briefly.
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,14 +150,16 @@ where
     };
     // Bans and limits go by the client's address: behind the trusted
     // proxy, the one it forwarded for.
-    let addr = match (config.web_trust_proxy, request.forwarded_for) {
-        (Some(proxy), Some(client)) if proxy == session.addr => client,
-        _ => session.addr,
+    let peer = match (config.web_trust_proxy, request.forwarded_for) {
+        (Some(proxy), Some(client)) if proxy == session.peer.ip() => {
+            SocketAddr::new(client, session.peer.port())
+        }
+        _ => session.peer,
     };
     // Only now is it a chat session: it pays the connection rate (and,
     // through the proxy, takes its client's place), or is refused as a
     // newcomer on the chat ports would be.
-    if let Err(refused) = slot.become_session(addr) {
+    if let Err(refused) = slot.become_session(peer.ip()) {
         crate::metrics::refused(match refused {
             Refusal::TooMany => crate::metrics::Refusal::TooManyConnections,
             Refusal::TooFast(_) => crate::metrics::Refusal::ConnectThrottled,
@@ -180,7 +182,7 @@ where
     let rest = reader.rest();
     drop((request, response));
     let session = Session {
-        addr,
+        peer,
         ..session.clone()
     };
     ws::run(&session, stream, rest).await

@@ -52,7 +52,7 @@ pub(crate) async fn run_session(
     let (outbox, reader) = SessionOutbox::new(session.config.outbox_bytes);
     let connect = Event::Connect {
         id: session.id,
-        addr: session.addr,
+        addr: session.peer.ip(),
         outbox,
     };
     if !hand(&session.events, connect).await {

@@ -13,7 +13,7 @@
 //! - `ws` (feature `web`): the WebSocket transport, one line per text
 //!   frame, pinged; the HTTP in front of it is `server::web`.
 
-use std::net::{IpAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use async_channel::Sender;
@@ -65,8 +65,9 @@ impl Connection {
 pub(crate) struct Session {
     pub(crate) id: ClientId,
     /// Where the connection comes from: behind the web client's trusted
-    /// proxy, the visitor it forwarded for. Bans and limits go by it.
-    pub(crate) addr: IpAddr,
+    /// proxy, the visitor it forwarded for. Bans and limits go by its
+    /// address; the log names it whole.
+    pub(crate) peer: SocketAddr,
     pub(crate) config: Arc<Config>,
     pub(crate) ports: Ports,
     pub(crate) events: Sender<Event>,
