@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use futures_lite::future;
 
@@ -243,24 +243,30 @@ impl OutboxReader {
     /// is closed and empty. `batch` must be empty; it is swapped with the
     /// queue. Its bytes stay counted until [`OutboxReader::written`].
     pub(crate) async fn take(&self, batch: &mut VecDeque<Line>) -> Option<()> {
-        future::poll_fn(|cx| {
-            let mut state = self.queue.state();
-            if !state.lines.is_empty() {
-                std::mem::swap(&mut state.lines, batch);
-                state.writing += std::mem::take(&mut state.queued);
-                state.writing_total += std::mem::take(&mut state.queued_total);
-                return Poll::Ready(Some(()));
-            }
-            if state.closed {
-                return Poll::Ready(None);
-            }
-            match &mut state.writer {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            Poll::Pending
-        })
-        .await
+        future::poll_fn(|cx| self.poll_take(cx, batch)).await
+    }
+
+    /// [`OutboxReader::take`] for a hand-written future.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Line>,
+    ) -> Poll<Option<()>> {
+        let mut state = self.queue.state();
+        if !state.lines.is_empty() {
+            std::mem::swap(&mut state.lines, batch);
+            state.writing += std::mem::take(&mut state.queued);
+            state.writing_total += std::mem::take(&mut state.queued_total);
+            return Poll::Ready(Some(()));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        match &mut state.writer {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The batch last taken has been written: its bytes no longer count.
@@ -280,18 +286,20 @@ impl OutboxReader {
 
     /// Waits until the hub closes the outbox.
     pub(crate) async fn closed(&self) {
-        future::poll_fn(|cx| {
-            let mut state = self.queue.state();
-            if state.closed {
-                return Poll::Ready(());
-            }
-            match &mut state.session {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            Poll::Pending
-        })
-        .await
+        future::poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    /// [`OutboxReader::closed`] for a hand-written future.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.queue.state();
+        if state.closed {
+            return Poll::Ready(());
+        }
+        match &mut state.session {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 

@@ -13,7 +13,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 
 use async_channel::{Sender, TrySendError};
 use futures_lite::future;
@@ -30,16 +30,33 @@ use crate::server::outbox::{OutboxReader, SessionOutbox};
 use crate::text::capitalise;
 
 /// How a session ended, before the final flush.
-enum End {
+pub(super) enum End {
     /// The reader stopped: EOF, a read error, `QUIT` or a non-chat peer.
     Reader(String),
     /// The hub closed the outbox: `QUIT`, overflow, timeout or shutdown.
     Closed,
     /// The hub closed the outbox and the writer has already written all of
-    /// it; the writer future is finished and must not be polled again.
+    /// it; the writer is finished and must not be polled again.
     Flushed,
     /// Writing to the socket failed; nothing more can be sent.
     Writer(String),
+}
+
+impl End {
+    /// Why the session ended, for the log and the hub, and whether the
+    /// writer still has lines to write: not if it finished, with or without
+    /// an error.
+    pub(super) fn reason(self, reader: &OutboxReader) -> (String, bool) {
+        match self {
+            End::Reader(reason) => (reason, true),
+            // Closed for a history answer that did not fit: say so, as the
+            // hub does when a line does not fit.
+            End::Closed if reader.overflowed() => (OVERFLOW.into(), true),
+            End::Closed => ("closed by the server".into(), true),
+            End::Flushed => ("closed by the server".into(), false),
+            End::Writer(reason) => (reason, false),
+        }
+    }
 }
 
 /// Serves a connection whose transport is ready: registers it with the hub,
@@ -81,17 +98,7 @@ pub(crate) async fn run_session(
         // Whether everything queued was written, so the stream may be
         // ended politely.
         let written = matches!(end, End::Flushed);
-        // Whether the writer still has lines to write: not if it finished,
-        // with or without an error.
-        let (reason, flush) = match end {
-            End::Reader(reason) => (reason, true),
-            // Closed for a history answer that did not fit: say so, as the
-            // hub does when a line does not fit.
-            End::Closed if reader.overflowed() => (OVERFLOW.into(), true),
-            End::Closed => ("closed by the server".into(), true),
-            End::Flushed => ("closed by the server".into(), false),
-            End::Writer(reason) => (reason, false),
-        };
+        let (reason, flush) = end.reason(&reader);
         let disconnect = Event::Disconnect {
             id: session.id,
             reason: reason.clone(),
@@ -133,14 +140,7 @@ async fn read_lines(session: &Session, input: &mut impl Input) -> String {
         let data = match input.read_some().await {
             Ok(data) if data.is_empty() => return "connection closed".into(),
             Ok(data) => data,
-            // TLS without its close_notify: as good as a close for a chat.
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                return "connection closed".into()
-            }
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
-                return "connection reset".into()
-            }
-            Err(err) => return format!("read failed: {err}"),
+            Err(err) => return read_failed(&err),
         };
         let mut rest = &data[..];
         while let Some(frame) = decoder.decode(&mut rest) {
@@ -157,11 +157,8 @@ async fn read_lines(session: &Session, input: &mut impl Input) -> String {
             // Taken apart, so that only `end` is kept across the await.
             let Handled { events, end } = handle(session, frame, &mut decoder, &mut prompt);
             let handed = hand_all(&session.events, events).await;
-            match end {
-                Some(end @ Stop::NotChat) => return end.reason().into(),
-                _ if !handed => return "server shutting down".into(),
-                Some(end) => return end.reason().into(),
-                None => {}
+            if let Some(reason) = after_handing(handed, end) {
+                return reason;
             }
         }
         if decoder.has_replies() {
@@ -181,9 +178,31 @@ async fn read_lines(session: &Session, input: &mut impl Input) -> String {
     }
 }
 
+/// Why a read that failed ends the session, for the log.
+pub(super) fn read_failed(err: &io::Error) -> String {
+    match err.kind() {
+        // TLS without its close_notify: as good as a close for a chat.
+        io::ErrorKind::UnexpectedEof => "connection closed".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        _ => format!("read failed: {err}"),
+    }
+}
+
+/// Whether the reader stops once a line's events are handed (or the hub
+/// turned out to be gone), and why.
+pub(super) fn after_handing(handed: bool, end: Option<Stop>) -> Option<String> {
+    match end {
+        // Told it is not a chat client whether or not the hub heard.
+        Some(end @ Stop::NotChat) => Some(end.reason().into()),
+        _ if !handed => Some("server shutting down".into()),
+        Some(end) => Some(end.reason().into()),
+        None => None,
+    }
+}
+
 /// Why the reader stops after a line.
 #[derive(Clone, Copy)]
-enum Stop {
+pub(super) enum Stop {
     /// The client said `QUIT`.
     Quit,
     /// The peer is not a chat client; it has been told so.
@@ -201,15 +220,15 @@ impl Stop {
 
 /// What one decoded frame comes to: the events for the hub, in order, and
 /// whether the reader stops after handing them.
-struct Handled {
-    events: [Option<Event>; 3],
-    end: Option<Stop>,
+pub(super) struct Handled {
+    pub(super) events: [Option<Event>; 3],
+    pub(super) end: Option<Stop>,
 }
 
 /// Works out what `frame` comes to, without waiting on anything: the
 /// telnet password prompt, parsing, and the errors the reader answers on
 /// its own.
-fn handle(
+pub(super) fn handle(
     session: &Session,
     frame: Frame,
     decoder: &mut LineDecoder,
@@ -303,7 +322,7 @@ fn handle(
 /// `await` on one inline would hold the event and the channel's listener
 /// in the session's task, which is sized for its largest `await`, for the
 /// connection's whole life, though an idle connection waits on a read.
-fn hand(events: &Sender<Event>, event: Event) -> impl Future<Output = bool> + '_ {
+pub(super) fn hand(events: &Sender<Event>, event: Event) -> impl Future<Output = bool> + '_ {
     hand_all(events, [Some(event)])
 }
 
@@ -313,28 +332,7 @@ fn hand_all<const N: usize>(
     events: &Sender<Event>,
     list: [Option<Event>; N],
 ) -> impl Future<Output = bool> + '_ {
-    let mut list = list.into_iter().flatten();
-    // `Ok` with the answer if every event went in at once (or the hub is
-    // gone), else the boxed wait for the rest.
-    let waiting = loop {
-        let Some(event) = list.next() else {
-            break Ok(true);
-        };
-        match events.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Closed(_)) => break Ok(false),
-            Err(TrySendError::Full(event)) => {
-                break Err(Box::pin(async move {
-                    for event in std::iter::once(event).chain(list) {
-                        if events.send(event).await.is_err() {
-                            return false;
-                        }
-                    }
-                    true
-                }))
-            }
-        }
-    };
+    let waiting = try_hand(events, list);
     async move {
         match waiting {
             Ok(handed) => handed,
@@ -343,8 +341,40 @@ fn hand_all<const N: usize>(
     }
 }
 
+/// The rest of a hand-over that found the hub's inbox full: resolves to
+/// whether the hub took them all.
+pub(super) type Handing = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// Hands what of `list` fits into the inbox now, in order: `Ok` with whether
+/// the hub took them (false if it is gone), or `Err` with the wait for the
+/// rest once the inbox is full.
+pub(super) fn try_hand<const N: usize>(
+    events: &Sender<Event>,
+    list: [Option<Event>; N],
+) -> Result<bool, Handing> {
+    let mut list = list.into_iter().flatten();
+    while let Some(event) = list.next() {
+        match events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Ok(false),
+            Err(TrySendError::Full(event)) => {
+                let events = events.clone();
+                return Err(Box::pin(async move {
+                    for event in std::iter::once(event).chain(list) {
+                        if events.send(event).await.is_err() {
+                            return false;
+                        }
+                    }
+                    true
+                }));
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// The most queue capacity, in lines, that a writer keeps between batches.
-const KEEP_LINES: usize = 4;
+pub(super) const KEEP_LINES: usize = 4;
 
 /// Drains the outbox into the connection until the hub closes it: each
 /// wake-up takes everything queued and hands it to `output` in one go.
@@ -365,7 +395,7 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
 }
 
 /// Paces a client's commands: `burst` at once, then `rate` per second.
-struct TokenBucket {
+pub(super) struct TokenBucket {
     /// Lines per second; 0 means no limit.
     rate: f64,
     burst: f64,
@@ -374,7 +404,7 @@ struct TokenBucket {
 }
 
 impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
+    pub(super) fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             rate: f64::from(rate),
@@ -387,7 +417,7 @@ impl TokenBucket {
     /// Spends a token for one more line if there is one; otherwise says
     /// how long to wait before the line may go, and [`Self::waited`] must
     /// be called after that wait.
-    fn take(&mut self) -> Option<Duration> {
+    pub(super) fn take(&mut self) -> Option<Duration> {
         if self.rate <= 0.0 {
             return None;
         }
@@ -403,7 +433,7 @@ impl TokenBucket {
     }
 
     /// After waiting as [`Self::take`] said: the token earned is spent.
-    fn waited(&mut self) {
+    pub(super) fn waited(&mut self) {
         self.tokens = 0.0;
         self.last = Instant::now();
     }
