@@ -171,8 +171,16 @@ impl Accepting<'_> {
                     let session = &session;
                     let serve = AssertUnwindSafe(async move {
                         match accepted {
-                            Accepted::Session(connection) => {
-                                session::run(session, connection).await
+                            // The plain transport is the common case and
+                            // small; the TLS one carries a handshake and rustls
+                            // state several times its size, so it is boxed, and
+                            // a plain connection's task pays only for its own.
+                            Accepted::Session(Connection::Plain(stream)) => {
+                                session::plain::run(session, stream).await
+                            }
+                            #[cfg(feature = "tls")]
+                            Accepted::Session(Connection::Tls(stream, acceptor)) => {
+                                Box::pin(session::tls::run(session, stream, acceptor)).await
                             }
                             #[cfg(feature = "web")]
                             Accepted::Web(newcomer) => {

@@ -242,6 +242,7 @@ impl OutboxReader {
     /// Waits for lines and takes all that are queued; `None` once the outbox
     /// is closed and empty. `batch` must be empty; it is swapped with the
     /// queue. Its bytes stay counted until [`OutboxReader::written`].
+    #[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
     pub(crate) async fn take(&self, batch: &mut VecDeque<Line>) -> Option<()> {
         future::poll_fn(|cx| self.poll_take(cx, batch)).await
     }
@@ -285,6 +286,7 @@ impl OutboxReader {
     }
 
     /// Waits until the hub closes the outbox.
+    #[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
     pub(crate) async fn closed(&self) {
         future::poll_fn(|cx| self.poll_closed(cx)).await
     }

@@ -108,6 +108,7 @@ impl AddressTable {
 
     /// An admitted connection from `addr` becomes a chat session: it takes
     /// its place in the rate, or is refused as a newcomer would be.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     pub(crate) fn pay(&mut self, addr: IpAddr, now: Instant) -> Result<(), Refusal> {
         let Some(interval) = self.interval() else {
             return Ok(());
@@ -263,6 +264,7 @@ impl AddressSlot {
     /// The connection becomes a chat session of `addr` (the peer, or the
     /// client the trusted proxy forwarded for): it pays the rate, and is
     /// counted for `addr` if it was not yet, or says why it is refused.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     pub(crate) fn become_session(&mut self, addr: IpAddr) -> Result<(), Refusal> {
         let mut locked = lock(&self.table);
         if locked.is_off() {

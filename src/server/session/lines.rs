@@ -61,6 +61,7 @@ impl End {
 
 /// Serves a connection whose transport is ready: registers it with the hub,
 /// reads and writes until either side ends, then flushes what is left.
+#[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
 pub(crate) async fn run_session(
     session: &Session,
     mut input: impl Input,
@@ -131,6 +132,7 @@ pub(crate) async fn run_session(
 /// [`handle`], a plain function, and only the decoder, the bucket, the
 /// prompt and the bytes being decoded are kept across an `await`; waits
 /// that are rare (the rate limit, a full inbox) are boxed.
+#[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
 async fn read_lines(session: &Session, input: &mut impl Input) -> String {
     let config = &*session.config;
     let mut decoder = LineDecoder::new(config.max_line);
@@ -378,6 +380,7 @@ pub(super) const KEEP_LINES: usize = 4;
 
 /// Drains the outbox into the connection until the hub closes it: each
 /// wake-up takes everything queued and hands it to `output` in one go.
+#[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
 async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Result<()> {
     let mut batch = VecDeque::new();
     while reader.take(&mut batch).await.is_some() {
@@ -396,18 +399,21 @@ async fn write_lines(output: &mut impl Output, reader: &OutboxReader) -> io::Res
 
 /// Paces a client's commands: `burst` at once, then `rate` per second.
 pub(super) struct TokenBucket {
-    /// Lines per second; 0 means no limit.
-    rate: f64,
-    burst: f64,
-    tokens: f64,
+    /// Lines per second; 0 means no limit. Single precision, as every
+    /// connection keeps one: exact for any rate a flag can set.
+    rate: f32,
+    burst: f32,
+    tokens: f32,
     last: Instant,
 }
 
 impl TokenBucket {
     pub(super) fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
+        // Past 2^24 a line or two more per second makes no difference.
+        let float = |n: u32| n.min(1 << 24) as f32;
+        let burst = float(burst.max(1));
         Self {
-            rate: f64::from(rate),
+            rate: float(rate),
             burst,
             tokens: burst,
             last: Instant::now(),
@@ -422,11 +428,11 @@ impl TokenBucket {
             return None;
         }
         let now = Instant::now();
-        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        let earned = now.duration_since(self.last).as_secs_f32() * self.rate;
         self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;
         if self.tokens < 1.0 {
-            return Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate));
+            return Some(Duration::from_secs_f32((1.0 - self.tokens) / self.rate));
         }
         self.tokens -= 1.0;
         None

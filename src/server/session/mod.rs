@@ -6,7 +6,7 @@
 //!   `Ports` for the sentences that name the listeners.
 //! - `lines`: the generic session loop over any transport: reader, writer,
 //!   token bucket, final flush.
-//! - `plain`: the plain-text socket (the hot path).
+//! - `plain`: the plain-text socket (the hot path), one hand-written future.
 //! - `telnet`: the password prompt that turns a telnet client's echo off.
 //! - `tls` (feature `tls`): the wrong-port check, the handshake under a
 //!   deadline, rustls reads and buffered writes.
@@ -25,7 +25,7 @@ use crate::server::hub_task::Event;
 use transport::Ports;
 
 pub(crate) mod lines;
-mod plain;
+pub(crate) mod plain;
 mod telnet;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
@@ -71,19 +71,4 @@ pub(crate) struct Session {
     pub(crate) config: Arc<Config>,
     pub(crate) ports: Ports,
     pub(crate) events: Sender<Event>,
-}
-
-/// Serves `session`'s connection until it ends, and returns why, for the
-/// log.
-///
-/// Every connection's task holds this future for its whole life, sized for
-/// the largest transport it may run. The plain one is the common case and
-/// small; the TLS one carries a handshake and rustls state several times its
-/// size, so it is boxed, and a plain connection pays only for its own.
-pub(crate) async fn run(session: &Session, connection: Connection) -> String {
-    match connection {
-        Connection::Plain(stream) => plain::run(session, stream).await,
-        #[cfg(feature = "tls")]
-        Connection::Tls(stream, acceptor) => Box::pin(tls::run(session, stream, acceptor)).await,
-    }
 }

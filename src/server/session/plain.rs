@@ -91,9 +91,7 @@ struct Plain<'a> {
     bucket: TokenBucket,
     prompt: PasswordPrompt,
     /// What the reader waits for before it reads on, if anything.
-    wait: Option<Wait>,
-    /// Bytes read but not yet decoded: only while the reader waits.
-    unread: Vec<u8>,
+    wait: Option<Box<Waiting>>,
     // The writer's half.
     /// Lines taken from the outbox and not yet written in full.
     batch: VecDeque<Line>,
@@ -101,8 +99,15 @@ struct Plain<'a> {
     written: usize,
 }
 
-/// What a reader may wait for between reads, both rare: boxed, so that an
-/// idle connection keeps one pointer for them.
+/// A reader's wait between reads, rare: boxed, so that an idle connection
+/// keeps one pointer for it.
+struct Waiting {
+    on: Wait,
+    /// Bytes read but not yet decoded, to go on with after the wait.
+    unread: Vec<u8>,
+}
+
+/// What a reader may wait for.
 enum Wait {
     /// The rate limit, before `Frame` may go.
     Rate(Pin<Box<Timer>>, Frame),
@@ -122,7 +127,6 @@ impl<'a> Plain<'a> {
             bucket: TokenBucket::new(config.rate, config.burst),
             prompt: PasswordPrompt::default(),
             wait: None,
-            unread: Vec::new(),
             batch: VecDeque::new(),
             written: 0,
         }
@@ -149,30 +153,31 @@ impl<'a> Plain<'a> {
     /// with why.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<String> {
         loop {
-            if let Some(wait) = &mut self.wait {
-                let handed = match wait {
+            if let Some(waiting) = &mut self.wait {
+                let handed = match &mut waiting.on {
                     Wait::Rate(timer, _) => ready!(timer.as_mut().poll(cx).map(|_| true)),
                     Wait::Hand(handing, _) => ready!(handing.as_mut().poll(cx)),
                 };
-                let stop = match self.wait.take() {
-                    Some(Wait::Rate(_, frame)) => {
+                let Some(waiting) = self.wait.take() else {
+                    continue;
+                };
+                let Waiting { on, unread } = *waiting;
+                let stop = match on {
+                    Wait::Rate(_, frame) => {
                         self.bucket.waited();
-                        self.deliver(frame)
+                        self.deliver(frame, &unread)
                     }
-                    Some(Wait::Hand(_, end)) => lines::after_handing(handed, end),
-                    None => None,
+                    Wait::Hand(_, end) => lines::after_handing(handed, end),
                 };
                 if let Some(reason) = stop {
                     return Poll::Ready(reason);
                 }
-                if self.wait.is_some() {
-                    continue;
-                }
                 // Go on with the bytes that waited (and the replies they
                 // leave), before reading more.
-                let unread = std::mem::take(&mut self.unread);
-                if let Some(reason) = self.feed(&unread) {
-                    return Poll::Ready(reason);
+                if self.wait.is_none() {
+                    if let Some(reason) = self.feed(&unread) {
+                        return Poll::Ready(reason);
+                    }
                 }
                 continue;
             }
@@ -208,16 +213,14 @@ impl<'a> Plain<'a> {
             if !matches!(frame, Frame::NotChat(_)) {
                 if let Some(wait) = self.bucket.take() {
                     crate::metrics::rate_limited();
-                    self.wait = Some(Wait::Rate(Box::pin(Timer::after(wait)), frame));
-                    self.unread = rest.to_vec();
+                    self.wait_for(Wait::Rate(Box::pin(Timer::after(wait)), frame), rest);
                     return None;
                 }
             }
-            if let Some(reason) = self.deliver(frame) {
+            if let Some(reason) = self.deliver(frame, rest) {
                 return Some(reason);
             }
             if self.wait.is_some() {
-                self.unread = rest.to_vec();
                 return None;
             }
         }
@@ -229,24 +232,32 @@ impl<'a> Plain<'a> {
             match lines::try_hand(&self.session.events, [Some(reply)]) {
                 Ok(true) => {}
                 Ok(false) => return Some("server shutting down".into()),
-                Err(handing) => self.wait = Some(Wait::Hand(handing, None)),
+                Err(handing) => self.wait_for(Wait::Hand(handing, None), &[]),
             }
         }
         None
     }
 
     /// Hands the events `frame` comes to to the hub; `Some` with why if the
-    /// reader stops after them. If the inbox is full, the rest wait in
-    /// [`Wait::Hand`].
-    fn deliver(&mut self, frame: Frame) -> Option<String> {
+    /// reader stops after them. If the inbox is full, the rest wait, and
+    /// `rest`, the bytes after the frame, with them.
+    fn deliver(&mut self, frame: Frame, rest: &[u8]) -> Option<String> {
         let handled = lines::handle(self.session, frame, &mut self.decoder, &mut self.prompt);
         match lines::try_hand(&self.session.events, handled.events) {
             Ok(handed) => lines::after_handing(handed, handled.end),
             Err(handing) => {
-                self.wait = Some(Wait::Hand(handing, handled.end));
+                self.wait_for(Wait::Hand(handing, handled.end), rest);
                 None
             }
         }
+    }
+
+    /// Makes the reader wait `on` something before it decodes `unread`.
+    fn wait_for(&mut self, on: Wait, unread: &[u8]) {
+        self.wait = Some(Box::new(Waiting {
+            on,
+            unread: unread.to_vec(),
+        }));
     }
 
     /// Drains the outbox into the socket until the hub closes it: each

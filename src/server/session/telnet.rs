@@ -43,7 +43,8 @@ struct Pending {
 /// The password prompt of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct PasswordPrompt {
-    pending: Option<Pending>,
+    /// Boxed: every connection keeps a prompt, few ever wait on one.
+    pending: Option<Box<Pending>>,
 }
 
 impl PasswordPrompt {
@@ -68,7 +69,7 @@ impl PasswordPrompt {
         }
         match missing_password(&text) {
             Some((pending, prompt)) => {
-                self.pending = Some(pending);
+                self.pending = Some(Box::new(pending));
                 Step::Ask { prompt, hide: true }
             }
             None => Step::Parse(text),

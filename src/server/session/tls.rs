@@ -94,7 +94,7 @@ async fn sleep(time: Duration) {
 
 /// Serves a connection to the TLS listener: handshake, then the same
 /// session as on the plain port.
-pub(super) async fn run(
+pub(crate) async fn run(
     session: &Session,
     stream: Arc<Async<TcpStream>>,
     acceptor: TlsAcceptor,

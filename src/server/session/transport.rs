@@ -19,12 +19,14 @@ use crate::protocol::Line;
 /// Where a session's bytes come from: the socket itself, or what TLS
 /// decrypted from it. Monomorphised, so the plain path pays nothing for
 /// the choice.
+#[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
 pub(crate) trait Input {
     /// Waits for bytes and returns them; empty once the peer has closed.
     async fn read_some(&mut self) -> io::Result<Vec<u8>>;
 }
 
 /// Where a session's lines go: the socket itself, or TLS on top of it.
+#[cfg_attr(not(any(feature = "tls", feature = "web")), allow(dead_code))]
 pub(crate) trait Output {
     /// Writes every line of `batch`, emptying it.
     async fn write_batch(&mut self, batch: &mut VecDeque<Line>) -> io::Result<()>;
